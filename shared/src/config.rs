@@ -287,13 +287,15 @@ impl Config {
                 format!("{} is more than {MAX_SHARDS}", p.shards),
             ));
         }
-        if p.placement == Placement::Pinned && !p.cpus.is_empty() && p.shards > 0 {
-            if p.cpus.len() != usize::from(p.shards) {
-                return Err((
-                    "prober.cpus",
-                    format!("lists {} CPUs for {} shards", p.cpus.len(), p.shards),
-                ));
-            }
+        if p.placement == Placement::Pinned
+            && !p.cpus.is_empty()
+            && p.shards > 0
+            && p.cpus.len() != usize::from(p.shards)
+        {
+            return Err((
+                "prober.cpus",
+                format!("lists {} CPUs for {} shards", p.cpus.len(), p.shards),
+            ));
         }
         if p.io_memory_bytes < MIN_IO_MEMORY_BYTES {
             return Err((

@@ -7,6 +7,7 @@
 
 #[allow(
     clippy::all,
+    clippy::unwrap_used,
     clippy::pedantic,
     unused_imports,
     dead_code,
@@ -496,8 +497,8 @@ pub fn decode_result(buf: &[u8]) -> Result<ResultFrame<'_>, FrameError> {
 /// A command to a prober shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Create or replace a check.
-    Upsert(CheckSpec),
+    /// Create or replace a check (boxed: it is large and rare).
+    Upsert(Box<CheckSpec>),
     Remove {
         check_id: u64,
     },
@@ -596,7 +597,7 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, FrameError> {
                 paused: u.paused(),
             };
             spec.validate()?;
-            Command::Upsert(spec)
+            Command::Upsert(Box::new(spec))
         }
         fb::CommandBody::RemoveCheck => {
             let r = frame.body_as_remove_check().ok_or_else(missing)?;

@@ -6,108 +6,151 @@ pub enum CheckResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 pub struct CheckResult<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for CheckResult<'a> {
-  type Inner = CheckResult<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = CheckResult<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> CheckResult<'a> {
-  pub const VT_VERSION: ::flatbuffers::VOffsetT = 4;
-  pub const VT_CORE: ::flatbuffers::VOffsetT = 6;
-  pub const VT_FINAL_URL: ::flatbuffers::VOffsetT = 8;
-  pub const VT_CERT_ISSUER: ::flatbuffers::VOffsetT = 10;
-  pub const VT_CERT_SAN_COUNT: ::flatbuffers::VOffsetT = 12;
-  pub const VT_TLS_CIPHER: ::flatbuffers::VOffsetT = 14;
+    pub const VT_VERSION: ::flatbuffers::VOffsetT = 4;
+    pub const VT_CORE: ::flatbuffers::VOffsetT = 6;
+    pub const VT_FINAL_URL: ::flatbuffers::VOffsetT = 8;
+    pub const VT_CERT_ISSUER: ::flatbuffers::VOffsetT = 10;
+    pub const VT_CERT_SAN_COUNT: ::flatbuffers::VOffsetT = 12;
+    pub const VT_TLS_CIPHER: ::flatbuffers::VOffsetT = 14;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    CheckResult { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args CheckResultArgs<'args>
-  ) -> ::flatbuffers::WIPOffset<CheckResult<'bldr>> {
-    let mut builder = CheckResultBuilder::new(_fbb);
-    if let Some(x) = args.cert_issuer { builder.add_cert_issuer(x); }
-    if let Some(x) = args.final_url { builder.add_final_url(x); }
-    if let Some(x) = args.core { builder.add_core(x); }
-    builder.add_tls_cipher(args.tls_cipher);
-    builder.add_cert_san_count(args.cert_san_count);
-    builder.add_version(args.version);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        CheckResult { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args CheckResultArgs<'args>,
+    ) -> ::flatbuffers::WIPOffset<CheckResult<'bldr>> {
+        let mut builder = CheckResultBuilder::new(_fbb);
+        if let Some(x) = args.cert_issuer {
+            builder.add_cert_issuer(x);
+        }
+        if let Some(x) = args.final_url {
+            builder.add_final_url(x);
+        }
+        if let Some(x) = args.core {
+            builder.add_core(x);
+        }
+        builder.add_tls_cipher(args.tls_cipher);
+        builder.add_cert_san_count(args.cert_san_count);
+        builder.add_version(args.version);
+        builder.finish()
+    }
 
-
-  /// Schema revision of the writer (1 = this file). 0 (absent) is rejected.
-  #[inline]
-  pub fn version(&self) -> u16 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u16>(CheckResult::VT_VERSION, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn core(&self) -> &'a ResultCore {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<ResultCore>(CheckResult::VT_CORE, None).unwrap()}
-  }
-  /// Final URL after redirects, only when it differs from the check's URL (<= 2 KiB).
-  #[inline]
-  pub fn final_url(&self) -> Option<&'a str> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CheckResult::VT_FINAL_URL, None)}
-  }
-  /// Leaf certificate issuer (RFC 4514), only on HTTPS results.
-  #[inline]
-  pub fn cert_issuer(&self) -> Option<&'a str> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CheckResult::VT_CERT_ISSUER, None)}
-  }
-  #[inline]
-  pub fn cert_san_count(&self) -> u16 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u16>(CheckResult::VT_CERT_SAN_COUNT, Some(0)).unwrap()}
-  }
-  /// TLS cipher suite as on the wire; 0 = none.
-  #[inline]
-  pub fn tls_cipher(&self) -> u16 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u16>(CheckResult::VT_TLS_CIPHER, Some(0)).unwrap()}
-  }
+    /// Schema revision of the writer (1 = this file). 0 (absent) is rejected.
+    #[inline]
+    pub fn version(&self) -> u16 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u16>(CheckResult::VT_VERSION, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn core(&self) -> &'a ResultCore {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<ResultCore>(CheckResult::VT_CORE, None)
+                .unwrap()
+        }
+    }
+    /// Final URL after redirects, only when it differs from the check's URL (<= 2 KiB).
+    #[inline]
+    pub fn final_url(&self) -> Option<&'a str> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<&str>>(CheckResult::VT_FINAL_URL, None)
+        }
+    }
+    /// Leaf certificate issuer (RFC 4514), only on HTTPS results.
+    #[inline]
+    pub fn cert_issuer(&self) -> Option<&'a str> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<&str>>(CheckResult::VT_CERT_ISSUER, None)
+        }
+    }
+    #[inline]
+    pub fn cert_san_count(&self) -> u16 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u16>(CheckResult::VT_CERT_SAN_COUNT, Some(0))
+                .unwrap()
+        }
+    }
+    /// TLS cipher suite as on the wire; 0 = none.
+    #[inline]
+    pub fn tls_cipher(&self) -> u16 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u16>(CheckResult::VT_TLS_CIPHER, Some(0))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for CheckResult<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u16>("version", Self::VT_VERSION, false)?
-     .visit_field::<ResultCore>("core", Self::VT_CORE, true)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("final_url", Self::VT_FINAL_URL, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("cert_issuer", Self::VT_CERT_ISSUER, false)?
-     .visit_field::<u16>("cert_san_count", Self::VT_CERT_SAN_COUNT, false)?
-     .visit_field::<u16>("tls_cipher", Self::VT_TLS_CIPHER, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u16>("version", Self::VT_VERSION, false)?
+            .visit_field::<ResultCore>("core", Self::VT_CORE, true)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
+                "final_url",
+                Self::VT_FINAL_URL,
+                false,
+            )?
+            .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
+                "cert_issuer",
+                Self::VT_CERT_ISSUER,
+                false,
+            )?
+            .visit_field::<u16>("cert_san_count", Self::VT_CERT_SAN_COUNT, false)?
+            .visit_field::<u16>("tls_cipher", Self::VT_TLS_CIPHER, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct CheckResultArgs<'a> {
     pub version: u16,
@@ -118,73 +161,83 @@ pub struct CheckResultArgs<'a> {
     pub tls_cipher: u16,
 }
 impl<'a> Default for CheckResultArgs<'a> {
-  #[inline]
-  fn default() -> Self {
-    CheckResultArgs {
-      version: 0,
-      core: None, // required field
-      final_url: None,
-      cert_issuer: None,
-      cert_san_count: 0,
-      tls_cipher: 0,
+    #[inline]
+    fn default() -> Self {
+        CheckResultArgs {
+            version: 0,
+            core: None, // required field
+            final_url: None,
+            cert_issuer: None,
+            cert_san_count: 0,
+            tls_cipher: 0,
+        }
     }
-  }
 }
 
 pub struct CheckResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CheckResultBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_version(&mut self, version: u16) {
-    self.fbb_.push_slot::<u16>(CheckResult::VT_VERSION, version, 0);
-  }
-  #[inline]
-  pub fn add_core(&mut self, core: &ResultCore) {
-    self.fbb_.push_slot_always::<&ResultCore>(CheckResult::VT_CORE, core);
-  }
-  #[inline]
-  pub fn add_final_url(&mut self, final_url: ::flatbuffers::WIPOffset<&'b  str>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CheckResult::VT_FINAL_URL, final_url);
-  }
-  #[inline]
-  pub fn add_cert_issuer(&mut self, cert_issuer: ::flatbuffers::WIPOffset<&'b  str>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CheckResult::VT_CERT_ISSUER, cert_issuer);
-  }
-  #[inline]
-  pub fn add_cert_san_count(&mut self, cert_san_count: u16) {
-    self.fbb_.push_slot::<u16>(CheckResult::VT_CERT_SAN_COUNT, cert_san_count, 0);
-  }
-  #[inline]
-  pub fn add_tls_cipher(&mut self, tls_cipher: u16) {
-    self.fbb_.push_slot::<u16>(CheckResult::VT_TLS_CIPHER, tls_cipher, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CheckResultBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    CheckResultBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_version(&mut self, version: u16) {
+        self.fbb_
+            .push_slot::<u16>(CheckResult::VT_VERSION, version, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<CheckResult<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    self.fbb_.required(o, CheckResult::VT_CORE,"core");
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_core(&mut self, core: &ResultCore) {
+        self.fbb_
+            .push_slot_always::<&ResultCore>(CheckResult::VT_CORE, core);
+    }
+    #[inline]
+    pub fn add_final_url(&mut self, final_url: ::flatbuffers::WIPOffset<&'b str>) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(CheckResult::VT_FINAL_URL, final_url);
+    }
+    #[inline]
+    pub fn add_cert_issuer(&mut self, cert_issuer: ::flatbuffers::WIPOffset<&'b str>) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            CheckResult::VT_CERT_ISSUER,
+            cert_issuer,
+        );
+    }
+    #[inline]
+    pub fn add_cert_san_count(&mut self, cert_san_count: u16) {
+        self.fbb_
+            .push_slot::<u16>(CheckResult::VT_CERT_SAN_COUNT, cert_san_count, 0);
+    }
+    #[inline]
+    pub fn add_tls_cipher(&mut self, tls_cipher: u16) {
+        self.fbb_
+            .push_slot::<u16>(CheckResult::VT_TLS_CIPHER, tls_cipher, 0);
+    }
+    #[inline]
+    pub fn new(
+        _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    ) -> CheckResultBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        CheckResultBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<CheckResult<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        self.fbb_.required(o, CheckResult::VT_CORE, "core");
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for CheckResult<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("CheckResult");
-      ds.field("version", &self.version());
-      ds.field("core", &self.core());
-      ds.field("final_url", &self.final_url());
-      ds.field("cert_issuer", &self.cert_issuer());
-      ds.field("cert_san_count", &self.cert_san_count());
-      ds.field("tls_cipher", &self.tls_cipher());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("CheckResult");
+        ds.field("version", &self.version());
+        ds.field("core", &self.core());
+        ds.field("final_url", &self.final_url());
+        ds.field("cert_issuer", &self.cert_issuer());
+        ds.field("cert_san_count", &self.cert_san_count());
+        ds.field("tls_cipher", &self.tls_cipher());
+        ds.finish()
+    }
 }

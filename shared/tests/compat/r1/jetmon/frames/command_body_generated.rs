@@ -2,20 +2,29 @@
 // @generated
 extern crate alloc;
 use super::*;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MIN_COMMAND_BODY: u8 = 0;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MAX_COMMAND_BODY: u8 = 6;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 #[allow(non_camel_case_types)]
 pub const ENUM_VALUES_COMMAND_BODY: [CommandBody; 7] = [
-  CommandBody::NONE,
-  CommandBody::UpsertCheck,
-  CommandBody::RemoveCheck,
-  CommandBody::TriggerNow,
-  CommandBody::Recheck,
-  CommandBody::Pause,
-  CommandBody::Drain,
+    CommandBody::NONE,
+    CommandBody::UpsertCheck,
+    CommandBody::RemoveCheck,
+    CommandBody::TriggerNow,
+    CommandBody::Recheck,
+    CommandBody::Pause,
+    CommandBody::Drain,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -23,55 +32,55 @@ pub const ENUM_VALUES_COMMAND_BODY: [CommandBody; 7] = [
 pub struct CommandBody(pub u8);
 #[allow(non_upper_case_globals)]
 impl CommandBody {
-  pub const NONE: Self = Self(0);
-  pub const UpsertCheck: Self = Self(1);
-  pub const RemoveCheck: Self = Self(2);
-  pub const TriggerNow: Self = Self(3);
-  pub const Recheck: Self = Self(4);
-  pub const Pause: Self = Self(5);
-  pub const Drain: Self = Self(6);
+    pub const NONE: Self = Self(0);
+    pub const UpsertCheck: Self = Self(1);
+    pub const RemoveCheck: Self = Self(2);
+    pub const TriggerNow: Self = Self(3);
+    pub const Recheck: Self = Self(4);
+    pub const Pause: Self = Self(5);
+    pub const Drain: Self = Self(6);
 
-  pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
-  pub const ENUM_VALUES: &'static [Self] = &[
-    Self::NONE,
-    Self::UpsertCheck,
-    Self::RemoveCheck,
-    Self::TriggerNow,
-    Self::Recheck,
-    Self::Pause,
-    Self::Drain,
-  ];
-  /// Returns the variant's name or "" if unknown.
-  pub fn variant_name(self) -> Option<&'static str> {
-    match self {
-      Self::NONE => Some("NONE"),
-      Self::UpsertCheck => Some("UpsertCheck"),
-      Self::RemoveCheck => Some("RemoveCheck"),
-      Self::TriggerNow => Some("TriggerNow"),
-      Self::Recheck => Some("Recheck"),
-      Self::Pause => Some("Pause"),
-      Self::Drain => Some("Drain"),
-      _ => None,
+    pub const ENUM_MIN: u8 = 0;
+    pub const ENUM_MAX: u8 = 6;
+    pub const ENUM_VALUES: &'static [Self] = &[
+        Self::NONE,
+        Self::UpsertCheck,
+        Self::RemoveCheck,
+        Self::TriggerNow,
+        Self::Recheck,
+        Self::Pause,
+        Self::Drain,
+    ];
+    /// Returns the variant's name or "" if unknown.
+    pub fn variant_name(self) -> Option<&'static str> {
+        match self {
+            Self::NONE => Some("NONE"),
+            Self::UpsertCheck => Some("UpsertCheck"),
+            Self::RemoveCheck => Some("RemoveCheck"),
+            Self::TriggerNow => Some("TriggerNow"),
+            Self::Recheck => Some("Recheck"),
+            Self::Pause => Some("Pause"),
+            Self::Drain => Some("Drain"),
+            _ => None,
+        }
     }
-  }
 }
 impl ::core::fmt::Debug for CommandBody {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    if let Some(name) = self.variant_name() {
-      f.write_str(name)
-    } else {
-      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        if let Some(name) = self.variant_name() {
+            f.write_str(name)
+        } else {
+            f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+        }
     }
-  }
 }
 impl<'a> ::flatbuffers::Follow<'a> for CommandBody {
-  type Inner = Self;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-    Self(b)
-  }
+    type Inner = Self;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+        Self(b)
+    }
 }
 
 impl ::flatbuffers::Push for CommandBody {
@@ -83,28 +92,28 @@ impl ::flatbuffers::Push for CommandBody {
 }
 
 impl ::flatbuffers::EndianScalar for CommandBody {
-  type Scalar = u8;
-  #[inline]
-  fn to_little_endian(self) -> u8 {
-    self.0.to_le()
-  }
-  #[inline]
-  #[allow(clippy::wrong_self_convention)]
-  fn from_little_endian(v: u8) -> Self {
-    let b = u8::from_le(v);
-    Self(b)
-  }
+    type Scalar = u8;
+    #[inline]
+    fn to_little_endian(self) -> u8 {
+        self.0.to_le()
+    }
+    #[inline]
+    #[allow(clippy::wrong_self_convention)]
+    fn from_little_endian(v: u8) -> Self {
+        let b = u8::from_le(v);
+        Self(b)
+    }
 }
 
 impl<'a> ::flatbuffers::Verifiable for CommandBody {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    u8::run_verifier(v, pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        u8::run_verifier(v, pos)
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for CommandBody {}
 pub struct CommandBodyUnionTableOffset {}
-

@@ -2,18 +2,27 @@
 // @generated
 extern crate alloc;
 use super::*;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MIN_DNS_RECORD_TYPE: u8 = 0;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MAX_DNS_RECORD_TYPE: u8 = 4;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 #[allow(non_camel_case_types)]
 pub const ENUM_VALUES_DNS_RECORD_TYPE: [DnsRecordType; 5] = [
-  DnsRecordType::A,
-  DnsRecordType::Aaaa,
-  DnsRecordType::Cname,
-  DnsRecordType::Mx,
-  DnsRecordType::Txt,
+    DnsRecordType::A,
+    DnsRecordType::Aaaa,
+    DnsRecordType::Cname,
+    DnsRecordType::Mx,
+    DnsRecordType::Txt,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -21,49 +30,44 @@ pub const ENUM_VALUES_DNS_RECORD_TYPE: [DnsRecordType; 5] = [
 pub struct DnsRecordType(pub u8);
 #[allow(non_upper_case_globals)]
 impl DnsRecordType {
-  pub const A: Self = Self(0);
-  pub const Aaaa: Self = Self(1);
-  pub const Cname: Self = Self(2);
-  pub const Mx: Self = Self(3);
-  pub const Txt: Self = Self(4);
+    pub const A: Self = Self(0);
+    pub const Aaaa: Self = Self(1);
+    pub const Cname: Self = Self(2);
+    pub const Mx: Self = Self(3);
+    pub const Txt: Self = Self(4);
 
-  pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
-  pub const ENUM_VALUES: &'static [Self] = &[
-    Self::A,
-    Self::Aaaa,
-    Self::Cname,
-    Self::Mx,
-    Self::Txt,
-  ];
-  /// Returns the variant's name or "" if unknown.
-  pub fn variant_name(self) -> Option<&'static str> {
-    match self {
-      Self::A => Some("A"),
-      Self::Aaaa => Some("Aaaa"),
-      Self::Cname => Some("Cname"),
-      Self::Mx => Some("Mx"),
-      Self::Txt => Some("Txt"),
-      _ => None,
+    pub const ENUM_MIN: u8 = 0;
+    pub const ENUM_MAX: u8 = 4;
+    pub const ENUM_VALUES: &'static [Self] =
+        &[Self::A, Self::Aaaa, Self::Cname, Self::Mx, Self::Txt];
+    /// Returns the variant's name or "" if unknown.
+    pub fn variant_name(self) -> Option<&'static str> {
+        match self {
+            Self::A => Some("A"),
+            Self::Aaaa => Some("Aaaa"),
+            Self::Cname => Some("Cname"),
+            Self::Mx => Some("Mx"),
+            Self::Txt => Some("Txt"),
+            _ => None,
+        }
     }
-  }
 }
 impl ::core::fmt::Debug for DnsRecordType {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    if let Some(name) = self.variant_name() {
-      f.write_str(name)
-    } else {
-      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        if let Some(name) = self.variant_name() {
+            f.write_str(name)
+        } else {
+            f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+        }
     }
-  }
 }
 impl<'a> ::flatbuffers::Follow<'a> for DnsRecordType {
-  type Inner = Self;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-    Self(b)
-  }
+    type Inner = Self;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+        Self(b)
+    }
 }
 
 impl ::flatbuffers::Push for DnsRecordType {
@@ -75,26 +79,27 @@ impl ::flatbuffers::Push for DnsRecordType {
 }
 
 impl ::flatbuffers::EndianScalar for DnsRecordType {
-  type Scalar = u8;
-  #[inline]
-  fn to_little_endian(self) -> u8 {
-    self.0.to_le()
-  }
-  #[inline]
-  #[allow(clippy::wrong_self_convention)]
-  fn from_little_endian(v: u8) -> Self {
-    let b = u8::from_le(v);
-    Self(b)
-  }
+    type Scalar = u8;
+    #[inline]
+    fn to_little_endian(self) -> u8 {
+        self.0.to_le()
+    }
+    #[inline]
+    #[allow(clippy::wrong_self_convention)]
+    fn from_little_endian(v: u8) -> Self {
+        let b = u8::from_le(v);
+        Self(b)
+    }
 }
 
 impl<'a> ::flatbuffers::Verifiable for DnsRecordType {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    u8::run_verifier(v, pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        u8::run_verifier(v, pos)
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for DnsRecordType {}

@@ -7,95 +7,105 @@ pub enum DrainOffset {}
 
 /// Stop starting probes, finish or abandon in-flight ones by the deadline, flush results.
 pub struct Drain<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for Drain<'a> {
-  type Inner = Drain<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = Drain<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> Drain<'a> {
-  pub const VT_DEADLINE_MS: ::flatbuffers::VOffsetT = 4;
+    pub const VT_DEADLINE_MS: ::flatbuffers::VOffsetT = 4;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Drain { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args DrainArgs
-  ) -> ::flatbuffers::WIPOffset<Drain<'bldr>> {
-    let mut builder = DrainBuilder::new(_fbb);
-    builder.add_deadline_ms(args.deadline_ms);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        Drain { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args DrainArgs,
+    ) -> ::flatbuffers::WIPOffset<Drain<'bldr>> {
+        let mut builder = DrainBuilder::new(_fbb);
+        builder.add_deadline_ms(args.deadline_ms);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn deadline_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(Drain::VT_DEADLINE_MS, Some(0)).unwrap()}
-  }
+    #[inline]
+    pub fn deadline_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(Drain::VT_DEADLINE_MS, Some(0))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for Drain<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u32>("deadline_ms", Self::VT_DEADLINE_MS, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u32>("deadline_ms", Self::VT_DEADLINE_MS, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct DrainArgs {
     pub deadline_ms: u32,
 }
 impl<'a> Default for DrainArgs {
-  #[inline]
-  fn default() -> Self {
-    DrainArgs {
-      deadline_ms: 0,
+    #[inline]
+    fn default() -> Self {
+        DrainArgs { deadline_ms: 0 }
     }
-  }
 }
 
 pub struct DrainBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DrainBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_deadline_ms(&mut self, deadline_ms: u32) {
-    self.fbb_.push_slot::<u32>(Drain::VT_DEADLINE_MS, deadline_ms, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DrainBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    DrainBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_deadline_ms(&mut self, deadline_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(Drain::VT_DEADLINE_MS, deadline_ms, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Drain<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DrainBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        DrainBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<Drain<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for Drain<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Drain");
-      ds.field("deadline_ms", &self.deadline_ms());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("Drain");
+        ds.field("deadline_ms", &self.deadline_ms());
+        ds.finish()
+    }
 }

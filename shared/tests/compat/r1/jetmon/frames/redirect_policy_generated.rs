@@ -2,16 +2,25 @@
 // @generated
 extern crate alloc;
 use super::*;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MIN_REDIRECT_POLICY: u8 = 0;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MAX_REDIRECT_POLICY: u8 = 2;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 #[allow(non_camel_case_types)]
 pub const ENUM_VALUES_REDIRECT_POLICY: [RedirectPolicy; 3] = [
-  RedirectPolicy::Follow,
-  RedirectPolicy::Fail,
-  RedirectPolicy::Alert,
+    RedirectPolicy::Follow,
+    RedirectPolicy::Fail,
+    RedirectPolicy::Alert,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -19,46 +28,42 @@ pub const ENUM_VALUES_REDIRECT_POLICY: [RedirectPolicy; 3] = [
 pub struct RedirectPolicy(pub u8);
 #[allow(non_upper_case_globals)]
 impl RedirectPolicy {
-  /// Follow up to max_redirects hops.
-  pub const Follow: Self = Self(0);
-  /// Any redirect is a failure (redirect_policy).
-  pub const Fail: Self = Self(1);
-  /// Follow, and flag a changed final host or scheme.
-  pub const Alert: Self = Self(2);
+    /// Follow up to max_redirects hops.
+    pub const Follow: Self = Self(0);
+    /// Any redirect is a failure (redirect_policy).
+    pub const Fail: Self = Self(1);
+    /// Follow, and flag a changed final host or scheme.
+    pub const Alert: Self = Self(2);
 
-  pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 2;
-  pub const ENUM_VALUES: &'static [Self] = &[
-    Self::Follow,
-    Self::Fail,
-    Self::Alert,
-  ];
-  /// Returns the variant's name or "" if unknown.
-  pub fn variant_name(self) -> Option<&'static str> {
-    match self {
-      Self::Follow => Some("Follow"),
-      Self::Fail => Some("Fail"),
-      Self::Alert => Some("Alert"),
-      _ => None,
+    pub const ENUM_MIN: u8 = 0;
+    pub const ENUM_MAX: u8 = 2;
+    pub const ENUM_VALUES: &'static [Self] = &[Self::Follow, Self::Fail, Self::Alert];
+    /// Returns the variant's name or "" if unknown.
+    pub fn variant_name(self) -> Option<&'static str> {
+        match self {
+            Self::Follow => Some("Follow"),
+            Self::Fail => Some("Fail"),
+            Self::Alert => Some("Alert"),
+            _ => None,
+        }
     }
-  }
 }
 impl ::core::fmt::Debug for RedirectPolicy {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    if let Some(name) = self.variant_name() {
-      f.write_str(name)
-    } else {
-      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        if let Some(name) = self.variant_name() {
+            f.write_str(name)
+        } else {
+            f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+        }
     }
-  }
 }
 impl<'a> ::flatbuffers::Follow<'a> for RedirectPolicy {
-  type Inner = Self;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-    Self(b)
-  }
+    type Inner = Self;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+        Self(b)
+    }
 }
 
 impl ::flatbuffers::Push for RedirectPolicy {
@@ -70,26 +75,27 @@ impl ::flatbuffers::Push for RedirectPolicy {
 }
 
 impl ::flatbuffers::EndianScalar for RedirectPolicy {
-  type Scalar = u8;
-  #[inline]
-  fn to_little_endian(self) -> u8 {
-    self.0.to_le()
-  }
-  #[inline]
-  #[allow(clippy::wrong_self_convention)]
-  fn from_little_endian(v: u8) -> Self {
-    let b = u8::from_le(v);
-    Self(b)
-  }
+    type Scalar = u8;
+    #[inline]
+    fn to_little_endian(self) -> u8 {
+        self.0.to_le()
+    }
+    #[inline]
+    #[allow(clippy::wrong_self_convention)]
+    fn from_little_endian(v: u8) -> Self {
+        let b = u8::from_le(v);
+        Self(b)
+    }
 }
 
 impl<'a> ::flatbuffers::Verifiable for RedirectPolicy {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    u8::run_verifier(v, pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        u8::run_verifier(v, pos)
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for RedirectPolicy {}

@@ -6,95 +6,107 @@ pub enum RemoveCheckOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 pub struct RemoveCheck<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for RemoveCheck<'a> {
-  type Inner = RemoveCheck<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = RemoveCheck<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> RemoveCheck<'a> {
-  pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
+    pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    RemoveCheck { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args RemoveCheckArgs
-  ) -> ::flatbuffers::WIPOffset<RemoveCheck<'bldr>> {
-    let mut builder = RemoveCheckBuilder::new(_fbb);
-    builder.add_check_id(args.check_id);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        RemoveCheck { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args RemoveCheckArgs,
+    ) -> ::flatbuffers::WIPOffset<RemoveCheck<'bldr>> {
+        let mut builder = RemoveCheckBuilder::new(_fbb);
+        builder.add_check_id(args.check_id);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn check_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(RemoveCheck::VT_CHECK_ID, Some(0)).unwrap()}
-  }
+    #[inline]
+    pub fn check_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(RemoveCheck::VT_CHECK_ID, Some(0))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for RemoveCheck<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct RemoveCheckArgs {
     pub check_id: u64,
 }
 impl<'a> Default for RemoveCheckArgs {
-  #[inline]
-  fn default() -> Self {
-    RemoveCheckArgs {
-      check_id: 0,
+    #[inline]
+    fn default() -> Self {
+        RemoveCheckArgs { check_id: 0 }
     }
-  }
 }
 
 pub struct RemoveCheckBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RemoveCheckBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_check_id(&mut self, check_id: u64) {
-    self.fbb_.push_slot::<u64>(RemoveCheck::VT_CHECK_ID, check_id, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RemoveCheckBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    RemoveCheckBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_check_id(&mut self, check_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(RemoveCheck::VT_CHECK_ID, check_id, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<RemoveCheck<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn new(
+        _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    ) -> RemoveCheckBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        RemoveCheckBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<RemoveCheck<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for RemoveCheck<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("RemoveCheck");
-      ds.field("check_id", &self.check_id());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("RemoveCheck");
+        ds.field("check_id", &self.check_id());
+        ds.finish()
+    }
 }

@@ -7,112 +7,131 @@ pub enum TriggerNowOffset {}
 
 /// Probe now, outside the schedule; the result carries request_id.
 pub struct TriggerNow<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for TriggerNow<'a> {
-  type Inner = TriggerNow<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = TriggerNow<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> TriggerNow<'a> {
-  pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
-  pub const VT_REQUEST_ID: ::flatbuffers::VOffsetT = 6;
+    pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
+    pub const VT_REQUEST_ID: ::flatbuffers::VOffsetT = 6;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    TriggerNow { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args TriggerNowArgs
-  ) -> ::flatbuffers::WIPOffset<TriggerNow<'bldr>> {
-    let mut builder = TriggerNowBuilder::new(_fbb);
-    builder.add_request_id(args.request_id);
-    builder.add_check_id(args.check_id);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        TriggerNow { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args TriggerNowArgs,
+    ) -> ::flatbuffers::WIPOffset<TriggerNow<'bldr>> {
+        let mut builder = TriggerNowBuilder::new(_fbb);
+        builder.add_request_id(args.request_id);
+        builder.add_check_id(args.check_id);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn check_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(TriggerNow::VT_CHECK_ID, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn request_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(TriggerNow::VT_REQUEST_ID, Some(0)).unwrap()}
-  }
+    #[inline]
+    pub fn check_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(TriggerNow::VT_CHECK_ID, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn request_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(TriggerNow::VT_REQUEST_ID, Some(0))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for TriggerNow<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
-     .visit_field::<u64>("request_id", Self::VT_REQUEST_ID, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
+            .visit_field::<u64>("request_id", Self::VT_REQUEST_ID, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct TriggerNowArgs {
     pub check_id: u64,
     pub request_id: u64,
 }
 impl<'a> Default for TriggerNowArgs {
-  #[inline]
-  fn default() -> Self {
-    TriggerNowArgs {
-      check_id: 0,
-      request_id: 0,
+    #[inline]
+    fn default() -> Self {
+        TriggerNowArgs {
+            check_id: 0,
+            request_id: 0,
+        }
     }
-  }
 }
 
 pub struct TriggerNowBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TriggerNowBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_check_id(&mut self, check_id: u64) {
-    self.fbb_.push_slot::<u64>(TriggerNow::VT_CHECK_ID, check_id, 0);
-  }
-  #[inline]
-  pub fn add_request_id(&mut self, request_id: u64) {
-    self.fbb_.push_slot::<u64>(TriggerNow::VT_REQUEST_ID, request_id, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TriggerNowBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    TriggerNowBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_check_id(&mut self, check_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(TriggerNow::VT_CHECK_ID, check_id, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<TriggerNow<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_request_id(&mut self, request_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(TriggerNow::VT_REQUEST_ID, request_id, 0);
+    }
+    #[inline]
+    pub fn new(
+        _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    ) -> TriggerNowBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        TriggerNowBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<TriggerNow<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for TriggerNow<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("TriggerNow");
-      ds.field("check_id", &self.check_id());
-      ds.field("request_id", &self.request_id());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("TriggerNow");
+        ds.field("check_id", &self.check_id());
+        ds.field("request_id", &self.request_id());
+        ds.finish()
+    }
 }

@@ -8,348 +8,519 @@ pub enum UpsertCheckOffset {}
 /// Create or replace a check. Carries every setting the prober needs; the prober keeps no
 /// other source of truth. Zero-valued limits mean "the default from checks.md".
 pub struct UpsertCheck<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for UpsertCheck<'a> {
-  type Inner = UpsertCheck<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = UpsertCheck<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> UpsertCheck<'a> {
-  pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
-  pub const VT_SITE_ID: ::flatbuffers::VOffsetT = 6;
-  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
-  pub const VT_CHECK_TYPE: ::flatbuffers::VOffsetT = 10;
-  pub const VT_TARGET: ::flatbuffers::VOffsetT = 12;
-  pub const VT_INTERVAL_MS: ::flatbuffers::VOffsetT = 14;
-  pub const VT_TIMEOUT_MS: ::flatbuffers::VOffsetT = 16;
-  pub const VT_PHASE_MS: ::flatbuffers::VOffsetT = 18;
-  pub const VT_RETRIES: ::flatbuffers::VOffsetT = 20;
-  pub const VT_RETRY_SPACING_MS: ::flatbuffers::VOffsetT = 22;
-  pub const VT_METHOD: ::flatbuffers::VOffsetT = 24;
-  pub const VT_HEADERS: ::flatbuffers::VOffsetT = 26;
-  pub const VT_REDIRECT_POLICY: ::flatbuffers::VOffsetT = 28;
-  pub const VT_MAX_REDIRECTS: ::flatbuffers::VOffsetT = 30;
-  pub const VT_ACCEPTED_STATUSES: ::flatbuffers::VOffsetT = 32;
-  pub const VT_KEYWORDS: ::flatbuffers::VOffsetT = 34;
-  pub const VT_FORBIDDEN_KEYWORDS: ::flatbuffers::VOffsetT = 36;
-  pub const VT_KEYWORD_CASE_SENSITIVE: ::flatbuffers::VOffsetT = 38;
-  pub const VT_BODY_BUDGET_BYTES: ::flatbuffers::VOffsetT = 40;
-  pub const VT_MIN_BODY_BYTES: ::flatbuffers::VOffsetT = 42;
-  pub const VT_CHECK_INTEGRITY: ::flatbuffers::VOffsetT = 44;
-  pub const VT_TTFB_WARN_MS: ::flatbuffers::VOffsetT = 46;
-  pub const VT_TTFB_DEGRADE_MS: ::flatbuffers::VOffsetT = 48;
-  pub const VT_TOTAL_WARN_MS: ::flatbuffers::VOffsetT = 50;
-  pub const VT_TOTAL_DEGRADE_MS: ::flatbuffers::VOffsetT = 52;
-  pub const VT_IP_PREFERENCE: ::flatbuffers::VOffsetT = 54;
-  pub const VT_DNS_RECORD_TYPE: ::flatbuffers::VOffsetT = 56;
-  pub const VT_DNS_EXPECTED: ::flatbuffers::VOffsetT = 58;
-  pub const VT_TCP_BANNER: ::flatbuffers::VOffsetT = 60;
-  pub const VT_PAUSED: ::flatbuffers::VOffsetT = 62;
+    pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
+    pub const VT_SITE_ID: ::flatbuffers::VOffsetT = 6;
+    pub const VT_GENERATION: ::flatbuffers::VOffsetT = 8;
+    pub const VT_CHECK_TYPE: ::flatbuffers::VOffsetT = 10;
+    pub const VT_TARGET: ::flatbuffers::VOffsetT = 12;
+    pub const VT_INTERVAL_MS: ::flatbuffers::VOffsetT = 14;
+    pub const VT_TIMEOUT_MS: ::flatbuffers::VOffsetT = 16;
+    pub const VT_PHASE_MS: ::flatbuffers::VOffsetT = 18;
+    pub const VT_RETRIES: ::flatbuffers::VOffsetT = 20;
+    pub const VT_RETRY_SPACING_MS: ::flatbuffers::VOffsetT = 22;
+    pub const VT_METHOD: ::flatbuffers::VOffsetT = 24;
+    pub const VT_HEADERS: ::flatbuffers::VOffsetT = 26;
+    pub const VT_REDIRECT_POLICY: ::flatbuffers::VOffsetT = 28;
+    pub const VT_MAX_REDIRECTS: ::flatbuffers::VOffsetT = 30;
+    pub const VT_ACCEPTED_STATUSES: ::flatbuffers::VOffsetT = 32;
+    pub const VT_KEYWORDS: ::flatbuffers::VOffsetT = 34;
+    pub const VT_FORBIDDEN_KEYWORDS: ::flatbuffers::VOffsetT = 36;
+    pub const VT_KEYWORD_CASE_SENSITIVE: ::flatbuffers::VOffsetT = 38;
+    pub const VT_BODY_BUDGET_BYTES: ::flatbuffers::VOffsetT = 40;
+    pub const VT_MIN_BODY_BYTES: ::flatbuffers::VOffsetT = 42;
+    pub const VT_CHECK_INTEGRITY: ::flatbuffers::VOffsetT = 44;
+    pub const VT_TTFB_WARN_MS: ::flatbuffers::VOffsetT = 46;
+    pub const VT_TTFB_DEGRADE_MS: ::flatbuffers::VOffsetT = 48;
+    pub const VT_TOTAL_WARN_MS: ::flatbuffers::VOffsetT = 50;
+    pub const VT_TOTAL_DEGRADE_MS: ::flatbuffers::VOffsetT = 52;
+    pub const VT_IP_PREFERENCE: ::flatbuffers::VOffsetT = 54;
+    pub const VT_DNS_RECORD_TYPE: ::flatbuffers::VOffsetT = 56;
+    pub const VT_DNS_EXPECTED: ::flatbuffers::VOffsetT = 58;
+    pub const VT_TCP_BANNER: ::flatbuffers::VOffsetT = 60;
+    pub const VT_PAUSED: ::flatbuffers::VOffsetT = 62;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    UpsertCheck { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args UpsertCheckArgs<'args>
-  ) -> ::flatbuffers::WIPOffset<UpsertCheck<'bldr>> {
-    let mut builder = UpsertCheckBuilder::new(_fbb);
-    builder.add_site_id(args.site_id);
-    builder.add_check_id(args.check_id);
-    if let Some(x) = args.tcp_banner { builder.add_tcp_banner(x); }
-    if let Some(x) = args.dns_expected { builder.add_dns_expected(x); }
-    builder.add_total_degrade_ms(args.total_degrade_ms);
-    builder.add_total_warn_ms(args.total_warn_ms);
-    builder.add_ttfb_degrade_ms(args.ttfb_degrade_ms);
-    builder.add_ttfb_warn_ms(args.ttfb_warn_ms);
-    builder.add_min_body_bytes(args.min_body_bytes);
-    builder.add_body_budget_bytes(args.body_budget_bytes);
-    if let Some(x) = args.forbidden_keywords { builder.add_forbidden_keywords(x); }
-    if let Some(x) = args.keywords { builder.add_keywords(x); }
-    if let Some(x) = args.accepted_statuses { builder.add_accepted_statuses(x); }
-    if let Some(x) = args.headers { builder.add_headers(x); }
-    builder.add_retry_spacing_ms(args.retry_spacing_ms);
-    if let Some(x) = args.phase_ms { builder.add_phase_ms(x); }
-    builder.add_timeout_ms(args.timeout_ms);
-    builder.add_interval_ms(args.interval_ms);
-    if let Some(x) = args.target { builder.add_target(x); }
-    builder.add_generation(args.generation);
-    builder.add_paused(args.paused);
-    builder.add_dns_record_type(args.dns_record_type);
-    builder.add_ip_preference(args.ip_preference);
-    builder.add_check_integrity(args.check_integrity);
-    builder.add_keyword_case_sensitive(args.keyword_case_sensitive);
-    builder.add_max_redirects(args.max_redirects);
-    builder.add_redirect_policy(args.redirect_policy);
-    builder.add_method(args.method);
-    builder.add_retries(args.retries);
-    builder.add_check_type(args.check_type);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        UpsertCheck { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args UpsertCheckArgs<'args>,
+    ) -> ::flatbuffers::WIPOffset<UpsertCheck<'bldr>> {
+        let mut builder = UpsertCheckBuilder::new(_fbb);
+        builder.add_site_id(args.site_id);
+        builder.add_check_id(args.check_id);
+        if let Some(x) = args.tcp_banner {
+            builder.add_tcp_banner(x);
+        }
+        if let Some(x) = args.dns_expected {
+            builder.add_dns_expected(x);
+        }
+        builder.add_total_degrade_ms(args.total_degrade_ms);
+        builder.add_total_warn_ms(args.total_warn_ms);
+        builder.add_ttfb_degrade_ms(args.ttfb_degrade_ms);
+        builder.add_ttfb_warn_ms(args.ttfb_warn_ms);
+        builder.add_min_body_bytes(args.min_body_bytes);
+        builder.add_body_budget_bytes(args.body_budget_bytes);
+        if let Some(x) = args.forbidden_keywords {
+            builder.add_forbidden_keywords(x);
+        }
+        if let Some(x) = args.keywords {
+            builder.add_keywords(x);
+        }
+        if let Some(x) = args.accepted_statuses {
+            builder.add_accepted_statuses(x);
+        }
+        if let Some(x) = args.headers {
+            builder.add_headers(x);
+        }
+        builder.add_retry_spacing_ms(args.retry_spacing_ms);
+        if let Some(x) = args.phase_ms {
+            builder.add_phase_ms(x);
+        }
+        builder.add_timeout_ms(args.timeout_ms);
+        builder.add_interval_ms(args.interval_ms);
+        if let Some(x) = args.target {
+            builder.add_target(x);
+        }
+        builder.add_generation(args.generation);
+        builder.add_paused(args.paused);
+        builder.add_dns_record_type(args.dns_record_type);
+        builder.add_ip_preference(args.ip_preference);
+        builder.add_check_integrity(args.check_integrity);
+        builder.add_keyword_case_sensitive(args.keyword_case_sensitive);
+        builder.add_max_redirects(args.max_redirects);
+        builder.add_redirect_policy(args.redirect_policy);
+        builder.add_method(args.method);
+        builder.add_retries(args.retries);
+        builder.add_check_type(args.check_type);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn check_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(UpsertCheck::VT_CHECK_ID, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn site_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(UpsertCheck::VT_SITE_ID, Some(0)).unwrap()}
-  }
-  /// Increases each time control changes the check; echoed in results.
-  #[inline]
-  pub fn generation(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_GENERATION, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn check_type(&self) -> CheckType {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<CheckType>(UpsertCheck::VT_CHECK_TYPE, Some(CheckType::Http)).unwrap()}
-  }
-  /// http(s)://host[:port]/path for Http; host:port for Tcp; the name for Dns.
-  #[inline]
-  pub fn target(&self) -> &'a str {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UpsertCheck::VT_TARGET, None).unwrap()}
-  }
-  #[inline]
-  pub fn interval_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_INTERVAL_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn timeout_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_TIMEOUT_MS, Some(0)).unwrap()}
-  }
-  /// Phase offset inside the interval; absent = hash(check_id) % interval.
-  #[inline]
-  pub fn phase_ms(&self) -> Option<u32> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_PHASE_MS, None)}
-  }
-  #[inline]
-  pub fn retries(&self) -> u8 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u8>(UpsertCheck::VT_RETRIES, Some(2)).unwrap()}
-  }
-  #[inline]
-  pub fn retry_spacing_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_RETRY_SPACING_MS, Some(10000)).unwrap()}
-  }
-  #[inline]
-  pub fn method(&self) -> HttpMethod {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<HttpMethod>(UpsertCheck::VT_METHOD, Some(HttpMethod::Get)).unwrap()}
-  }
-  #[inline]
-  pub fn headers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header<'a>>>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header>>>>(UpsertCheck::VT_HEADERS, None)}
-  }
-  #[inline]
-  pub fn redirect_policy(&self) -> RedirectPolicy {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<RedirectPolicy>(UpsertCheck::VT_REDIRECT_POLICY, Some(RedirectPolicy::Follow)).unwrap()}
-  }
-  #[inline]
-  pub fn max_redirects(&self) -> u8 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u8>(UpsertCheck::VT_MAX_REDIRECTS, Some(10)).unwrap()}
-  }
-  /// Empty = 1..=399.
-  #[inline]
-  pub fn accepted_statuses(&self) -> Option<::flatbuffers::Vector<'a, StatusRange>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, StatusRange>>>(UpsertCheck::VT_ACCEPTED_STATUSES, None)}
-  }
-  #[inline]
-  pub fn keywords(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(UpsertCheck::VT_KEYWORDS, None)}
-  }
-  #[inline]
-  pub fn forbidden_keywords(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(UpsertCheck::VT_FORBIDDEN_KEYWORDS, None)}
-  }
-  #[inline]
-  pub fn keyword_case_sensitive(&self) -> bool {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(UpsertCheck::VT_KEYWORD_CASE_SENSITIVE, Some(false)).unwrap()}
-  }
-  #[inline]
-  pub fn body_budget_bytes(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_BODY_BUDGET_BYTES, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn min_body_bytes(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_MIN_BODY_BYTES, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn check_integrity(&self) -> bool {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(UpsertCheck::VT_CHECK_INTEGRITY, Some(true)).unwrap()}
-  }
-  #[inline]
-  pub fn ttfb_warn_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_TTFB_WARN_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn ttfb_degrade_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_TTFB_DEGRADE_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn total_warn_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_TOTAL_WARN_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn total_degrade_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(UpsertCheck::VT_TOTAL_DEGRADE_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn ip_preference(&self) -> IpPreference {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<IpPreference>(UpsertCheck::VT_IP_PREFERENCE, Some(IpPreference::V4First)).unwrap()}
-  }
-  #[inline]
-  pub fn dns_record_type(&self) -> DnsRecordType {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<DnsRecordType>(UpsertCheck::VT_DNS_RECORD_TYPE, Some(DnsRecordType::A)).unwrap()}
-  }
-  #[inline]
-  pub fn dns_expected(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(UpsertCheck::VT_DNS_EXPECTED, None)}
-  }
-  #[inline]
-  pub fn tcp_banner(&self) -> Option<&'a str> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UpsertCheck::VT_TCP_BANNER, None)}
-  }
-  #[inline]
-  pub fn paused(&self) -> bool {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(UpsertCheck::VT_PAUSED, Some(false)).unwrap()}
-  }
+    #[inline]
+    pub fn check_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(UpsertCheck::VT_CHECK_ID, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn site_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(UpsertCheck::VT_SITE_ID, Some(0))
+                .unwrap()
+        }
+    }
+    /// Increases each time control changes the check; echoed in results.
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_GENERATION, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn check_type(&self) -> CheckType {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<CheckType>(UpsertCheck::VT_CHECK_TYPE, Some(CheckType::Http))
+                .unwrap()
+        }
+    }
+    /// http(s)://host[:port]/path for Http; host:port for Tcp; the name for Dns.
+    #[inline]
+    pub fn target(&self) -> &'a str {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<&str>>(UpsertCheck::VT_TARGET, None)
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn interval_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_INTERVAL_MS, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn timeout_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_TIMEOUT_MS, Some(0))
+                .unwrap()
+        }
+    }
+    /// Phase offset inside the interval; absent = hash(check_id) % interval.
+    #[inline]
+    pub fn phase_ms(&self) -> Option<u32> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe { self._tab.get::<u32>(UpsertCheck::VT_PHASE_MS, None) }
+    }
+    #[inline]
+    pub fn retries(&self) -> u8 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u8>(UpsertCheck::VT_RETRIES, Some(2))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn retry_spacing_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_RETRY_SPACING_MS, Some(10000))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn method(&self) -> HttpMethod {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<HttpMethod>(UpsertCheck::VT_METHOD, Some(HttpMethod::Get))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn headers(
+        &self,
+    ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header<'a>>>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab.get::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header>>,
+            >>(UpsertCheck::VT_HEADERS, None)
+        }
+    }
+    #[inline]
+    pub fn redirect_policy(&self) -> RedirectPolicy {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<RedirectPolicy>(
+                    UpsertCheck::VT_REDIRECT_POLICY,
+                    Some(RedirectPolicy::Follow),
+                )
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn max_redirects(&self) -> u8 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u8>(UpsertCheck::VT_MAX_REDIRECTS, Some(10))
+                .unwrap()
+        }
+    }
+    /// Empty = 1..=399.
+    #[inline]
+    pub fn accepted_statuses(&self) -> Option<::flatbuffers::Vector<'a, StatusRange>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, StatusRange>>>(
+                    UpsertCheck::VT_ACCEPTED_STATUSES,
+                    None,
+                )
+        }
+    }
+    #[inline]
+    pub fn keywords(
+        &self,
+    ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab.get::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+            >>(UpsertCheck::VT_KEYWORDS, None)
+        }
+    }
+    #[inline]
+    pub fn forbidden_keywords(
+        &self,
+    ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab.get::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+            >>(UpsertCheck::VT_FORBIDDEN_KEYWORDS, None)
+        }
+    }
+    #[inline]
+    pub fn keyword_case_sensitive(&self) -> bool {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<bool>(UpsertCheck::VT_KEYWORD_CASE_SENSITIVE, Some(false))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn body_budget_bytes(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_BODY_BUDGET_BYTES, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn min_body_bytes(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_MIN_BODY_BYTES, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn check_integrity(&self) -> bool {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<bool>(UpsertCheck::VT_CHECK_INTEGRITY, Some(true))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn ttfb_warn_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_TTFB_WARN_MS, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn ttfb_degrade_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_TTFB_DEGRADE_MS, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn total_warn_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_TOTAL_WARN_MS, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn total_degrade_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(UpsertCheck::VT_TOTAL_DEGRADE_MS, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn ip_preference(&self) -> IpPreference {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<IpPreference>(UpsertCheck::VT_IP_PREFERENCE, Some(IpPreference::V4First))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn dns_record_type(&self) -> DnsRecordType {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<DnsRecordType>(UpsertCheck::VT_DNS_RECORD_TYPE, Some(DnsRecordType::A))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn dns_expected(
+        &self,
+    ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab.get::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+            >>(UpsertCheck::VT_DNS_EXPECTED, None)
+        }
+    }
+    #[inline]
+    pub fn tcp_banner(&self) -> Option<&'a str> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<&str>>(UpsertCheck::VT_TCP_BANNER, None)
+        }
+    }
+    #[inline]
+    pub fn paused(&self) -> bool {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<bool>(UpsertCheck::VT_PAUSED, Some(false))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for UpsertCheck<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
-     .visit_field::<u64>("site_id", Self::VT_SITE_ID, false)?
-     .visit_field::<u32>("generation", Self::VT_GENERATION, false)?
-     .visit_field::<CheckType>("check_type", Self::VT_CHECK_TYPE, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("target", Self::VT_TARGET, true)?
-     .visit_field::<u32>("interval_ms", Self::VT_INTERVAL_MS, false)?
-     .visit_field::<u32>("timeout_ms", Self::VT_TIMEOUT_MS, false)?
-     .visit_field::<u32>("phase_ms", Self::VT_PHASE_MS, false)?
-     .visit_field::<u8>("retries", Self::VT_RETRIES, false)?
-     .visit_field::<u32>("retry_spacing_ms", Self::VT_RETRY_SPACING_MS, false)?
-     .visit_field::<HttpMethod>("method", Self::VT_METHOD, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Header>>>>("headers", Self::VT_HEADERS, false)?
-     .visit_field::<RedirectPolicy>("redirect_policy", Self::VT_REDIRECT_POLICY, false)?
-     .visit_field::<u8>("max_redirects", Self::VT_MAX_REDIRECTS, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, StatusRange>>>("accepted_statuses", Self::VT_ACCEPTED_STATUSES, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("keywords", Self::VT_KEYWORDS, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("forbidden_keywords", Self::VT_FORBIDDEN_KEYWORDS, false)?
-     .visit_field::<bool>("keyword_case_sensitive", Self::VT_KEYWORD_CASE_SENSITIVE, false)?
-     .visit_field::<u32>("body_budget_bytes", Self::VT_BODY_BUDGET_BYTES, false)?
-     .visit_field::<u32>("min_body_bytes", Self::VT_MIN_BODY_BYTES, false)?
-     .visit_field::<bool>("check_integrity", Self::VT_CHECK_INTEGRITY, false)?
-     .visit_field::<u32>("ttfb_warn_ms", Self::VT_TTFB_WARN_MS, false)?
-     .visit_field::<u32>("ttfb_degrade_ms", Self::VT_TTFB_DEGRADE_MS, false)?
-     .visit_field::<u32>("total_warn_ms", Self::VT_TOTAL_WARN_MS, false)?
-     .visit_field::<u32>("total_degrade_ms", Self::VT_TOTAL_DEGRADE_MS, false)?
-     .visit_field::<IpPreference>("ip_preference", Self::VT_IP_PREFERENCE, false)?
-     .visit_field::<DnsRecordType>("dns_record_type", Self::VT_DNS_RECORD_TYPE, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("dns_expected", Self::VT_DNS_EXPECTED, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("tcp_banner", Self::VT_TCP_BANNER, false)?
-     .visit_field::<bool>("paused", Self::VT_PAUSED, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
+            .visit_field::<u64>("site_id", Self::VT_SITE_ID, false)?
+            .visit_field::<u32>("generation", Self::VT_GENERATION, false)?
+            .visit_field::<CheckType>("check_type", Self::VT_CHECK_TYPE, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("target", Self::VT_TARGET, true)?
+            .visit_field::<u32>("interval_ms", Self::VT_INTERVAL_MS, false)?
+            .visit_field::<u32>("timeout_ms", Self::VT_TIMEOUT_MS, false)?
+            .visit_field::<u32>("phase_ms", Self::VT_PHASE_MS, false)?
+            .visit_field::<u8>("retries", Self::VT_RETRIES, false)?
+            .visit_field::<u32>("retry_spacing_ms", Self::VT_RETRY_SPACING_MS, false)?
+            .visit_field::<HttpMethod>("method", Self::VT_METHOD, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Header>>,
+            >>("headers", Self::VT_HEADERS, false)?
+            .visit_field::<RedirectPolicy>("redirect_policy", Self::VT_REDIRECT_POLICY, false)?
+            .visit_field::<u8>("max_redirects", Self::VT_MAX_REDIRECTS, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, StatusRange>>>(
+                "accepted_statuses",
+                Self::VT_ACCEPTED_STATUSES,
+                false,
+            )?
+            .visit_field::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>,
+            >>("keywords", Self::VT_KEYWORDS, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>,
+            >>("forbidden_keywords", Self::VT_FORBIDDEN_KEYWORDS, false)?
+            .visit_field::<bool>(
+                "keyword_case_sensitive",
+                Self::VT_KEYWORD_CASE_SENSITIVE,
+                false,
+            )?
+            .visit_field::<u32>("body_budget_bytes", Self::VT_BODY_BUDGET_BYTES, false)?
+            .visit_field::<u32>("min_body_bytes", Self::VT_MIN_BODY_BYTES, false)?
+            .visit_field::<bool>("check_integrity", Self::VT_CHECK_INTEGRITY, false)?
+            .visit_field::<u32>("ttfb_warn_ms", Self::VT_TTFB_WARN_MS, false)?
+            .visit_field::<u32>("ttfb_degrade_ms", Self::VT_TTFB_DEGRADE_MS, false)?
+            .visit_field::<u32>("total_warn_ms", Self::VT_TOTAL_WARN_MS, false)?
+            .visit_field::<u32>("total_degrade_ms", Self::VT_TOTAL_DEGRADE_MS, false)?
+            .visit_field::<IpPreference>("ip_preference", Self::VT_IP_PREFERENCE, false)?
+            .visit_field::<DnsRecordType>("dns_record_type", Self::VT_DNS_RECORD_TYPE, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>,
+            >>("dns_expected", Self::VT_DNS_EXPECTED, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<&str>>(
+                "tcp_banner",
+                Self::VT_TCP_BANNER,
+                false,
+            )?
+            .visit_field::<bool>("paused", Self::VT_PAUSED, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct UpsertCheckArgs<'a> {
     pub check_id: u64,
@@ -363,12 +534,24 @@ pub struct UpsertCheckArgs<'a> {
     pub retries: u8,
     pub retry_spacing_ms: u32,
     pub method: HttpMethod,
-    pub headers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header<'a>>>>>,
+    pub headers: Option<
+        ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Header<'a>>>,
+        >,
+    >,
     pub redirect_policy: RedirectPolicy,
     pub max_redirects: u8,
     pub accepted_statuses: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, StatusRange>>>,
-    pub keywords: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
-    pub forbidden_keywords: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub keywords: Option<
+        ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+        >,
+    >,
+    pub forbidden_keywords: Option<
+        ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+        >,
+    >,
     pub keyword_case_sensitive: bool,
     pub body_budget_bytes: u32,
     pub min_body_bytes: u32,
@@ -379,222 +562,301 @@ pub struct UpsertCheckArgs<'a> {
     pub total_degrade_ms: u32,
     pub ip_preference: IpPreference,
     pub dns_record_type: DnsRecordType,
-    pub dns_expected: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub dns_expected: Option<
+        ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>,
+        >,
+    >,
     pub tcp_banner: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub paused: bool,
 }
 impl<'a> Default for UpsertCheckArgs<'a> {
-  #[inline]
-  fn default() -> Self {
-    UpsertCheckArgs {
-      check_id: 0,
-      site_id: 0,
-      generation: 0,
-      check_type: CheckType::Http,
-      target: None, // required field
-      interval_ms: 0,
-      timeout_ms: 0,
-      phase_ms: None,
-      retries: 2,
-      retry_spacing_ms: 10000,
-      method: HttpMethod::Get,
-      headers: None,
-      redirect_policy: RedirectPolicy::Follow,
-      max_redirects: 10,
-      accepted_statuses: None,
-      keywords: None,
-      forbidden_keywords: None,
-      keyword_case_sensitive: false,
-      body_budget_bytes: 0,
-      min_body_bytes: 0,
-      check_integrity: true,
-      ttfb_warn_ms: 0,
-      ttfb_degrade_ms: 0,
-      total_warn_ms: 0,
-      total_degrade_ms: 0,
-      ip_preference: IpPreference::V4First,
-      dns_record_type: DnsRecordType::A,
-      dns_expected: None,
-      tcp_banner: None,
-      paused: false,
+    #[inline]
+    fn default() -> Self {
+        UpsertCheckArgs {
+            check_id: 0,
+            site_id: 0,
+            generation: 0,
+            check_type: CheckType::Http,
+            target: None, // required field
+            interval_ms: 0,
+            timeout_ms: 0,
+            phase_ms: None,
+            retries: 2,
+            retry_spacing_ms: 10000,
+            method: HttpMethod::Get,
+            headers: None,
+            redirect_policy: RedirectPolicy::Follow,
+            max_redirects: 10,
+            accepted_statuses: None,
+            keywords: None,
+            forbidden_keywords: None,
+            keyword_case_sensitive: false,
+            body_budget_bytes: 0,
+            min_body_bytes: 0,
+            check_integrity: true,
+            ttfb_warn_ms: 0,
+            ttfb_degrade_ms: 0,
+            total_warn_ms: 0,
+            total_degrade_ms: 0,
+            ip_preference: IpPreference::V4First,
+            dns_record_type: DnsRecordType::A,
+            dns_expected: None,
+            tcp_banner: None,
+            paused: false,
+        }
     }
-  }
 }
 
 pub struct UpsertCheckBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UpsertCheckBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_check_id(&mut self, check_id: u64) {
-    self.fbb_.push_slot::<u64>(UpsertCheck::VT_CHECK_ID, check_id, 0);
-  }
-  #[inline]
-  pub fn add_site_id(&mut self, site_id: u64) {
-    self.fbb_.push_slot::<u64>(UpsertCheck::VT_SITE_ID, site_id, 0);
-  }
-  #[inline]
-  pub fn add_generation(&mut self, generation: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_GENERATION, generation, 0);
-  }
-  #[inline]
-  pub fn add_check_type(&mut self, check_type: CheckType) {
-    self.fbb_.push_slot::<CheckType>(UpsertCheck::VT_CHECK_TYPE, check_type, CheckType::Http);
-  }
-  #[inline]
-  pub fn add_target(&mut self, target: ::flatbuffers::WIPOffset<&'b  str>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_TARGET, target);
-  }
-  #[inline]
-  pub fn add_interval_ms(&mut self, interval_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_INTERVAL_MS, interval_ms, 0);
-  }
-  #[inline]
-  pub fn add_timeout_ms(&mut self, timeout_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_TIMEOUT_MS, timeout_ms, 0);
-  }
-  #[inline]
-  pub fn add_phase_ms(&mut self, phase_ms: u32) {
-    self.fbb_.push_slot_always::<u32>(UpsertCheck::VT_PHASE_MS, phase_ms);
-  }
-  #[inline]
-  pub fn add_retries(&mut self, retries: u8) {
-    self.fbb_.push_slot::<u8>(UpsertCheck::VT_RETRIES, retries, 2);
-  }
-  #[inline]
-  pub fn add_retry_spacing_ms(&mut self, retry_spacing_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_RETRY_SPACING_MS, retry_spacing_ms, 10000);
-  }
-  #[inline]
-  pub fn add_method(&mut self, method: HttpMethod) {
-    self.fbb_.push_slot::<HttpMethod>(UpsertCheck::VT_METHOD, method, HttpMethod::Get);
-  }
-  #[inline]
-  pub fn add_headers(&mut self, headers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Header<'b >>>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_HEADERS, headers);
-  }
-  #[inline]
-  pub fn add_redirect_policy(&mut self, redirect_policy: RedirectPolicy) {
-    self.fbb_.push_slot::<RedirectPolicy>(UpsertCheck::VT_REDIRECT_POLICY, redirect_policy, RedirectPolicy::Follow);
-  }
-  #[inline]
-  pub fn add_max_redirects(&mut self, max_redirects: u8) {
-    self.fbb_.push_slot::<u8>(UpsertCheck::VT_MAX_REDIRECTS, max_redirects, 10);
-  }
-  #[inline]
-  pub fn add_accepted_statuses(&mut self, accepted_statuses: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , StatusRange>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_ACCEPTED_STATUSES, accepted_statuses);
-  }
-  #[inline]
-  pub fn add_keywords(&mut self, keywords: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_KEYWORDS, keywords);
-  }
-  #[inline]
-  pub fn add_forbidden_keywords(&mut self, forbidden_keywords: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_FORBIDDEN_KEYWORDS, forbidden_keywords);
-  }
-  #[inline]
-  pub fn add_keyword_case_sensitive(&mut self, keyword_case_sensitive: bool) {
-    self.fbb_.push_slot::<bool>(UpsertCheck::VT_KEYWORD_CASE_SENSITIVE, keyword_case_sensitive, false);
-  }
-  #[inline]
-  pub fn add_body_budget_bytes(&mut self, body_budget_bytes: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_BODY_BUDGET_BYTES, body_budget_bytes, 0);
-  }
-  #[inline]
-  pub fn add_min_body_bytes(&mut self, min_body_bytes: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_MIN_BODY_BYTES, min_body_bytes, 0);
-  }
-  #[inline]
-  pub fn add_check_integrity(&mut self, check_integrity: bool) {
-    self.fbb_.push_slot::<bool>(UpsertCheck::VT_CHECK_INTEGRITY, check_integrity, true);
-  }
-  #[inline]
-  pub fn add_ttfb_warn_ms(&mut self, ttfb_warn_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_TTFB_WARN_MS, ttfb_warn_ms, 0);
-  }
-  #[inline]
-  pub fn add_ttfb_degrade_ms(&mut self, ttfb_degrade_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_TTFB_DEGRADE_MS, ttfb_degrade_ms, 0);
-  }
-  #[inline]
-  pub fn add_total_warn_ms(&mut self, total_warn_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_TOTAL_WARN_MS, total_warn_ms, 0);
-  }
-  #[inline]
-  pub fn add_total_degrade_ms(&mut self, total_degrade_ms: u32) {
-    self.fbb_.push_slot::<u32>(UpsertCheck::VT_TOTAL_DEGRADE_MS, total_degrade_ms, 0);
-  }
-  #[inline]
-  pub fn add_ip_preference(&mut self, ip_preference: IpPreference) {
-    self.fbb_.push_slot::<IpPreference>(UpsertCheck::VT_IP_PREFERENCE, ip_preference, IpPreference::V4First);
-  }
-  #[inline]
-  pub fn add_dns_record_type(&mut self, dns_record_type: DnsRecordType) {
-    self.fbb_.push_slot::<DnsRecordType>(UpsertCheck::VT_DNS_RECORD_TYPE, dns_record_type, DnsRecordType::A);
-  }
-  #[inline]
-  pub fn add_dns_expected(&mut self, dns_expected: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_DNS_EXPECTED, dns_expected);
-  }
-  #[inline]
-  pub fn add_tcp_banner(&mut self, tcp_banner: ::flatbuffers::WIPOffset<&'b  str>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_TCP_BANNER, tcp_banner);
-  }
-  #[inline]
-  pub fn add_paused(&mut self, paused: bool) {
-    self.fbb_.push_slot::<bool>(UpsertCheck::VT_PAUSED, paused, false);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UpsertCheckBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    UpsertCheckBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_check_id(&mut self, check_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(UpsertCheck::VT_CHECK_ID, check_id, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<UpsertCheck<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    self.fbb_.required(o, UpsertCheck::VT_TARGET,"target");
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_site_id(&mut self, site_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(UpsertCheck::VT_SITE_ID, site_id, 0);
+    }
+    #[inline]
+    pub fn add_generation(&mut self, generation: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_GENERATION, generation, 0);
+    }
+    #[inline]
+    pub fn add_check_type(&mut self, check_type: CheckType) {
+        self.fbb_
+            .push_slot::<CheckType>(UpsertCheck::VT_CHECK_TYPE, check_type, CheckType::Http);
+    }
+    #[inline]
+    pub fn add_target(&mut self, target: ::flatbuffers::WIPOffset<&'b str>) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_TARGET, target);
+    }
+    #[inline]
+    pub fn add_interval_ms(&mut self, interval_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_INTERVAL_MS, interval_ms, 0);
+    }
+    #[inline]
+    pub fn add_timeout_ms(&mut self, timeout_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_TIMEOUT_MS, timeout_ms, 0);
+    }
+    #[inline]
+    pub fn add_phase_ms(&mut self, phase_ms: u32) {
+        self.fbb_
+            .push_slot_always::<u32>(UpsertCheck::VT_PHASE_MS, phase_ms);
+    }
+    #[inline]
+    pub fn add_retries(&mut self, retries: u8) {
+        self.fbb_
+            .push_slot::<u8>(UpsertCheck::VT_RETRIES, retries, 2);
+    }
+    #[inline]
+    pub fn add_retry_spacing_ms(&mut self, retry_spacing_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_RETRY_SPACING_MS, retry_spacing_ms, 10000);
+    }
+    #[inline]
+    pub fn add_method(&mut self, method: HttpMethod) {
+        self.fbb_
+            .push_slot::<HttpMethod>(UpsertCheck::VT_METHOD, method, HttpMethod::Get);
+    }
+    #[inline]
+    pub fn add_headers(
+        &mut self,
+        headers: ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<Header<'b>>>,
+        >,
+    ) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_HEADERS, headers);
+    }
+    #[inline]
+    pub fn add_redirect_policy(&mut self, redirect_policy: RedirectPolicy) {
+        self.fbb_.push_slot::<RedirectPolicy>(
+            UpsertCheck::VT_REDIRECT_POLICY,
+            redirect_policy,
+            RedirectPolicy::Follow,
+        );
+    }
+    #[inline]
+    pub fn add_max_redirects(&mut self, max_redirects: u8) {
+        self.fbb_
+            .push_slot::<u8>(UpsertCheck::VT_MAX_REDIRECTS, max_redirects, 10);
+    }
+    #[inline]
+    pub fn add_accepted_statuses(
+        &mut self,
+        accepted_statuses: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b, StatusRange>>,
+    ) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            UpsertCheck::VT_ACCEPTED_STATUSES,
+            accepted_statuses,
+        );
+    }
+    #[inline]
+    pub fn add_keywords(
+        &mut self,
+        keywords: ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<&'b str>>,
+        >,
+    ) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(UpsertCheck::VT_KEYWORDS, keywords);
+    }
+    #[inline]
+    pub fn add_forbidden_keywords(
+        &mut self,
+        forbidden_keywords: ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<&'b str>>,
+        >,
+    ) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            UpsertCheck::VT_FORBIDDEN_KEYWORDS,
+            forbidden_keywords,
+        );
+    }
+    #[inline]
+    pub fn add_keyword_case_sensitive(&mut self, keyword_case_sensitive: bool) {
+        self.fbb_.push_slot::<bool>(
+            UpsertCheck::VT_KEYWORD_CASE_SENSITIVE,
+            keyword_case_sensitive,
+            false,
+        );
+    }
+    #[inline]
+    pub fn add_body_budget_bytes(&mut self, body_budget_bytes: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_BODY_BUDGET_BYTES, body_budget_bytes, 0);
+    }
+    #[inline]
+    pub fn add_min_body_bytes(&mut self, min_body_bytes: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_MIN_BODY_BYTES, min_body_bytes, 0);
+    }
+    #[inline]
+    pub fn add_check_integrity(&mut self, check_integrity: bool) {
+        self.fbb_
+            .push_slot::<bool>(UpsertCheck::VT_CHECK_INTEGRITY, check_integrity, true);
+    }
+    #[inline]
+    pub fn add_ttfb_warn_ms(&mut self, ttfb_warn_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_TTFB_WARN_MS, ttfb_warn_ms, 0);
+    }
+    #[inline]
+    pub fn add_ttfb_degrade_ms(&mut self, ttfb_degrade_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_TTFB_DEGRADE_MS, ttfb_degrade_ms, 0);
+    }
+    #[inline]
+    pub fn add_total_warn_ms(&mut self, total_warn_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_TOTAL_WARN_MS, total_warn_ms, 0);
+    }
+    #[inline]
+    pub fn add_total_degrade_ms(&mut self, total_degrade_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(UpsertCheck::VT_TOTAL_DEGRADE_MS, total_degrade_ms, 0);
+    }
+    #[inline]
+    pub fn add_ip_preference(&mut self, ip_preference: IpPreference) {
+        self.fbb_.push_slot::<IpPreference>(
+            UpsertCheck::VT_IP_PREFERENCE,
+            ip_preference,
+            IpPreference::V4First,
+        );
+    }
+    #[inline]
+    pub fn add_dns_record_type(&mut self, dns_record_type: DnsRecordType) {
+        self.fbb_.push_slot::<DnsRecordType>(
+            UpsertCheck::VT_DNS_RECORD_TYPE,
+            dns_record_type,
+            DnsRecordType::A,
+        );
+    }
+    #[inline]
+    pub fn add_dns_expected(
+        &mut self,
+        dns_expected: ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<&'b str>>,
+        >,
+    ) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            UpsertCheck::VT_DNS_EXPECTED,
+            dns_expected,
+        );
+    }
+    #[inline]
+    pub fn add_tcp_banner(&mut self, tcp_banner: ::flatbuffers::WIPOffset<&'b str>) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            UpsertCheck::VT_TCP_BANNER,
+            tcp_banner,
+        );
+    }
+    #[inline]
+    pub fn add_paused(&mut self, paused: bool) {
+        self.fbb_
+            .push_slot::<bool>(UpsertCheck::VT_PAUSED, paused, false);
+    }
+    #[inline]
+    pub fn new(
+        _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    ) -> UpsertCheckBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        UpsertCheckBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<UpsertCheck<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        self.fbb_.required(o, UpsertCheck::VT_TARGET, "target");
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for UpsertCheck<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("UpsertCheck");
-      ds.field("check_id", &self.check_id());
-      ds.field("site_id", &self.site_id());
-      ds.field("generation", &self.generation());
-      ds.field("check_type", &self.check_type());
-      ds.field("target", &self.target());
-      ds.field("interval_ms", &self.interval_ms());
-      ds.field("timeout_ms", &self.timeout_ms());
-      ds.field("phase_ms", &self.phase_ms());
-      ds.field("retries", &self.retries());
-      ds.field("retry_spacing_ms", &self.retry_spacing_ms());
-      ds.field("method", &self.method());
-      ds.field("headers", &self.headers());
-      ds.field("redirect_policy", &self.redirect_policy());
-      ds.field("max_redirects", &self.max_redirects());
-      ds.field("accepted_statuses", &self.accepted_statuses());
-      ds.field("keywords", &self.keywords());
-      ds.field("forbidden_keywords", &self.forbidden_keywords());
-      ds.field("keyword_case_sensitive", &self.keyword_case_sensitive());
-      ds.field("body_budget_bytes", &self.body_budget_bytes());
-      ds.field("min_body_bytes", &self.min_body_bytes());
-      ds.field("check_integrity", &self.check_integrity());
-      ds.field("ttfb_warn_ms", &self.ttfb_warn_ms());
-      ds.field("ttfb_degrade_ms", &self.ttfb_degrade_ms());
-      ds.field("total_warn_ms", &self.total_warn_ms());
-      ds.field("total_degrade_ms", &self.total_degrade_ms());
-      ds.field("ip_preference", &self.ip_preference());
-      ds.field("dns_record_type", &self.dns_record_type());
-      ds.field("dns_expected", &self.dns_expected());
-      ds.field("tcp_banner", &self.tcp_banner());
-      ds.field("paused", &self.paused());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("UpsertCheck");
+        ds.field("check_id", &self.check_id());
+        ds.field("site_id", &self.site_id());
+        ds.field("generation", &self.generation());
+        ds.field("check_type", &self.check_type());
+        ds.field("target", &self.target());
+        ds.field("interval_ms", &self.interval_ms());
+        ds.field("timeout_ms", &self.timeout_ms());
+        ds.field("phase_ms", &self.phase_ms());
+        ds.field("retries", &self.retries());
+        ds.field("retry_spacing_ms", &self.retry_spacing_ms());
+        ds.field("method", &self.method());
+        ds.field("headers", &self.headers());
+        ds.field("redirect_policy", &self.redirect_policy());
+        ds.field("max_redirects", &self.max_redirects());
+        ds.field("accepted_statuses", &self.accepted_statuses());
+        ds.field("keywords", &self.keywords());
+        ds.field("forbidden_keywords", &self.forbidden_keywords());
+        ds.field("keyword_case_sensitive", &self.keyword_case_sensitive());
+        ds.field("body_budget_bytes", &self.body_budget_bytes());
+        ds.field("min_body_bytes", &self.min_body_bytes());
+        ds.field("check_integrity", &self.check_integrity());
+        ds.field("ttfb_warn_ms", &self.ttfb_warn_ms());
+        ds.field("ttfb_degrade_ms", &self.ttfb_degrade_ms());
+        ds.field("total_warn_ms", &self.total_warn_ms());
+        ds.field("total_degrade_ms", &self.total_degrade_ms());
+        ds.field("ip_preference", &self.ip_preference());
+        ds.field("dns_record_type", &self.dns_record_type());
+        ds.field("dns_expected", &self.dns_expected());
+        ds.field("tcp_banner", &self.tcp_banner());
+        ds.field("paused", &self.paused());
+        ds.finish()
+    }
 }

@@ -6,167 +6,215 @@ pub enum CommandOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 pub struct Command<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for Command<'a> {
-  type Inner = Command<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = Command<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> Command<'a> {
-  pub const VT_VERSION: ::flatbuffers::VOffsetT = 4;
-  pub const VT_BODY_TYPE: ::flatbuffers::VOffsetT = 6;
-  pub const VT_BODY: ::flatbuffers::VOffsetT = 8;
+    pub const VT_VERSION: ::flatbuffers::VOffsetT = 4;
+    pub const VT_BODY_TYPE: ::flatbuffers::VOffsetT = 6;
+    pub const VT_BODY: ::flatbuffers::VOffsetT = 8;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Command { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args CommandArgs
-  ) -> ::flatbuffers::WIPOffset<Command<'bldr>> {
-    let mut builder = CommandBuilder::new(_fbb);
-    if let Some(x) = args.body { builder.add_body(x); }
-    builder.add_version(args.version);
-    builder.add_body_type(args.body_type);
-    builder.finish()
-  }
-
-
-  #[inline]
-  pub fn version(&self) -> u16 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u16>(Command::VT_VERSION, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn body_type(&self) -> CommandBody {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<CommandBody>(Command::VT_BODY_TYPE, Some(CommandBody::NONE)).unwrap()}
-  }
-  #[inline]
-  pub fn body(&self) -> ::flatbuffers::Table<'a> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Table<'a>>>(Command::VT_BODY, None).unwrap()}
-  }
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_upsert_check(&self) -> Option<UpsertCheck<'a>> {
-    if self.body_type() == CommandBody::UpsertCheck {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { UpsertCheck::init_from_table(u) })
-    } else {
-      None
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        Command { _tab: table }
     }
-  }
-
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_remove_check(&self) -> Option<RemoveCheck<'a>> {
-    if self.body_type() == CommandBody::RemoveCheck {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { RemoveCheck::init_from_table(u) })
-    } else {
-      None
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args CommandArgs,
+    ) -> ::flatbuffers::WIPOffset<Command<'bldr>> {
+        let mut builder = CommandBuilder::new(_fbb);
+        if let Some(x) = args.body {
+            builder.add_body(x);
+        }
+        builder.add_version(args.version);
+        builder.add_body_type(args.body_type);
+        builder.finish()
     }
-  }
 
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_trigger_now(&self) -> Option<TriggerNow<'a>> {
-    if self.body_type() == CommandBody::TriggerNow {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { TriggerNow::init_from_table(u) })
-    } else {
-      None
+    #[inline]
+    pub fn version(&self) -> u16 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe { self._tab.get::<u16>(Command::VT_VERSION, Some(0)).unwrap() }
     }
-  }
-
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_recheck(&self) -> Option<Recheck<'a>> {
-    if self.body_type() == CommandBody::Recheck {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { Recheck::init_from_table(u) })
-    } else {
-      None
+    #[inline]
+    pub fn body_type(&self) -> CommandBody {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<CommandBody>(Command::VT_BODY_TYPE, Some(CommandBody::NONE))
+                .unwrap()
+        }
     }
-  }
-
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_pause(&self) -> Option<Pause<'a>> {
-    if self.body_type() == CommandBody::Pause {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { Pause::init_from_table(u) })
-    } else {
-      None
+    #[inline]
+    pub fn body(&self) -> ::flatbuffers::Table<'a> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Table<'a>>>(
+                    Command::VT_BODY,
+                    None,
+                )
+                .unwrap()
+        }
     }
-  }
-
-  #[inline]
-  #[allow(non_snake_case)]
-  pub fn body_as_drain(&self) -> Option<Drain<'a>> {
-    if self.body_type() == CommandBody::Drain {
-      let u = self.body();
-      // Safety:
-      // Created from a valid Table for this object
-      // Which contains a valid union in this slot
-      Some(unsafe { Drain::init_from_table(u) })
-    } else {
-      None
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_upsert_check(&self) -> Option<UpsertCheck<'a>> {
+        if self.body_type() == CommandBody::UpsertCheck {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { UpsertCheck::init_from_table(u) })
+        } else {
+            None
+        }
     }
-  }
 
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_remove_check(&self) -> Option<RemoveCheck<'a>> {
+        if self.body_type() == CommandBody::RemoveCheck {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { RemoveCheck::init_from_table(u) })
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_trigger_now(&self) -> Option<TriggerNow<'a>> {
+        if self.body_type() == CommandBody::TriggerNow {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { TriggerNow::init_from_table(u) })
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_recheck(&self) -> Option<Recheck<'a>> {
+        if self.body_type() == CommandBody::Recheck {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { Recheck::init_from_table(u) })
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_pause(&self) -> Option<Pause<'a>> {
+        if self.body_type() == CommandBody::Pause {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { Pause::init_from_table(u) })
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    #[allow(non_snake_case)]
+    pub fn body_as_drain(&self) -> Option<Drain<'a>> {
+        if self.body_type() == CommandBody::Drain {
+            let u = self.body();
+            // Safety:
+            // Created from a valid Table for this object
+            // Which contains a valid union in this slot
+            Some(unsafe { Drain::init_from_table(u) })
+        } else {
+            None
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for Command<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u16>("version", Self::VT_VERSION, false)?
-     .visit_union::<CommandBody, _>("body_type", Self::VT_BODY_TYPE, "body", Self::VT_BODY, true, |key, v, pos| {
-        match key {
-          CommandBody::UpsertCheck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<UpsertCheck>>("CommandBody::UpsertCheck", pos),
-          CommandBody::RemoveCheck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RemoveCheck>>("CommandBody::RemoveCheck", pos),
-          CommandBody::TriggerNow => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TriggerNow>>("CommandBody::TriggerNow", pos),
-          CommandBody::Recheck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Recheck>>("CommandBody::Recheck", pos),
-          CommandBody::Pause => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Pause>>("CommandBody::Pause", pos),
-          CommandBody::Drain => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Drain>>("CommandBody::Drain", pos),
-          _ => Ok(()),
-        }
-     })?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u16>("version", Self::VT_VERSION, false)?
+            .visit_union::<CommandBody, _>(
+                "body_type",
+                Self::VT_BODY_TYPE,
+                "body",
+                Self::VT_BODY,
+                true,
+                |key, v, pos| match key {
+                    CommandBody::UpsertCheck => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<UpsertCheck>>(
+                            "CommandBody::UpsertCheck",
+                            pos,
+                        ),
+                    CommandBody::RemoveCheck => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<RemoveCheck>>(
+                            "CommandBody::RemoveCheck",
+                            pos,
+                        ),
+                    CommandBody::TriggerNow => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<TriggerNow>>(
+                            "CommandBody::TriggerNow",
+                            pos,
+                        ),
+                    CommandBody::Recheck => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<Recheck>>(
+                            "CommandBody::Recheck",
+                            pos,
+                        ),
+                    CommandBody::Pause => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<Pause>>(
+                            "CommandBody::Pause",
+                            pos,
+                        ),
+                    CommandBody::Drain => v
+                        .verify_union_variant::<::flatbuffers::ForwardsUOffset<Drain>>(
+                            "CommandBody::Drain",
+                            pos,
+                        ),
+                    _ => Ok(()),
+                },
+            )?
+            .finish();
+        Ok(())
+    }
 }
 pub struct CommandArgs {
     pub version: u16,
@@ -174,102 +222,122 @@ pub struct CommandArgs {
     pub body: Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>>,
 }
 impl<'a> Default for CommandArgs {
-  #[inline]
-  fn default() -> Self {
-    CommandArgs {
-      version: 0,
-      body_type: CommandBody::NONE,
-      body: None, // required field
+    #[inline]
+    fn default() -> Self {
+        CommandArgs {
+            version: 0,
+            body_type: CommandBody::NONE,
+            body: None, // required field
+        }
     }
-  }
 }
 
 pub struct CommandBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CommandBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_version(&mut self, version: u16) {
-    self.fbb_.push_slot::<u16>(Command::VT_VERSION, version, 0);
-  }
-  #[inline]
-  pub fn add_body_type(&mut self, body_type: CommandBody) {
-    self.fbb_.push_slot::<CommandBody>(Command::VT_BODY_TYPE, body_type, CommandBody::NONE);
-  }
-  #[inline]
-  pub fn add_body(&mut self, body: ::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Command::VT_BODY, body);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CommandBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    CommandBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_version(&mut self, version: u16) {
+        self.fbb_.push_slot::<u16>(Command::VT_VERSION, version, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Command<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    self.fbb_.required(o, Command::VT_BODY,"body");
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_body_type(&mut self, body_type: CommandBody) {
+        self.fbb_
+            .push_slot::<CommandBody>(Command::VT_BODY_TYPE, body_type, CommandBody::NONE);
+    }
+    #[inline]
+    pub fn add_body(&mut self, body: ::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(Command::VT_BODY, body);
+    }
+    #[inline]
+    pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CommandBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        CommandBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<Command<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        self.fbb_.required(o, Command::VT_BODY, "body");
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for Command<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Command");
-      ds.field("version", &self.version());
-      ds.field("body_type", &self.body_type());
-      match self.body_type() {
-        CommandBody::UpsertCheck => {
-          if let Some(x) = self.body_as_upsert_check() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        CommandBody::RemoveCheck => {
-          if let Some(x) = self.body_as_remove_check() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        CommandBody::TriggerNow => {
-          if let Some(x) = self.body_as_trigger_now() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        CommandBody::Recheck => {
-          if let Some(x) = self.body_as_recheck() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        CommandBody::Pause => {
-          if let Some(x) = self.body_as_pause() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        CommandBody::Drain => {
-          if let Some(x) = self.body_as_drain() {
-            ds.field("body", &x)
-          } else {
-            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
-          }
-        },
-        _ => {
-          let x: Option<()> = None;
-          ds.field("body", &x)
-        },
-      };
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("Command");
+        ds.field("version", &self.version());
+        ds.field("body_type", &self.body_type());
+        match self.body_type() {
+            CommandBody::UpsertCheck => {
+                if let Some(x) = self.body_as_upsert_check() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            CommandBody::RemoveCheck => {
+                if let Some(x) = self.body_as_remove_check() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            CommandBody::TriggerNow => {
+                if let Some(x) = self.body_as_trigger_now() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            CommandBody::Recheck => {
+                if let Some(x) = self.body_as_recheck() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            CommandBody::Pause => {
+                if let Some(x) = self.body_as_pause() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            CommandBody::Drain => {
+                if let Some(x) = self.body_as_drain() {
+                    ds.field("body", &x)
+                } else {
+                    ds.field(
+                        "body",
+                        &"InvalidFlatbuffer: Union discriminant does not match value.",
+                    )
+                }
+            }
+            _ => {
+                let x: Option<()> = None;
+                ds.field("body", &x)
+            }
+        };
+        ds.finish()
+    }
 }

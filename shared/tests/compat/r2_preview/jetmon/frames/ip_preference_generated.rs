@@ -2,17 +2,26 @@
 // @generated
 extern crate alloc;
 use super::*;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MIN_IP_PREFERENCE: u8 = 0;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MAX_IP_PREFERENCE: u8 = 3;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 #[allow(non_camel_case_types)]
 pub const ENUM_VALUES_IP_PREFERENCE: [IpPreference; 4] = [
-  IpPreference::V4First,
-  IpPreference::V6First,
-  IpPreference::V4Only,
-  IpPreference::V6Only,
+    IpPreference::V4First,
+    IpPreference::V6First,
+    IpPreference::V4Only,
+    IpPreference::V6Only,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -20,46 +29,42 @@ pub const ENUM_VALUES_IP_PREFERENCE: [IpPreference; 4] = [
 pub struct IpPreference(pub u8);
 #[allow(non_upper_case_globals)]
 impl IpPreference {
-  pub const V4First: Self = Self(0);
-  pub const V6First: Self = Self(1);
-  pub const V4Only: Self = Self(2);
-  pub const V6Only: Self = Self(3);
+    pub const V4First: Self = Self(0);
+    pub const V6First: Self = Self(1);
+    pub const V4Only: Self = Self(2);
+    pub const V6Only: Self = Self(3);
 
-  pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 3;
-  pub const ENUM_VALUES: &'static [Self] = &[
-    Self::V4First,
-    Self::V6First,
-    Self::V4Only,
-    Self::V6Only,
-  ];
-  /// Returns the variant's name or "" if unknown.
-  pub fn variant_name(self) -> Option<&'static str> {
-    match self {
-      Self::V4First => Some("V4First"),
-      Self::V6First => Some("V6First"),
-      Self::V4Only => Some("V4Only"),
-      Self::V6Only => Some("V6Only"),
-      _ => None,
+    pub const ENUM_MIN: u8 = 0;
+    pub const ENUM_MAX: u8 = 3;
+    pub const ENUM_VALUES: &'static [Self] =
+        &[Self::V4First, Self::V6First, Self::V4Only, Self::V6Only];
+    /// Returns the variant's name or "" if unknown.
+    pub fn variant_name(self) -> Option<&'static str> {
+        match self {
+            Self::V4First => Some("V4First"),
+            Self::V6First => Some("V6First"),
+            Self::V4Only => Some("V4Only"),
+            Self::V6Only => Some("V6Only"),
+            _ => None,
+        }
     }
-  }
 }
 impl ::core::fmt::Debug for IpPreference {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    if let Some(name) = self.variant_name() {
-      f.write_str(name)
-    } else {
-      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        if let Some(name) = self.variant_name() {
+            f.write_str(name)
+        } else {
+            f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+        }
     }
-  }
 }
 impl<'a> ::flatbuffers::Follow<'a> for IpPreference {
-  type Inner = Self;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-    Self(b)
-  }
+    type Inner = Self;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+        Self(b)
+    }
 }
 
 impl ::flatbuffers::Push for IpPreference {
@@ -71,26 +76,27 @@ impl ::flatbuffers::Push for IpPreference {
 }
 
 impl ::flatbuffers::EndianScalar for IpPreference {
-  type Scalar = u8;
-  #[inline]
-  fn to_little_endian(self) -> u8 {
-    self.0.to_le()
-  }
-  #[inline]
-  #[allow(clippy::wrong_self_convention)]
-  fn from_little_endian(v: u8) -> Self {
-    let b = u8::from_le(v);
-    Self(b)
-  }
+    type Scalar = u8;
+    #[inline]
+    fn to_little_endian(self) -> u8 {
+        self.0.to_le()
+    }
+    #[inline]
+    #[allow(clippy::wrong_self_convention)]
+    fn from_little_endian(v: u8) -> Self {
+        let b = u8::from_le(v);
+        Self(b)
+    }
 }
 
 impl<'a> ::flatbuffers::Verifiable for IpPreference {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    u8::run_verifier(v, pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        u8::run_verifier(v, pos)
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for IpPreference {}

@@ -7,112 +7,123 @@ pub enum PauseOffset {}
 
 /// Suspend (paused = true) or resume one check; check_id 0 = every check of the shard.
 pub struct Pause<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for Pause<'a> {
-  type Inner = Pause<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = Pause<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> Pause<'a> {
-  pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
-  pub const VT_PAUSED: ::flatbuffers::VOffsetT = 6;
+    pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
+    pub const VT_PAUSED: ::flatbuffers::VOffsetT = 6;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Pause { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args PauseArgs
-  ) -> ::flatbuffers::WIPOffset<Pause<'bldr>> {
-    let mut builder = PauseBuilder::new(_fbb);
-    builder.add_check_id(args.check_id);
-    builder.add_paused(args.paused);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        Pause { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args PauseArgs,
+    ) -> ::flatbuffers::WIPOffset<Pause<'bldr>> {
+        let mut builder = PauseBuilder::new(_fbb);
+        builder.add_check_id(args.check_id);
+        builder.add_paused(args.paused);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn check_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Pause::VT_CHECK_ID, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn paused(&self) -> bool {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(Pause::VT_PAUSED, Some(false)).unwrap()}
-  }
+    #[inline]
+    pub fn check_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe { self._tab.get::<u64>(Pause::VT_CHECK_ID, Some(0)).unwrap() }
+    }
+    #[inline]
+    pub fn paused(&self) -> bool {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<bool>(Pause::VT_PAUSED, Some(false))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for Pause<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
-     .visit_field::<bool>("paused", Self::VT_PAUSED, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
+            .visit_field::<bool>("paused", Self::VT_PAUSED, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct PauseArgs {
     pub check_id: u64,
     pub paused: bool,
 }
 impl<'a> Default for PauseArgs {
-  #[inline]
-  fn default() -> Self {
-    PauseArgs {
-      check_id: 0,
-      paused: false,
+    #[inline]
+    fn default() -> Self {
+        PauseArgs {
+            check_id: 0,
+            paused: false,
+        }
     }
-  }
 }
 
 pub struct PauseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PauseBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_check_id(&mut self, check_id: u64) {
-    self.fbb_.push_slot::<u64>(Pause::VT_CHECK_ID, check_id, 0);
-  }
-  #[inline]
-  pub fn add_paused(&mut self, paused: bool) {
-    self.fbb_.push_slot::<bool>(Pause::VT_PAUSED, paused, false);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PauseBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    PauseBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_check_id(&mut self, check_id: u64) {
+        self.fbb_.push_slot::<u64>(Pause::VT_CHECK_ID, check_id, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Pause<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_paused(&mut self, paused: bool) {
+        self.fbb_.push_slot::<bool>(Pause::VT_PAUSED, paused, false);
+    }
+    #[inline]
+    pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PauseBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        PauseBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<Pause<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for Pause<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Pause");
-      ds.field("check_id", &self.check_id());
-      ds.field("paused", &self.paused());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("Pause");
+        ds.field("check_id", &self.check_id());
+        ds.field("paused", &self.paused());
+        ds.finish()
+    }
 }

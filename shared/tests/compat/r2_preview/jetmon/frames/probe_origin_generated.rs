@@ -2,16 +2,25 @@
 // @generated
 extern crate alloc;
 use super::*;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MIN_PROBE_ORIGIN: u8 = 0;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 pub const ENUM_MAX_PROBE_ORIGIN: u8 = 2;
-#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[deprecated(
+    since = "2.0.0",
+    note = "Use associated constants instead. This will no longer be generated in 2021."
+)]
 #[allow(non_camel_case_types)]
 pub const ENUM_VALUES_PROBE_ORIGIN: [ProbeOrigin; 3] = [
-  ProbeOrigin::Scheduled,
-  ProbeOrigin::Recheck,
-  ProbeOrigin::TriggerNow,
+    ProbeOrigin::Scheduled,
+    ProbeOrigin::Recheck,
+    ProbeOrigin::TriggerNow,
 ];
 
 /// Why the probe ran.
@@ -20,43 +29,39 @@ pub const ENUM_VALUES_PROBE_ORIGIN: [ProbeOrigin; 3] = [
 pub struct ProbeOrigin(pub u8);
 #[allow(non_upper_case_globals)]
 impl ProbeOrigin {
-  pub const Scheduled: Self = Self(0);
-  pub const Recheck: Self = Self(1);
-  pub const TriggerNow: Self = Self(2);
+    pub const Scheduled: Self = Self(0);
+    pub const Recheck: Self = Self(1);
+    pub const TriggerNow: Self = Self(2);
 
-  pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 2;
-  pub const ENUM_VALUES: &'static [Self] = &[
-    Self::Scheduled,
-    Self::Recheck,
-    Self::TriggerNow,
-  ];
-  /// Returns the variant's name or "" if unknown.
-  pub fn variant_name(self) -> Option<&'static str> {
-    match self {
-      Self::Scheduled => Some("Scheduled"),
-      Self::Recheck => Some("Recheck"),
-      Self::TriggerNow => Some("TriggerNow"),
-      _ => None,
+    pub const ENUM_MIN: u8 = 0;
+    pub const ENUM_MAX: u8 = 2;
+    pub const ENUM_VALUES: &'static [Self] = &[Self::Scheduled, Self::Recheck, Self::TriggerNow];
+    /// Returns the variant's name or "" if unknown.
+    pub fn variant_name(self) -> Option<&'static str> {
+        match self {
+            Self::Scheduled => Some("Scheduled"),
+            Self::Recheck => Some("Recheck"),
+            Self::TriggerNow => Some("TriggerNow"),
+            _ => None,
+        }
     }
-  }
 }
 impl ::core::fmt::Debug for ProbeOrigin {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    if let Some(name) = self.variant_name() {
-      f.write_str(name)
-    } else {
-      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        if let Some(name) = self.variant_name() {
+            f.write_str(name)
+        } else {
+            f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+        }
     }
-  }
 }
 impl<'a> ::flatbuffers::Follow<'a> for ProbeOrigin {
-  type Inner = Self;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
-    Self(b)
-  }
+    type Inner = Self;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+        Self(b)
+    }
 }
 
 impl ::flatbuffers::Push for ProbeOrigin {
@@ -68,26 +73,27 @@ impl ::flatbuffers::Push for ProbeOrigin {
 }
 
 impl ::flatbuffers::EndianScalar for ProbeOrigin {
-  type Scalar = u8;
-  #[inline]
-  fn to_little_endian(self) -> u8 {
-    self.0.to_le()
-  }
-  #[inline]
-  #[allow(clippy::wrong_self_convention)]
-  fn from_little_endian(v: u8) -> Self {
-    let b = u8::from_le(v);
-    Self(b)
-  }
+    type Scalar = u8;
+    #[inline]
+    fn to_little_endian(self) -> u8 {
+        self.0.to_le()
+    }
+    #[inline]
+    #[allow(clippy::wrong_self_convention)]
+    fn from_little_endian(v: u8) -> Self {
+        let b = u8::from_le(v);
+        Self(b)
+    }
 }
 
 impl<'a> ::flatbuffers::Verifiable for ProbeOrigin {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    u8::run_verifier(v, pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        u8::run_verifier(v, pos)
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ProbeOrigin {}

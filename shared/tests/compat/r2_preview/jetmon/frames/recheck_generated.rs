@@ -7,84 +7,99 @@ pub enum RecheckOffset {}
 
 /// A burst of fast re-checks after a failure: `count` probes `spacing_ms` apart.
 pub struct Recheck<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
+    pub _tab: ::flatbuffers::Table<'a>,
 }
 
 impl<'a> ::flatbuffers::Follow<'a> for Recheck<'a> {
-  type Inner = Recheck<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
+    type Inner = Recheck<'a>;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        Self {
+            _tab: unsafe { ::flatbuffers::Table::new(buf, loc) },
+        }
+    }
 }
 
 impl<'a> Recheck<'a> {
-  pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
-  pub const VT_REQUEST_ID: ::flatbuffers::VOffsetT = 6;
-  pub const VT_COUNT: ::flatbuffers::VOffsetT = 8;
-  pub const VT_SPACING_MS: ::flatbuffers::VOffsetT = 10;
+    pub const VT_CHECK_ID: ::flatbuffers::VOffsetT = 4;
+    pub const VT_REQUEST_ID: ::flatbuffers::VOffsetT = 6;
+    pub const VT_COUNT: ::flatbuffers::VOffsetT = 8;
+    pub const VT_SPACING_MS: ::flatbuffers::VOffsetT = 10;
 
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Recheck { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args RecheckArgs
-  ) -> ::flatbuffers::WIPOffset<Recheck<'bldr>> {
-    let mut builder = RecheckBuilder::new(_fbb);
-    builder.add_request_id(args.request_id);
-    builder.add_check_id(args.check_id);
-    builder.add_spacing_ms(args.spacing_ms);
-    builder.add_count(args.count);
-    builder.finish()
-  }
+    #[inline]
+    pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+        Recheck { _tab: table }
+    }
+    #[allow(unused_mut)]
+    pub fn create<
+        'bldr: 'args,
+        'args: 'mut_bldr,
+        'mut_bldr,
+        A: ::flatbuffers::Allocator + 'bldr,
+    >(
+        _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+        args: &'args RecheckArgs,
+    ) -> ::flatbuffers::WIPOffset<Recheck<'bldr>> {
+        let mut builder = RecheckBuilder::new(_fbb);
+        builder.add_request_id(args.request_id);
+        builder.add_check_id(args.check_id);
+        builder.add_spacing_ms(args.spacing_ms);
+        builder.add_count(args.count);
+        builder.finish()
+    }
 
-
-  #[inline]
-  pub fn check_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Recheck::VT_CHECK_ID, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn request_id(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Recheck::VT_REQUEST_ID, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn count(&self) -> u8 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u8>(Recheck::VT_COUNT, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn spacing_ms(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(Recheck::VT_SPACING_MS, Some(0)).unwrap()}
-  }
+    #[inline]
+    pub fn check_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe { self._tab.get::<u64>(Recheck::VT_CHECK_ID, Some(0)).unwrap() }
+    }
+    #[inline]
+    pub fn request_id(&self) -> u64 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u64>(Recheck::VT_REQUEST_ID, Some(0))
+                .unwrap()
+        }
+    }
+    #[inline]
+    pub fn count(&self) -> u8 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe { self._tab.get::<u8>(Recheck::VT_COUNT, Some(0)).unwrap() }
+    }
+    #[inline]
+    pub fn spacing_ms(&self) -> u32 {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<u32>(Recheck::VT_SPACING_MS, Some(0))
+                .unwrap()
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for Recheck<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
-     .visit_field::<u64>("request_id", Self::VT_REQUEST_ID, false)?
-     .visit_field::<u8>("count", Self::VT_COUNT, false)?
-     .visit_field::<u32>("spacing_ms", Self::VT_SPACING_MS, false)?
-     .finish();
-    Ok(())
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.visit_table(pos)?
+            .visit_field::<u64>("check_id", Self::VT_CHECK_ID, false)?
+            .visit_field::<u64>("request_id", Self::VT_REQUEST_ID, false)?
+            .visit_field::<u8>("count", Self::VT_COUNT, false)?
+            .visit_field::<u32>("spacing_ms", Self::VT_SPACING_MS, false)?
+            .finish();
+        Ok(())
+    }
 }
 pub struct RecheckArgs {
     pub check_id: u64,
@@ -93,60 +108,63 @@ pub struct RecheckArgs {
     pub spacing_ms: u32,
 }
 impl<'a> Default for RecheckArgs {
-  #[inline]
-  fn default() -> Self {
-    RecheckArgs {
-      check_id: 0,
-      request_id: 0,
-      count: 0,
-      spacing_ms: 0,
+    #[inline]
+    fn default() -> Self {
+        RecheckArgs {
+            check_id: 0,
+            request_id: 0,
+            count: 0,
+            spacing_ms: 0,
+        }
     }
-  }
 }
 
 pub struct RecheckBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+    fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+    start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RecheckBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_check_id(&mut self, check_id: u64) {
-    self.fbb_.push_slot::<u64>(Recheck::VT_CHECK_ID, check_id, 0);
-  }
-  #[inline]
-  pub fn add_request_id(&mut self, request_id: u64) {
-    self.fbb_.push_slot::<u64>(Recheck::VT_REQUEST_ID, request_id, 0);
-  }
-  #[inline]
-  pub fn add_count(&mut self, count: u8) {
-    self.fbb_.push_slot::<u8>(Recheck::VT_COUNT, count, 0);
-  }
-  #[inline]
-  pub fn add_spacing_ms(&mut self, spacing_ms: u32) {
-    self.fbb_.push_slot::<u32>(Recheck::VT_SPACING_MS, spacing_ms, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecheckBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    RecheckBuilder {
-      fbb_: _fbb,
-      start_: start,
+    #[inline]
+    pub fn add_check_id(&mut self, check_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(Recheck::VT_CHECK_ID, check_id, 0);
     }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Recheck<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
+    #[inline]
+    pub fn add_request_id(&mut self, request_id: u64) {
+        self.fbb_
+            .push_slot::<u64>(Recheck::VT_REQUEST_ID, request_id, 0);
+    }
+    #[inline]
+    pub fn add_count(&mut self, count: u8) {
+        self.fbb_.push_slot::<u8>(Recheck::VT_COUNT, count, 0);
+    }
+    #[inline]
+    pub fn add_spacing_ms(&mut self, spacing_ms: u32) {
+        self.fbb_
+            .push_slot::<u32>(Recheck::VT_SPACING_MS, spacing_ms, 0);
+    }
+    #[inline]
+    pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RecheckBuilder<'a, 'b, A> {
+        let start = _fbb.start_table();
+        RecheckBuilder {
+            fbb_: _fbb,
+            start_: start,
+        }
+    }
+    #[inline]
+    pub fn finish(self) -> ::flatbuffers::WIPOffset<Recheck<'a>> {
+        let o = self.fbb_.end_table(self.start_);
+        ::flatbuffers::WIPOffset::new(o.value())
+    }
 }
 
 impl ::core::fmt::Debug for Recheck<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Recheck");
-      ds.field("check_id", &self.check_id());
-      ds.field("request_id", &self.request_id());
-      ds.field("count", &self.count());
-      ds.field("spacing_ms", &self.spacing_ms());
-      ds.finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        let mut ds = f.debug_struct("Recheck");
+        ds.field("check_id", &self.check_id());
+        ds.field("request_id", &self.request_id());
+        ds.field("count", &self.count());
+        ds.field("spacing_ms", &self.spacing_ms());
+        ds.finish()
+    }
 }

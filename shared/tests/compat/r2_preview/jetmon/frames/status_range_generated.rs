@@ -7,40 +7,45 @@ use super::*;
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
 pub struct StatusRange(pub [u8; 4]);
-impl Default for StatusRange { 
-  fn default() -> Self { 
-    Self([0; 4])
-  }
+impl Default for StatusRange {
+    fn default() -> Self {
+        Self([0; 4])
+    }
 }
 impl ::core::fmt::Debug for StatusRange {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    f.debug_struct("StatusRange")
-      .field("lo", &self.lo())
-      .field("hi", &self.hi())
-      .finish()
-  }
+    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+        f.debug_struct("StatusRange")
+            .field("lo", &self.lo())
+            .field("hi", &self.hi())
+            .finish()
+    }
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for StatusRange {}
 impl<'a> ::flatbuffers::Follow<'a> for StatusRange {
-  type Inner = &'a StatusRange;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    unsafe { <&'a StatusRange>::follow(buf, loc) }
-  }
+    type Inner = &'a StatusRange;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        unsafe { <&'a StatusRange>::follow(buf, loc) }
+    }
 }
 impl<'a> ::flatbuffers::Follow<'a> for &'a StatusRange {
-  type Inner = &'a StatusRange;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    unsafe { ::flatbuffers::follow_cast_ref::<StatusRange>(buf, loc) }
-  }
+    type Inner = &'a StatusRange;
+    #[inline]
+    unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+        unsafe { ::flatbuffers::follow_cast_ref::<StatusRange>(buf, loc) }
+    }
 }
 impl<'b> ::flatbuffers::Push for StatusRange {
     type Output = StatusRange;
     #[inline]
     unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-        let src = unsafe { ::core::slice::from_raw_parts(self as *const StatusRange as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        let src = unsafe {
+            ::core::slice::from_raw_parts(
+                self as *const StatusRange as *const u8,
+                <Self as ::flatbuffers::Push>::size(),
+            )
+        };
         dst.copy_from_slice(src);
     }
     #[inline]
@@ -50,83 +55,81 @@ impl<'b> ::flatbuffers::Push for StatusRange {
 }
 
 impl<'a> ::flatbuffers::Verifiable for StatusRange {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.in_buffer::<Self>(pos)
-  }
+    #[inline]
+    fn run_verifier(
+        v: &mut ::flatbuffers::Verifier,
+        pos: usize,
+    ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+        v.in_buffer::<Self>(pos)
+    }
 }
 
 impl<'a> StatusRange {
-  #[allow(clippy::too_many_arguments)]
-  pub fn new(
-    lo: u16,
-    hi: u16,
-  ) -> Self {
-    let mut s = Self([0; 4]);
-    s.set_lo(lo);
-    s.set_hi(hi);
-    s
-  }
-
-  pub fn lo(&self) -> u16 {
-    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
-    // Safety:
-    // Created from a valid Table for this object
-    // Which contains a valid value in this slot
-    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-      ::core::ptr::copy_nonoverlapping(
-        self.0[0..].as_ptr(),
-        mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-      );
-      mem.assume_init()
-    })
-  }
-
-  pub fn set_lo(&mut self, x: u16) {
-    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-    // Safety:
-    // Created from a valid Table for this object
-    // Which contains a valid value in this slot
-    unsafe {
-      ::core::ptr::copy_nonoverlapping(
-        &x_le as *const _ as *const u8,
-        self.0[0..].as_mut_ptr(),
-        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-      );
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(lo: u16, hi: u16) -> Self {
+        let mut s = Self([0; 4]);
+        s.set_lo(lo);
+        s.set_hi(hi);
+        s
     }
-  }
 
-  pub fn hi(&self) -> u16 {
-    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
-    // Safety:
-    // Created from a valid Table for this object
-    // Which contains a valid value in this slot
-    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
-      ::core::ptr::copy_nonoverlapping(
-        self.0[2..].as_ptr(),
-        mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-      );
-      mem.assume_init()
-    })
-  }
-
-  pub fn set_hi(&mut self, x: u16) {
-    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
-    // Safety:
-    // Created from a valid Table for this object
-    // Which contains a valid value in this slot
-    unsafe {
-      ::core::ptr::copy_nonoverlapping(
-        &x_le as *const _ as *const u8,
-        self.0[2..].as_mut_ptr(),
-        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
-      );
+    pub fn lo(&self) -> u16 {
+        let mut mem =
+            ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+        // Safety:
+        // Created from a valid Table for this object
+        // Which contains a valid value in this slot
+        ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+            ::core::ptr::copy_nonoverlapping(
+                self.0[0..].as_ptr(),
+                mem.as_mut_ptr() as *mut u8,
+                ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+            );
+            mem.assume_init()
+        })
     }
-  }
 
+    pub fn set_lo(&mut self, x: u16) {
+        let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+        // Safety:
+        // Created from a valid Table for this object
+        // Which contains a valid value in this slot
+        unsafe {
+            ::core::ptr::copy_nonoverlapping(
+                &x_le as *const _ as *const u8,
+                self.0[0..].as_mut_ptr(),
+                ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+            );
+        }
+    }
+
+    pub fn hi(&self) -> u16 {
+        let mut mem =
+            ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+        // Safety:
+        // Created from a valid Table for this object
+        // Which contains a valid value in this slot
+        ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+            ::core::ptr::copy_nonoverlapping(
+                self.0[2..].as_ptr(),
+                mem.as_mut_ptr() as *mut u8,
+                ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+            );
+            mem.assume_init()
+        })
+    }
+
+    pub fn set_hi(&mut self, x: u16) {
+        let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+        // Safety:
+        // Created from a valid Table for this object
+        // Which contains a valid value in this slot
+        unsafe {
+            ::core::ptr::copy_nonoverlapping(
+                &x_le as *const _ as *const u8,
+                self.0[2..].as_mut_ptr(),
+                ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
+            );
+        }
+    }
 }
-
