@@ -1,1 +1,170 @@
-fn main() {}
+//! `jetmon`: the control plane and the operator's command line.
+
+mod supervisor;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use jetmon_shared::config::Config;
+use jetmon_shared::ring::RingFile;
+
+/// Jetmon watches websites: is each up, how fast is it, since when has it been down.
+///
+/// `jetmon up` runs the whole product on this host: it creates the shared-memory rings,
+/// starts `jetmon-prober` and supervises it. Configuration comes from --config, or
+/// ./jetmon.toml when present, or built-in defaults that work on a laptop.
+/// Exit codes: 0 success, 1 runtime error, 2 bad configuration or usage.
+#[derive(Parser)]
+#[command(name = "jetmon", version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run Jetmon: create the rings, start and supervise the prober, until SIGTERM or Ctrl-C.
+    Up {
+        /// Also configure a handful of demo checks against loopback targets.
+        #[arg(long)]
+        demo: bool,
+        /// Stop by itself after this many seconds (for scripts and smoke tests).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+    },
+    /// Validate the configuration file and print the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Show each shard's rings: occupancy, frames, peers' pids and heartbeats.
+    Rings,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Parse and validate; exit 2 with one line naming the key when something is wrong.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = Config::load_or_exit("jetmon", cli.config.as_deref());
+    let result = match cli.command {
+        Cmd::Up { demo, duration } => supervisor::up(
+            &config,
+            cli.config.as_deref(),
+            demo,
+            duration.map(Duration::from_secs),
+        ),
+        Cmd::Config(ConfigCmd::Check) => config_check(&config),
+        Cmd::Rings => rings(&config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jetmon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_check(config: &Config) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let p = &config.prober;
+    println!("configuration is valid");
+    println!(
+        "prober: {} shard(s) ({:?}), io_memory {} KiB per shard, rings in {}",
+        p.effective_shards(cores),
+        p.placement,
+        p.io_memory_bytes / 1024,
+        p.ring_dir.display()
+    );
+    println!(
+        "control: database {}, API on {}, {} buckets, {} veriflier(s)",
+        redact_url(&config.control.database_url),
+        config.control.api_listen,
+        config.control.buckets,
+        config.control.verifliers.len()
+    );
+    println!("veriflier: listens on {}", config.veriflier.listen);
+    Ok(())
+}
+
+/// Hides a password in a database URL (`postgres://user:secret@host` → `user:***@host`).
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn rings(config: &Config) -> Result<()> {
+    let p = &config.prober;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    for shard in 0..p.effective_shards(cores) {
+        for (name, path) in [
+            ("commands", p.command_ring_path(shard)),
+            ("results", p.result_ring_path(shard)),
+        ] {
+            match RingFile::open(&path) {
+                Ok(ring) => {
+                    let s = ring.stats();
+                    let age = |a: Option<Duration>| {
+                        a.map(|d| format!("{:.1}s ago", d.as_secs_f64()))
+                            .unwrap_or_else(|| "never".into())
+                    };
+                    println!(
+                        "shard {shard} {name:8} {:>5.1}% used of {} KiB, {} published, {} committed, \
+                         producer pid {} (heartbeat {}), consumer pid {} (heartbeat {}), {} stalls, {} corrupt",
+                        100.0 * s.used_bytes as f64 / s.capacity as f64,
+                        s.capacity / 1024,
+                        s.frames_published,
+                        s.frames_committed,
+                        s.producer_pid,
+                        age(s.producer_heartbeat_age),
+                        s.consumer_pid,
+                        age(s.consumer_heartbeat_age),
+                        s.producer_stalls,
+                        s.corrupt_records,
+                    );
+                }
+                Err(e) => println!("shard {shard} {name:8} {e}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://jm:s3cret@db:5432/x"),
+            "postgres://jm:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact_url("postgres://jm@db/x"),
+            "postgres://jm@db/x"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://jetmon.db"),
+            "sqlite://jetmon.db"
+        );
+    }
+}

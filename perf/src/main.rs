@@ -1,1 +1,357 @@
-fn main() {}
+//! `jetmon-perf`: the programs behind `perf/bench`. Each scenario runs end to end, bounded in
+//! time, prints one `RESULT scenario=… key=value …` line and can append it to perf/RESULTS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use jetmon_shared::frames::{
+    FrameEncoder, KIND_CHECK_RESULT, ProbeResult, ResultExtras, decode_result,
+};
+use jetmon_shared::ring::{Consumer, PushError, RingFile, monotonic_us};
+
+mod record;
+
+#[derive(Parser)]
+#[command(
+    name = "jetmon-perf",
+    version,
+    about = "Jetmon's end-to-end benchmarks (see perf/README.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Shared-memory ring between two processes: full path (flatbuffers encode, push, pop,
+    /// copy out, verified decode) and the bare ring (128-byte records), plus wake-up latency.
+    Ring {
+        /// Frames per measured run of the full path.
+        #[arg(long, default_value_t = 20_000_000)]
+        frames: u64,
+        /// Records per measured run of the bare ring.
+        #[arg(long, default_value_t = 50_000_000)]
+        bare_frames: u64,
+        /// Measured runs of each; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Ring data bytes (a power of two).
+        #[arg(long, default_value_t = 64 << 20)]
+        ring_bytes: usize,
+        /// Append the RESULT line to this markdown file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// (internal) The producing process of `ring`.
+    #[command(hide = true)]
+    RingPeer {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long)]
+        frames: u64,
+        #[arg(long, value_enum)]
+        mode: Mode,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum Mode {
+    Full,
+    Bare,
+    Wake,
+}
+
+/// Every run must finish within this, or the bench fails rather than hang.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+const BARE_RECORD_BYTES: usize = 128;
+/// What control's ingest asks of `wait_batch`.
+const CONSUMER_BATCH_BYTES: u64 = 16 * 1024;
+const WAKE_SAMPLES: u64 = 500;
+const WAKE_GAP: Duration = Duration::from_millis(2);
+
+fn main() -> Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Ring {
+            frames,
+            bare_frames,
+            runs,
+            ring_bytes,
+            record,
+        } => ring_bench(
+            frames,
+            bare_frames,
+            runs.max(1),
+            ring_bytes,
+            record.as_deref(),
+        ),
+        Scenario::RingPeer { path, frames, mode } => ring_peer(&path, frames, mode),
+    }
+}
+
+fn ring_bench(
+    frames: u64,
+    bare_frames: u64,
+    runs: usize,
+    ring_bytes: usize,
+    record: Option<&Path>,
+) -> Result<()> {
+    let dir = tempdir_in_shm()?;
+    let mut full = Vec::new();
+    let mut bare = Vec::new();
+    for run in 0..runs {
+        let f = ring_run(&dir, run, frames, Mode::Full, ring_bytes)?;
+        eprintln!("run {run}: full path {:.1} M frames/s", f.per_s / 1e6);
+        full.push(f);
+        let b = ring_run(&dir, run, bare_frames, Mode::Bare, ring_bytes)?;
+        eprintln!("run {run}: bare ring {:.1} M frames/s", b.per_s / 1e6);
+        bare.push(b);
+    }
+    let wake = ring_run(&dir, runs, WAKE_SAMPLES, Mode::Wake, ring_bytes)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let median = |runs: &mut Vec<RunOutcome>| {
+        runs.sort_by(|a, b| a.per_s.total_cmp(&b.per_s));
+        runs[runs.len() / 2].clone()
+    };
+    let (f, b) = (median(&mut full), median(&mut bare));
+    let lost = f.lost + b.lost + wake.lost;
+    let line = format!(
+        "RESULT scenario=ring frames_per_s={:.0} lost={lost} frame_bytes={} bare_frames_per_s={:.0} \
+         bare_record_bytes={BARE_RECORD_BYTES} wake_p50_us={} wake_p99_us={} wake_max_us={} \
+         consumer_cpu_ns_per_frame={:.1} runs={runs} frames={frames}",
+        f.per_s,
+        f.frame_bytes,
+        b.per_s,
+        wake.latencies_us.percentile(50.0),
+        wake.latencies_us.percentile(99.0),
+        wake.latencies_us.percentile(100.0),
+        f.consumer_cpu_ns_per_frame,
+    );
+    println!("{line}");
+    if let Some(path) = record {
+        record::append(path, "ring", &line)?;
+    }
+    if lost != 0 {
+        bail!("{lost} frames lost or out of order");
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct RunOutcome {
+    per_s: f64,
+    lost: u64,
+    frame_bytes: usize,
+    consumer_cpu_ns_per_frame: f64,
+    latencies_us: Samples,
+}
+
+#[derive(Clone, Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn percentile(&self, p: f64) -> u64 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+        v[idx.min(v.len() - 1)]
+    }
+}
+
+fn ring_run(
+    dir: &Path,
+    run: usize,
+    frames: u64,
+    mode: Mode,
+    ring_bytes: usize,
+) -> Result<RunOutcome> {
+    let path = dir.join(format!("ring-{mode:?}-{run}"));
+    RingFile::open_or_create(&path, ring_bytes)?;
+    let mut consumer = RingFile::open(&path)?.consumer()?;
+    let child = spawn_peer(&path, frames, mode)?;
+    let outcome = consume(&mut consumer, frames, mode);
+    let status = wait_child(child)?;
+    drop(consumer);
+    let _ = std::fs::remove_file(&path);
+    let outcome = outcome?;
+    if !status.success() {
+        bail!("producer process failed: {status}");
+    }
+    Ok(outcome)
+}
+
+fn consume(c: &mut Consumer, frames: u64, mode: Mode) -> Result<RunOutcome> {
+    let mut next = 0u64;
+    let mut lost = 0u64;
+    let mut frame_bytes = 0;
+    let mut copy = [0u8; 512];
+    let mut latencies = Vec::new();
+    // Wait for the first frame before starting the clock: process start-up is not the ring.
+    let waiting = Instant::now();
+    while !c.wait(Duration::from_millis(100)) {
+        if waiting.elapsed() > RUN_DEADLINE {
+            bail!("the producer sent nothing within {RUN_DEADLINE:?}");
+        }
+    }
+    let cpu_start = thread_cpu_ns();
+    let start = Instant::now();
+    while next < frames {
+        if start.elapsed() > RUN_DEADLINE {
+            bail!("run did not finish within {RUN_DEADLINE:?} ({next} of {frames} frames)");
+        }
+        if !c.wait_batch(CONSUMER_BATCH_BYTES, Duration::from_millis(100)) {
+            continue;
+        }
+        while let Some(r) = c.pop()? {
+            match mode {
+                Mode::Full => {
+                    // Control copies a frame out of shared memory before parsing it.
+                    let len = r.payload.len().min(copy.len());
+                    copy[..len].copy_from_slice(&r.payload[..len]);
+                    frame_bytes = len;
+                    match decode_result(&copy[..len]) {
+                        Ok(f) if f.result.seq == next => {}
+                        _ => lost += 1,
+                    }
+                }
+                Mode::Bare => {
+                    frame_bytes = r.payload.len();
+                    let seq = u64::from_le_bytes(r.payload[..8].try_into()?);
+                    if seq != next {
+                        lost += 1;
+                    }
+                }
+                Mode::Wake => {
+                    let sent = u64::from_le_bytes(r.payload[..8].try_into()?);
+                    latencies.push(monotonic_us().saturating_sub(sent));
+                }
+            }
+            next += 1;
+        }
+        c.commit();
+    }
+    let elapsed = start.elapsed();
+    let cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
+    if c.pop()?.is_some() {
+        lost += 1; // more frames than were sent
+    }
+    Ok(RunOutcome {
+        per_s: frames as f64 / elapsed.as_secs_f64(),
+        lost,
+        frame_bytes,
+        consumer_cpu_ns_per_frame: cpu_ns as f64 / frames as f64,
+        latencies_us: Samples(latencies),
+    })
+}
+
+fn ring_peer(path: &Path, frames: u64, mode: Mode) -> Result<()> {
+    let mut p = RingFile::open(path)?.producer()?;
+    let start = Instant::now();
+    let push = |p: &mut jetmon_shared::ring::Producer, payload: &[u8]| -> Result<()> {
+        loop {
+            match p.try_push(KIND_CHECK_RESULT, payload) {
+                Ok(()) => return Ok(()),
+                Err(PushError::Full) => {
+                    if start.elapsed() > RUN_DEADLINE {
+                        bail!("ring stayed full past the deadline");
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    match mode {
+        Mode::Full => {
+            let mut enc = FrameEncoder::new();
+            let mut r = ProbeResult {
+                check_id: 1,
+                site_id: 1,
+                http_status: 200,
+                ..ProbeResult::default()
+            };
+            let extras = ResultExtras::default();
+            for seq in 0..frames {
+                r.seq = seq;
+                r.check_id = seq & 0xF_FFFF;
+                r.phases.total_us = (seq & 0xFFFF) as u32;
+                let bytes = enc.result(&r, &extras);
+                push(&mut p, bytes)?;
+            }
+        }
+        Mode::Bare => {
+            let mut payload = [0u8; BARE_RECORD_BYTES];
+            for seq in 0..frames {
+                payload[..8].copy_from_slice(&seq.to_le_bytes());
+                push(&mut p, &payload)?;
+            }
+        }
+        Mode::Wake => {
+            // One frame at a time with the consumer asleep in between.
+            for _ in 0..frames {
+                std::thread::sleep(WAKE_GAP);
+                push(&mut p, &monotonic_us().to_le_bytes())?;
+                p.flush();
+            }
+        }
+    }
+    p.flush();
+    Ok(())
+}
+
+fn spawn_peer(path: &Path, frames: u64, mode: Mode) -> Result<Child> {
+    let mode = match mode {
+        Mode::Full => "full",
+        Mode::Bare => "bare",
+        Mode::Wake => "wake",
+    };
+    Command::new(std::env::current_exe()?)
+        .arg("ring-peer")
+        .arg("--path")
+        .arg(path)
+        .args(["--frames", &frames.to_string(), "--mode", mode])
+        .stdin(Stdio::null())
+        .spawn()
+        .context("spawning the producer process")
+}
+
+fn wait_child(mut child: Child) -> Result<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            bail!("producer did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn tempdir_in_shm() -> Result<PathBuf> {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("jetmon-perf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

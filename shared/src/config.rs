@@ -255,6 +255,15 @@ impl Config {
         Config::from_toml(&text, &origin)
     }
 
+    /// [`Config::load`] for a binary's `main`: on error prints `PROGRAM: error` as one line
+    /// and exits with [`ConfigError::EXIT_CODE`].
+    pub fn load_or_exit(program: &str, path: Option<&Path>) -> Config {
+        Config::load(path).unwrap_or_else(|e| {
+            eprintln!("{program}: {e}");
+            std::process::exit(ConfigError::EXIT_CODE)
+        })
+    }
+
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let fail = |span: Option<std::ops::Range<usize>>, key: Option<String>, problem: String| {

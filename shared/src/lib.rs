@@ -9,4 +9,5 @@ pub mod config;
 pub mod frames;
 pub mod outcome;
 pub mod ring;
+pub mod shutdown;
 pub mod state;

@@ -1,0 +1,307 @@
+//! `jetmon up`: owns the rings, starts `jetmon-prober` as a child and keeps it alive.
+//!
+//! The prober is restarted with exponential back-off when it exits or when its heartbeat in
+//! the ring header goes stale (a hung process is killed first). A prober still running from a
+//! previous control (control was killed, the prober kept probing) is adopted, not duplicated.
+//! Control is the source of truth for checks: after every prober start or adoption it sends
+//! the whole check set again (upserts are idempotent), so a command ring without a live
+//! consumer holds nothing worth keeping and is recreated at start — which also discards a
+//! stale `Drain` that would stop the next prober. On SIGTERM or Ctrl-C every shard gets a
+//! `Drain` and the prober a bounded time to exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::config::Config;
+use jetmon_shared::frames::{Command, FrameEncoder, KIND_COMMAND};
+use jetmon_shared::ring::{Consumer, Producer, PushError, RingFile};
+use jetmon_shared::shutdown;
+
+/// A prober whose heartbeat is older than this is presumed hung and restarted.
+const PROBER_STALE_AFTER: Duration = Duration::from_secs(2);
+const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a draining prober may take before it is killed.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+const TICK: Duration = Duration::from_millis(100);
+
+struct ShardRings {
+    commands: Producer,
+    results: Consumer,
+}
+
+/// The prober this control is responsible for.
+enum Prober {
+    None,
+    /// Our child, started at the instant.
+    Child(Child, Instant),
+    /// A prober left running by a previous control.
+    Adopted(u32, Instant),
+}
+
+pub fn up(
+    config: &Config,
+    config_path: Option<&Path>,
+    demo: bool,
+    duration: Option<Duration>,
+) -> Result<()> {
+    shutdown::install();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let p = &config.prober;
+    let shard_count = p.effective_shards(cores);
+    let mut shards = (0..shard_count)
+        .map(|i| -> Result<ShardRings> {
+            let path = p.command_ring_path(i);
+            if RingFile::open(&path).is_ok_and(|r| !consumer_alive(&r)) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("resetting {}", path.display()))?;
+            }
+            let commands = RingFile::open_or_create(&path, p.command_ring_bytes)
+                .and_then(RingFile::producer)?;
+            let results = RingFile::open_or_create(&p.result_ring_path(i), p.result_ring_bytes)
+                .and_then(RingFile::consumer)?;
+            Ok(ShardRings { commands, results })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let prober = prober_binary(config)?;
+    eprintln!(
+        "jetmon: {shard_count} shard(s), rings in {}, prober {}",
+        p.ring_dir.display(),
+        prober.display()
+    );
+    let mut encoder = FrameEncoder::new();
+    let checks = if demo { demo_checks() } else { Vec::new() };
+    let started = Instant::now();
+    let mut backoff = RESTART_BACKOFF_MIN;
+    let mut prober_state = match shards.first().map(|s| s.results.producer_status()) {
+        Some(peer) if peer.alive && peer.heartbeat_age < PROBER_STALE_AFTER => {
+            eprintln!(
+                "jetmon: adopting prober pid {} left running by a previous jetmon",
+                peer.pid
+            );
+            send_checks(&mut shards, &mut encoder, &checks)?;
+            Prober::Adopted(peer.pid, Instant::now())
+        }
+        _ => Prober::None,
+    };
+    let mut next_start = Instant::now();
+    let mut last_status = Instant::now();
+    loop {
+        let stop = shutdown::requested() || duration.is_some_and(|d| started.elapsed() >= d);
+        if stop {
+            return drain(prober_state, &mut shards, &mut encoder);
+        }
+        for s in &mut shards {
+            s.results.heartbeat();
+            // This build's prober emits no results; release anything that arrives.
+            while s.results.pop()?.is_some() {}
+            s.results.commit();
+        }
+        let stale = shards
+            .iter()
+            .any(|s| s.results.producer_status().heartbeat_age > PROBER_STALE_AFTER);
+        let gone = match &mut prober_state {
+            Prober::None => None,
+            Prober::Child(c, since) => match c.try_wait()? {
+                Some(status) => Some((format!("prober exited ({status})"), *since)),
+                None if since.elapsed() > PROBER_STALE_AFTER && stale => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    Some(("prober heartbeat stale; killed it".to_owned(), *since))
+                }
+                None => None,
+            },
+            Prober::Adopted(pid, since) => {
+                let dead = !jetmon_shared::ring::process_alive(*pid);
+                (dead || stale).then(|| {
+                    if !dead {
+                        kill(*pid);
+                    }
+                    (format!("adopted prober pid {pid} is gone"), *since)
+                })
+            }
+        };
+        if let Some((why, since)) = gone {
+            // A long healthy run resets the back-off.
+            if since.elapsed() > RESTART_BACKOFF_MAX {
+                backoff = RESTART_BACKOFF_MIN;
+            }
+            eprintln!("jetmon: {why}; restarting in {backoff:?}");
+            next_start = Instant::now() + backoff;
+            backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            prober_state = Prober::None;
+        }
+        if matches!(prober_state, Prober::None) && Instant::now() >= next_start {
+            let c = spawn(&prober, config_path, shard_count)?;
+            eprintln!("jetmon: started prober pid {}", c.id());
+            send_checks(&mut shards, &mut encoder, &checks)?;
+            prober_state = Prober::Child(c, Instant::now());
+        }
+        if last_status.elapsed() >= STATUS_EVERY {
+            last_status = Instant::now();
+            status(&shards);
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn consumer_alive(ring: &RingFile) -> bool {
+    let s = ring.stats();
+    s.consumer_pid != 0
+        && jetmon_shared::ring::process_alive(s.consumer_pid)
+        && s.consumer_heartbeat_age
+            .is_some_and(|a| a < PROBER_STALE_AFTER)
+}
+
+fn send_checks(
+    shards: &mut [ShardRings],
+    encoder: &mut FrameEncoder,
+    checks: &[CheckSpec],
+) -> Result<()> {
+    let count = shards.len() as u64;
+    for spec in checks {
+        let shard = (spec.check_id % count) as usize;
+        send(
+            &mut shards[shard].commands,
+            encoder,
+            &Command::Upsert(Box::new(spec.clone())),
+        )?;
+    }
+    if !checks.is_empty() {
+        eprintln!("jetmon: sent {} check(s) to the prober", checks.len());
+    }
+    Ok(())
+}
+
+fn kill(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: plain kill(2) on a pid we were told is our prober.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+fn status(shards: &[ShardRings]) {
+    for (i, s) in shards.iter().enumerate() {
+        let peer = s.results.producer_status();
+        let commands = s.commands.ring().stats();
+        eprintln!(
+            "jetmon: shard {i}: prober pid {} {}, heartbeat {:.1}s ago, commands {}/{} applied",
+            peer.pid,
+            if peer.alive { "alive" } else { "not running" },
+            peer.heartbeat_age.as_secs_f64(),
+            commands.frames_committed,
+            commands.frames_published,
+        );
+    }
+}
+
+fn drain(prober: Prober, shards: &mut [ShardRings], encoder: &mut FrameEncoder) -> Result<()> {
+    if matches!(prober, Prober::None) {
+        return Ok(());
+    }
+    eprintln!("jetmon: stopping: draining the prober");
+    for s in shards.iter_mut() {
+        send(
+            &mut s.commands,
+            encoder,
+            &Command::Drain {
+                deadline_ms: DRAIN_DEADLINE.as_millis() as u32,
+            },
+        )?;
+    }
+    let asked = Instant::now();
+    match prober {
+        Prober::None => {}
+        Prober::Child(mut c, _) => {
+            while asked.elapsed() < DRAIN_DEADLINE {
+                if let Some(status) = c.try_wait()? {
+                    eprintln!("jetmon: prober stopped ({status})");
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("jetmon: prober did not drain within {DRAIN_DEADLINE:?}; killing it");
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        Prober::Adopted(pid, _) => {
+            while asked.elapsed() < DRAIN_DEADLINE {
+                if !jetmon_shared::ring::process_alive(pid) {
+                    eprintln!("jetmon: prober stopped");
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("jetmon: prober did not drain within {DRAIN_DEADLINE:?}; killing it");
+            kill(pid);
+        }
+    }
+    Ok(())
+}
+
+fn send(ring: &mut Producer, encoder: &mut FrameEncoder, command: &Command) -> Result<()> {
+    let bytes = encoder.command(command);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match ring.try_push(KIND_COMMAND, bytes) {
+            Ok(()) => {
+                ring.flush();
+                return Ok(());
+            }
+            Err(PushError::Full) if Instant::now() < deadline => std::thread::sleep(TICK),
+            Err(e) => return Err(e).context("sending a command to the prober"),
+        }
+    }
+}
+
+fn spawn(prober: &Path, config_path: Option<&Path>, shards: u16) -> Result<Child> {
+    let mut cmd = Process::new(prober);
+    cmd.arg("--dry-run")
+        .args(["--shards", &shards.to_string()])
+        .stdin(Stdio::null());
+    if let Some(path) = config_path {
+        cmd.arg("--config").arg(path);
+    }
+    cmd.spawn()
+        .with_context(|| format!("starting {}", prober.display()))
+}
+
+/// `control.prober_binary`, else `jetmon-prober` beside this executable.
+fn prober_binary(config: &Config) -> Result<PathBuf> {
+    if let Some(p) = &config.control.prober_binary {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe().context("locating the jetmon executable")?;
+    let sibling = me.with_file_name("jetmon-prober");
+    if sibling.exists() {
+        Ok(sibling)
+    } else {
+        anyhow::bail!(
+            "{} not found; build the workspace (cargo build --release) or set control.prober_binary",
+            sibling.display()
+        )
+    }
+}
+
+fn demo_checks() -> Vec<CheckSpec> {
+    let targets = [
+        "http://127.0.0.1:18080/",
+        "http://127.0.0.2:18080/slow",
+        "http://127.0.0.3:18080/flap",
+    ];
+    targets
+        .iter()
+        .zip(1u64..)
+        .map(|(t, id)| {
+            let mut spec = CheckSpec::new(id, id, CheckType::Http, t);
+            spec.interval_ms = 10_000;
+            spec
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! `jetmon` as an operator meets it: config errors, and `jetmon up` running a real
+//! `jetmon-prober` child over real rings, including recovery from `kill -9` of the prober.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jetmon");
+
+fn prober_bin() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("jetmon-prober");
+    assert!(
+        p.exists(),
+        "{} missing: run the tests with `cargo test --workspace`",
+        p.display()
+    );
+    p
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let cfg = dir.join("jetmon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[prober]\nshards = 2\nring_dir = {:?}\nresult_ring_bytes = 65536\ncommand_ring_bytes = 65536\n\
+             [control]\nprober_binary = {:?}\n",
+            dir,
+            prober_bin()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn config_errors_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[control]\napi_listen = \"everywhere\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("jetmon: ") && err.contains("key `control.api_listen`"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .arg("rings")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+
+    let good = config(dir.path());
+    let out = Command::new(BIN)
+        .args(["config", "check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 shard(s)"));
+}
+
+#[test]
+fn up_supervises_the_prober_and_restarts_it_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut up = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["up", "--demo", "--duration", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = up.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let expect = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line containing {needle:?}");
+    };
+    let started = expect("started prober pid");
+    let pid: i32 = started.rsplit(' ').next().unwrap().parse().unwrap();
+    expect("check 3 (http http://127.0.0.3:18080/flap)");
+    // SAFETY: kill(2) on the prober child of our child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    expect("prober exited (signal: 9");
+    let restarted = expect("started prober pid");
+    assert_ne!(restarted, started);
+    // The new prober gets the whole check set again.
+    expect("check 3 (http http://127.0.0.3:18080/flap)");
+    // SIGTERM: control drains the prober and exits 0.
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    expect("prober stopped");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "jetmon up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
