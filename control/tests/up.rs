@@ -128,3 +128,54 @@ fn up_supervises_the_prober_and_restarts_it_after_kill_9() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn corrupt_or_foreign_ring_files_give_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let results = dir.path().join("jetmon-results-0");
+    let run = || {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["up", "--duration", "1"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Not a ring at all.
+    std::fs::write(&results, vec![b'x'; 70_000]).unwrap();
+    let (code, err) = run();
+    assert_eq!(code, Some(1), "{err}");
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.contains("not a jetmon ring") && last.contains("jetmon-results-0"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        std::fs::read(&results).unwrap(),
+        vec![b'x'; 70_000],
+        "a foreign file is left alone"
+    );
+
+    // A ring of another layout version.
+    std::fs::remove_file(&results).unwrap();
+    jetmon_shared::ring::RingFile::open_or_create(&results, 65536).unwrap();
+    let mut bytes = std::fs::read(&results).unwrap();
+    bytes[8] = 7; // layout_version (docs/ring.md)
+    std::fs::write(&results, &bytes).unwrap();
+    let (code, err) = run();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .contains("layout version 7, this build reads version 1"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

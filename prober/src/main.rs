@@ -115,10 +115,10 @@ fn attach(config: &ProberConfig, id: u16) -> Result<Shard> {
     let commands =
         RingFile::open_or_create(&config.command_ring_path(id), config.command_ring_bytes)
             .and_then(RingFile::consumer)
-            .with_context(|| format!("shard {id}: command ring"))?;
+            .with_context(|| format!("shard {id}"))?;
     let results = RingFile::open_or_create(&config.result_ring_path(id), config.result_ring_bytes)
         .and_then(RingFile::producer)
-        .with_context(|| format!("shard {id}: result ring"))?;
+        .with_context(|| format!("shard {id}"))?;
     Ok(Shard {
         id,
         commands,
