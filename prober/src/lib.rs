@@ -1,4 +1,7 @@
-//! The probe engine behind `jetmon-prober`: sans-IO protocol machines (`proto`), and the
-//! shards that schedule checks and drive probes on io_uring.
+//! The probe engine behind `jetmon-prober`: sans-IO protocol machines (`proto`), target
+//! parsing (`target`), the per-shard check table and timer wheel (`sched`), and the shards
+//! that drive probes on io_uring.
 
 pub mod proto;
+pub mod sched;
+pub mod target;

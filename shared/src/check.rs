@@ -30,6 +30,33 @@ pub const DEFAULT_BODY_BUDGET_BYTES: u32 = 256 * 1024;
 /// Most body bytes read (after decompression).
 pub const MAX_BODY_BUDGET_BYTES: u32 = 1024 * 1024;
 
+/// Buckets checks are spread over unless configured otherwise.
+pub const DEFAULT_BUCKETS: u16 = 1024;
+
+/// A stable 64-bit mix of a check id (splitmix64's finalizer): the same on every build and
+/// host, so phases and buckets survive restarts and agree between control and the prober.
+pub const fn stable_hash(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The bucket of a check: `stable_hash(check_id) % buckets`.
+pub const fn bucket_of(check_id: u64, buckets: u16) -> u16 {
+    (stable_hash(check_id) % buckets as u64) as u16
+}
+
+/// The shard that owns a bucket.
+pub const fn shard_of_bucket(bucket: u16, shards: u16) -> u16 {
+    bucket % shards
+}
+
+/// Where in its interval a check fires: `stable_hash(check_id) % interval`, unless pinned.
+pub const fn phase_ms(check_id: u64, interval_ms: u32) -> u32 {
+    (stable_hash(check_id) % interval_ms as u64) as u32
+}
+
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $ty:ident { $($variant:ident = $code:literal, $name:literal;)* }) => {
         $(#[$doc])*
@@ -261,4 +288,34 @@ pub struct PhaseTimings {
     pub tls_us: u32,
     pub ttfb_us: u32,
     pub total_us: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_pinned() {
+        // Stored phases and bucket leases depend on these values: never change the function.
+        assert_eq!(stable_hash(0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(stable_hash(1), 0x910A_2DEC_8902_5CC1);
+        assert_eq!(bucket_of(1, 1024), (0x910A_2DEC_8902_5CC1u64 % 1024) as u16);
+        assert_eq!(
+            phase_ms(1, 300_000),
+            (0x910A_2DEC_8902_5CC1u64 % 300_000) as u32
+        );
+    }
+
+    #[test]
+    fn phases_spread_evenly() {
+        let mut per_second = [0u32; 300];
+        for id in 1..=300_000u64 {
+            per_second[(phase_ms(id, 300_000) / 1000) as usize] += 1;
+        }
+        let (min, max) = (
+            per_second.iter().min().copied(),
+            per_second.iter().max().copied(),
+        );
+        assert!(min >= Some(850) && max <= Some(1150), "{min:?}..{max:?}");
+    }
 }
