@@ -99,7 +99,8 @@ pub fn up(
         }
         for s in &mut shards {
             s.results.heartbeat();
-            // This build's prober emits no results; release anything that arrives.
+            // Results are not stored yet (the event engine and store come next): count them
+            // and release the space.
             while s.results.pop()?.is_some() {}
             s.results.commit();
         }
@@ -262,8 +263,7 @@ fn send(ring: &mut Producer, encoder: &mut FrameEncoder, command: &Command) -> R
 
 fn spawn(prober: &Path, config_path: Option<&Path>, shards: u16) -> Result<Child> {
     let mut cmd = Process::new(prober);
-    cmd.arg("--dry-run")
-        .args(["--shards", &shards.to_string()])
+    cmd.args(["--shards", &shards.to_string()])
         .stdin(Stdio::null());
     if let Some(path) = config_path {
         cmd.arg("--config").arg(path);

@@ -35,6 +35,17 @@ fn config(dir: &Path) -> PathBuf {
     cfg
 }
 
+/// Kills `jetmon up` (and so, through its drain or the supervisor's death, its prober) when a
+/// test fails half-way.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn config_errors_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,15 +87,17 @@ fn config_errors_exit_2_with_one_line() {
 fn up_supervises_the_prober_and_restarts_it_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
-    let mut up = Command::new(BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["up", "--demo", "--duration", "60"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut up = KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["up", "--demo", "--duration", "60"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = mpsc::channel();
-    let stderr = up.stderr.take().unwrap();
+    let stderr = up.0.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -103,21 +116,21 @@ fn up_supervises_the_prober_and_restarts_it_after_kill_9() {
     };
     let started = expect("started prober pid");
     let pid: i32 = started.rsplit(' ').next().unwrap().parse().unwrap();
-    expect("check 3 (http http://127.0.0.3:18080/flap)");
+    expect("checks configured");
     // SAFETY: kill(2) on the prober child of our child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     expect("prober exited (signal: 9");
     let restarted = expect("started prober pid");
     assert_ne!(restarted, started);
     // The new prober gets the whole check set again.
-    expect("check 3 (http http://127.0.0.3:18080/flap)");
+    expect("checks configured");
     // SIGTERM: control drains the prober and exits 0.
     // SAFETY: kill(2) on our child.
-    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
     expect("prober stopped");
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = up.try_wait().unwrap() {
+        if let Some(s) = up.0.try_wait().unwrap() {
             break s;
         }
         assert!(

@@ -2,6 +2,8 @@
 //! parsing (`target`), the per-shard check table and timer wheel (`sched`), and the shards
 //! that drive probes on io_uring.
 
+pub mod probe;
 pub mod proto;
 pub mod sched;
+pub mod shard;
 pub mod target;

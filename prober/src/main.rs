@@ -1,15 +1,19 @@
-//! `jetmon-prober`: Jetmon's data plane. One shard per core reads check settings from its
-//! command ring and writes one result frame per probe into its result ring.
-//!
-//! This build carries the shard plumbing (rings, commands, heartbeats, drain) and a
-//! `--dry-run` mode that applies commands without probing. The probe engine itself is the
-//! next milestone (see docs/architecture.md).
+//! `jetmon-prober`: Jetmon's data plane. One glommio executor per shard reads check settings
+//! from its command ring, probes on io_uring and writes one result frame per probe into its
+//! result ring. `--dry-run` applies commands without probing (to test a deployment's rings).
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
+use jetmon_prober::shard::{Shard as ProbeShard, ShardConfig};
+use jetmon_prober::target::HostsFile;
+use jetmon_shared::config::Placement;
 use jetmon_shared::config::{Config, ProberConfig};
 use jetmon_shared::frames::{Command, KIND_COMMAND, decode_command};
 use jetmon_shared::ring::{Consumer, Producer, RingFile};
@@ -18,6 +22,8 @@ use jetmon_shared::shutdown;
 /// Jetmon's probe engine: one shard per core, fed and drained through shared-memory rings.
 ///
 /// Normally started by `jetmon up`, which creates the rings and supervises this process.
+/// Each shard locks `prober.io_memory_bytes` of memory for io_uring: the total must fit in
+/// the memlock limit (`ulimit -l`; systemd `LimitMEMLOCK=`).
 /// Exit codes: 0 after a clean drain or signal, 1 on a runtime error, 2 on bad config.
 #[derive(Parser)]
 #[command(name = "jetmon-prober", version, about, long_about)]
@@ -54,17 +60,14 @@ fn main() {
 }
 
 fn run(cli: &Cli, config: &ProberConfig) -> Result<()> {
-    if !cli.dry_run {
-        bail!(
-            "the probe engine is not in this build yet; run with --dry-run to exercise the \
-             rings and commands"
-        );
-    }
     shutdown::install();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let shards = cli.shards.unwrap_or_else(|| config.effective_shards(cores));
+    if !cli.dry_run {
+        return run_shards(config, shards, cores);
+    }
     let mut shards: Vec<Shard> = (0..shards)
         .map(|id| attach(config, id))
         .collect::<Result<_>>()?;
@@ -109,6 +112,119 @@ fn run(cli: &Cli, config: &ProberConfig) -> Result<()> {
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Starts one executor per shard and waits for all of them.
+fn run_shards(config: &ProberConfig, shards: u16, cores: usize) -> Result<()> {
+    check_memlock(config.io_memory_bytes, shards)?;
+    let hosts = Arc::new(HostsFile::system());
+    let mut handles = Vec::new();
+    for id in 0..shards {
+        let Shard {
+            commands, results, ..
+        } = attach(config, id)?;
+        let placement = match config.placement {
+            Placement::Unbound => GlommioPlacement::Unbound,
+            Placement::Pinned => {
+                let cpu = config
+                    .cpus
+                    .get(usize::from(id))
+                    .copied()
+                    .unwrap_or((usize::from(id) + 1) % cores);
+                GlommioPlacement::Fixed(cpu)
+            }
+        };
+        let (shard_config, hosts) = (config.clone(), hosts.clone());
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("jetmon-shard-{id}"))
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || async move {
+                let cfg = ShardConfig::from_prober(id, &shard_config);
+                let shard = Rc::new(RefCell::new(ProbeShard::new(cfg, commands, results, hosts)));
+                ProbeShard::run(shard).await;
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(explain_executor_error(
+                    &e.to_string(),
+                    config.io_memory_bytes
+                ))
+            })?;
+        handles.push((id, handle));
+    }
+    eprintln!(
+        "jetmon-prober: {shards} shard(s) running, rings in {}",
+        config.ring_dir.display()
+    );
+    let mut failed = None;
+    for (id, handle) in handles {
+        if let Err(e) = handle.join() {
+            let line = explain_executor_error(&e.to_string(), config.io_memory_bytes);
+            eprintln!("jetmon-prober: shard {id}: {line}");
+            shutdown::request();
+            failed.get_or_insert(line);
+        }
+    }
+    match failed {
+        Some(line) => bail!("{line}"),
+        None => {
+            eprintln!("jetmon-prober: stopped");
+            Ok(())
+        }
+    }
+}
+
+/// Refuses to start when the shards' io_uring memory cannot fit the memlock limit, with the
+/// one line an operator needs.
+fn check_memlock(io_memory: usize, shards: u16) -> Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return Ok(());
+    }
+    // glommio registers io_memory with each of an executor's three io_urings, and the kernel
+    // pins it once per ring; add a little for the rings themselves. When registration does
+    // not fit, glommio silently falls back to unregistered buffers, so refuse instead.
+    let needed = (3 * io_memory as u64 + (256 << 10)) * u64::from(shards);
+    if needed > limit.rlim_cur {
+        bail!(memlock_line(needed, limit.rlim_cur));
+    }
+    Ok(())
+}
+
+fn memlock_line(needed: u64, limit: u64) -> String {
+    format!(
+        "io_uring needs about {} KiB of locked memory for the shards but the memlock limit is {} KiB; \
+         raise it (`ulimit -l`, or `LimitMEMLOCK=` in the systemd unit), or lower prober.io_memory_bytes \
+         or prober.shards",
+        needed / 1024,
+        limit / 1024
+    )
+}
+
+/// Turns glommio's executor-creation errors into one line; memlock failures say how to fix them.
+fn explain_executor_error(error: &str, io_memory: usize) -> String {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("cannot allocate memory")
+        || lower.contains("memlock")
+        || lower.contains("enomem")
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+        return memlock_line(io_memory as u64, limit.rlim_cur);
+    }
+    format!(
+        "cannot start a shard executor: {}",
+        error.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
 }
 
 fn attach(config: &ProberConfig, id: u16) -> Result<Shard> {

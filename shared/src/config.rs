@@ -47,7 +47,8 @@ pub struct ProberConfig {
     pub placement: Placement,
     /// CPUs for `placement = "pinned"`, one per shard.
     pub cpus: Vec<usize>,
-    /// io_uring registered memory per shard. Counts against `ulimit -l`.
+    /// io_uring registered memory per shard. Pinned three times (one per io_uring of the
+    /// executor), so each shard needs about 3x this within `ulimit -l`.
     pub io_memory_bytes: usize,
     /// Directory of the shared-memory rings.
     pub ring_dir: PathBuf,

@@ -466,3 +466,25 @@ fn appended_fields_read_both_ways() {
     };
     assert_eq!(spec.check_id, 1);
 }
+
+#[test]
+fn shard_stats_round_trip() {
+    use jetmon_shared::frames::{ShardStats, decode_stats};
+    let s = ShardStats {
+        shard: 3,
+        at_us: 1_700_000_000_000_000,
+        checks: 1_000_000,
+        started: 42,
+        completed: vec![(Outcome::Ok, 40), (Outcome::TimeoutConnect, 2)],
+        in_flight: 7,
+        lateness_p99_us: 900,
+        table_bytes: 127_000_000,
+        ..ShardStats::default()
+    };
+    let bytes = FrameEncoder::new().stats(&s).to_vec();
+    assert_eq!(decode_stats(&bytes).unwrap(), s);
+    assert!(matches!(
+        decode_result(&bytes),
+        Err(FrameError::WrongIdentifier { .. })
+    ));
+}

@@ -637,3 +637,119 @@ pub fn decode_command(buf: &[u8]) -> Result<Command, FrameError> {
         _ => return Err(missing()),
     })
 }
+
+/// Ring record kind of a `ShardStats` frame.
+pub const KIND_SHARD_STATS: u16 = 3;
+/// file_identifier of `ShardStats`.
+pub const SHARD_STATS_IDENTIFIER: &str = "JMS1";
+/// Schema revision this build writes into `ShardStats.version`.
+pub const SHARD_STATS_REVISION: u16 = 1;
+
+/// A shard's counters (see `flatbuffers/stats.fbs` for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShardStats {
+    pub shard: u16,
+    pub at_us: u64,
+    pub checks: u64,
+    pub started: u64,
+    /// (outcome, count) for every outcome seen at least once.
+    pub completed: Vec<(Outcome, u64)>,
+    pub in_flight: u32,
+    pub ready: u32,
+    pub missed: u64,
+    pub overlapping: u64,
+    pub deferred_ip_cap: u64,
+    pub ring_stalls: u64,
+    pub lateness_count: u64,
+    pub lateness_p50_us: u64,
+    pub lateness_p99_us: u64,
+    pub lateness_max_us: u64,
+    pub buffers_in_use: u32,
+    pub buffers_pooled: u32,
+    pub table_bytes: u64,
+}
+
+impl FrameEncoder {
+    /// Encodes a shard's counters; the bytes are valid until the next call.
+    pub fn stats(&mut self, s: &ShardStats) -> &[u8] {
+        let fbb = &mut self.fbb;
+        fbb.reset();
+        let counts: Vec<_> = s
+            .completed
+            .iter()
+            .map(|(o, n)| fb::OutcomeCount::new(o.code(), 0, 0, *n))
+            .collect();
+        let completed = fbb.create_vector(&counts);
+        let root = fb::ShardStats::create(
+            fbb,
+            &fb::ShardStatsArgs {
+                version: SHARD_STATS_REVISION,
+                shard: s.shard,
+                at_us: s.at_us,
+                checks: s.checks,
+                started: s.started,
+                completed: Some(completed),
+                in_flight: s.in_flight,
+                ready: s.ready,
+                missed: s.missed,
+                overlapping: s.overlapping,
+                deferred_ip_cap: s.deferred_ip_cap,
+                ring_stalls: s.ring_stalls,
+                lateness_count: s.lateness_count,
+                lateness_p50_us: s.lateness_p50_us,
+                lateness_p99_us: s.lateness_p99_us,
+                lateness_max_us: s.lateness_max_us,
+                buffers_in_use: s.buffers_in_use,
+                buffers_pooled: s.buffers_pooled,
+                table_bytes: s.table_bytes,
+            },
+        );
+        fbb.finish(root, Some(SHARD_STATS_IDENTIFIER));
+        fbb.finished_data()
+    }
+}
+
+/// Verifies and reads a `ShardStats` frame.
+pub fn decode_stats(buf: &[u8]) -> Result<ShardStats, FrameError> {
+    check_envelope(buf, SHARD_STATS_IDENTIFIER)?;
+    let f = flatbuffers::root_with_opts::<fb::ShardStats>(&VERIFIER, buf)?;
+    if f.version() == 0 {
+        return Err(FrameError::MissingVersion);
+    }
+    let completed = f
+        .completed()
+        .map(|v| {
+            v.iter()
+                .map(|c| {
+                    Outcome::from_code(c.code()).map(|o| (o, c.count())).ok_or(
+                        FrameError::UnknownValue {
+                            field: "completed.code",
+                            value: u32::from(c.code()),
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(ShardStats {
+        shard: f.shard(),
+        at_us: f.at_us(),
+        checks: f.checks(),
+        started: f.started(),
+        completed,
+        in_flight: f.in_flight(),
+        ready: f.ready(),
+        missed: f.missed(),
+        overlapping: f.overlapping(),
+        deferred_ip_cap: f.deferred_ip_cap(),
+        ring_stalls: f.ring_stalls(),
+        lateness_count: f.lateness_count(),
+        lateness_p50_us: f.lateness_p50_us(),
+        lateness_p99_us: f.lateness_p99_us(),
+        lateness_max_us: f.lateness_max_us(),
+        buffers_in_use: f.buffers_in_use(),
+        buffers_pooled: f.buffers_pooled(),
+        table_bytes: f.table_bytes(),
+    })
+}

@@ -40,5 +40,9 @@ pub mod jetmon {
         pub use self::drain_generated::*;
         mod command_generated;
         pub use self::command_generated::*;
+        mod outcome_count_generated;
+        pub use self::outcome_count_generated::*;
+        mod shard_stats_generated;
+        pub use self::shard_stats_generated::*;
     } // frames
 } // jetmon

@@ -1,0 +1,605 @@
+//! One shard: a glommio executor on its own thread that owns a disjoint set of checks, their
+//! wheel, a buffer pool, counters and its two rings. Nothing here is shared with another
+//! shard; the only cross-thread state is the process-wide stop flag.
+//!
+//! The pacer (`Shard::tick`, every millisecond) applies commands, advances the wheel, starts
+//! due probes within the limits (in flight per shard, in flight per target IP, room in the
+//! result ring), moves finished results into the ring and publishes counters once a second.
+//! Probes run as independent tasks: a slow or hanging site holds only its own task.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use jetmon_shared::check::{CheckType, ProbeOrigin};
+use jetmon_shared::config::ProberConfig;
+use jetmon_shared::frames::{
+    Command, FLAG_LATE, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS,
+    ProbeResult, ResultExtras, ShardStats, decode_command,
+};
+use jetmon_shared::outcome::Outcome;
+use jetmon_shared::ring::{Consumer, Producer, PushError};
+use jetmon_shared::shutdown;
+
+use crate::probe::{self, ProbeBuffers, ProbeReport};
+use crate::sched::{CheckTable, Fired};
+use crate::target::{HostsFile, Resolution, Target, resolve_local};
+
+/// The pacer's period.
+pub const TICK: Duration = Duration::from_millis(1);
+/// Commands applied per tick at most (a burst of upserts must not starve probing).
+pub const MAX_COMMANDS_PER_TICK: usize = 4096;
+/// How often counters are published.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Idle probe buffers kept for reuse at most; beyond, they are freed.
+pub const MAX_POOLED_BUFFERS: usize = 1024;
+
+/// What a shard needs from the prober's configuration.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub id: u16,
+    pub user_agent: Rc<str>,
+    pub max_in_flight: u32,
+    pub max_per_ip: u16,
+    pub vantage_id: u32,
+    pub lateness_threshold_us: u64,
+}
+
+impl ShardConfig {
+    pub fn from_prober(id: u16, c: &ProberConfig) -> ShardConfig {
+        ShardConfig {
+            id,
+            user_agent: Rc::from(c.user_agent.as_str()),
+            max_in_flight: c.max_in_flight_per_shard,
+            max_per_ip: c.max_per_target_ip,
+            vantage_id: c.vantage_id,
+            lateness_threshold_us: u64::from(c.lateness_threshold_ms) * 1000,
+        }
+    }
+}
+
+/// Unix time from a monotonic base: one clock read per use, no drift within a run.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    base: Instant,
+    base_unix_us: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Clock {
+            base: Instant::now(),
+            base_unix_us: unix,
+        }
+    }
+
+    fn unix_us(&self, at: Instant) -> u64 {
+        self.base_unix_us + at.saturating_duration_since(self.base).as_micros() as u64
+    }
+}
+
+/// A due probe waiting for a start slot.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    check_id: u64,
+    due_ms: u64,
+    origin: ProbeOrigin,
+    request_id: u64,
+    /// This entry holds the check's in-flight flag (taken when it became due, or on its
+    /// first start attempt for re-checks and triggers).
+    holds_flag: bool,
+}
+
+/// Pending re-checks, ordered by due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Recheck {
+    due_ms: u64,
+    check_id: u64,
+    request_id: u64,
+    remaining: u8,
+    spacing_ms: u32,
+}
+
+/// Counters since the shard started (and lateness since the last stats frame).
+struct Counters {
+    started: u64,
+    completed: [u64; 128],
+    overlapping: u64,
+    deferred_ip_cap: u64,
+    ring_stalls: u64,
+    rejected_commands: u64,
+    lateness_us: Histogram<u64>,
+}
+
+/// The shard's state. Borrowed only between awaits.
+pub struct Shard {
+    cfg: ShardConfig,
+    clock: Clock,
+    table: CheckTable,
+    hosts: Arc<HostsFile>,
+    ready: VecDeque<Ready>,
+    rechecks: BinaryHeap<Reverse<Recheck>>,
+    in_flight: u32,
+    per_ip: HashMap<IpAddr, u16>,
+    finished: VecDeque<ProbeResult>,
+    pool: Vec<ProbeBuffers>,
+    buffers_out: u32,
+    commands: Consumer,
+    results: Producer,
+    encoder: FrameEncoder,
+    ring_full: bool,
+    counters: Counters,
+    fired: Vec<Fired>,
+    last_stats: Instant,
+    last_checks_logged: usize,
+    draining_until: Option<Instant>,
+}
+
+impl Shard {
+    pub fn new(
+        cfg: ShardConfig,
+        commands: Consumer,
+        results: Producer,
+        hosts: Arc<HostsFile>,
+    ) -> Shard {
+        let clock = Clock::new();
+        let now_ms = clock.unix_us(Instant::now()) / 1000;
+        Shard {
+            cfg,
+            clock,
+            table: CheckTable::new(now_ms),
+            hosts,
+            ready: VecDeque::new(),
+            rechecks: BinaryHeap::new(),
+            in_flight: 0,
+            per_ip: HashMap::new(),
+            finished: VecDeque::new(),
+            pool: Vec::new(),
+            buffers_out: 0,
+            commands,
+            results,
+            encoder: FrameEncoder::new(),
+            ring_full: false,
+            counters: Counters {
+                started: 0,
+                completed: [0; 128],
+                overlapping: 0,
+                deferred_ip_cap: 0,
+                ring_stalls: 0,
+                rejected_commands: 0,
+                // 1 µs .. 1 hour at 2 significant digits.
+                lateness_us: Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                    .expect("constant histogram bounds are valid"),
+            },
+            fired: Vec::new(),
+            last_stats: Instant::now(),
+            last_checks_logged: 0,
+            draining_until: None,
+        }
+    }
+
+    /// Runs the shard until a drain completes or the process is asked to stop.
+    pub async fn run(shard: Rc<RefCell<Shard>>) {
+        loop {
+            let stop = Shard::tick(&shard);
+            if stop {
+                return;
+            }
+            glommio::timer::sleep(TICK).await;
+        }
+    }
+
+    /// One pacer step; true when the shard should stop.
+    fn tick(rc: &Rc<RefCell<Shard>>) -> bool {
+        let mut s = rc.borrow_mut();
+        let now = Instant::now();
+        let now_us = s.clock.unix_us(now);
+        s.results.heartbeat();
+        s.commands.heartbeat();
+        if shutdown::requested() && s.draining_until.is_none() {
+            s.draining_until = Some(now + Duration::from_secs(5));
+        }
+        s.apply_commands(now_us / 1000);
+        if s.draining_until.is_none() {
+            s.collect_due(now_us / 1000);
+        }
+        s.move_finished_to_ring();
+        if s.draining_until.is_none() && !s.ring_full {
+            s.start_probes(rc, now);
+        }
+        if now.duration_since(s.last_stats) >= STATS_EVERY {
+            s.last_stats = now;
+            s.publish_stats(now_us);
+            // Rings deleted under us (an operator cleaned up, a test's temp dir went away):
+            // nobody can ever read our results again, so stop instead of probing for no one.
+            if s.draining_until.is_none() && !s.results.ring().path().exists() {
+                eprintln!(
+                    "jetmon-prober: shard {}: {} was deleted; stopping",
+                    s.cfg.id,
+                    s.results.ring().path().display()
+                );
+                s.draining_until = Some(now);
+            }
+        }
+        s.results.flush();
+        match s.draining_until {
+            Some(deadline) => (s.in_flight == 0 && s.finished.is_empty()) || now >= deadline,
+            None => false,
+        }
+    }
+
+    fn apply_commands(&mut self, now_ms: u64) {
+        for _ in 0..MAX_COMMANDS_PER_TICK {
+            let command = match self.commands.pop() {
+                Ok(Some(r)) if r.kind == KIND_COMMAND => decode_command(r.payload),
+                Ok(Some(r)) => {
+                    eprintln!(
+                        "jetmon-prober: shard {}: ignoring ring record of kind {}",
+                        self.cfg.id, r.kind
+                    );
+                    continue;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("jetmon-prober: shard {}: {e}", self.cfg.id);
+                    continue;
+                }
+            };
+            match command {
+                Ok(c) => self.apply(c, now_ms),
+                Err(e) => {
+                    self.counters.rejected_commands += 1;
+                    eprintln!(
+                        "jetmon-prober: shard {}: rejected command: {e}",
+                        self.cfg.id
+                    );
+                }
+            }
+        }
+        // Applied commands live in memory only; control re-sends everything after a restart.
+        self.commands.commit();
+        if self.table.len() != self.last_checks_logged {
+            self.last_checks_logged = self.table.len();
+            eprintln!(
+                "jetmon-prober: shard {}: {} checks configured",
+                self.cfg.id,
+                self.table.len()
+            );
+        }
+    }
+
+    fn apply(&mut self, command: Command, now_ms: u64) {
+        match command {
+            Command::Upsert(spec) => {
+                let valid = match spec.check_type {
+                    CheckType::Http => Target::parse_url(&spec.target).is_ok(),
+                    CheckType::Tcp | CheckType::Dns => false,
+                };
+                if valid {
+                    self.table.upsert(&spec, now_ms);
+                } else {
+                    self.counters.rejected_commands += 1;
+                    eprintln!(
+                        "jetmon-prober: shard {}: check {}: {} target {:?} not supported by this build",
+                        self.cfg.id,
+                        spec.check_id,
+                        spec.check_type.name(),
+                        spec.target
+                    );
+                }
+            }
+            Command::Remove { check_id } => {
+                self.table.remove(check_id);
+            }
+            Command::TriggerNow {
+                check_id,
+                request_id,
+            } => {
+                self.ready.push_front(Ready {
+                    check_id,
+                    due_ms: now_ms,
+                    origin: ProbeOrigin::TriggerNow,
+                    request_id,
+                    holds_flag: false,
+                });
+            }
+            Command::Recheck {
+                check_id,
+                request_id,
+                count,
+                spacing_ms,
+            } => {
+                if count > 0 {
+                    self.rechecks.push(Reverse(Recheck {
+                        due_ms: now_ms + u64::from(spacing_ms),
+                        check_id,
+                        request_id,
+                        remaining: count,
+                        spacing_ms,
+                    }));
+                }
+            }
+            Command::Pause { check_id, paused } => {
+                self.table
+                    .set_paused((check_id != 0).then_some(check_id), paused, now_ms);
+            }
+            Command::Drain { deadline_ms } => {
+                let deadline = Instant::now() + Duration::from_millis(u64::from(deadline_ms));
+                self.draining_until =
+                    Some(self.draining_until.map_or(deadline, |d| d.min(deadline)));
+            }
+        }
+    }
+
+    fn collect_due(&mut self, now_ms: u64) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.table.advance(now_ms, &mut fired);
+        for f in fired.drain(..) {
+            let r = self.table.record(f.idx);
+            let check_id = r.check_id;
+            if self.table.set_in_flight(f.idx, true) {
+                // Still probing the previous occurrence (a hanging site): skip this one.
+                self.counters.overlapping += 1;
+                continue;
+            }
+            self.ready.push_back(Ready {
+                check_id,
+                due_ms: f.due_ms,
+                origin: ProbeOrigin::Scheduled,
+                request_id: 0,
+                holds_flag: true,
+            });
+        }
+        self.fired = fired;
+        while let Some(Reverse(r)) = self.rechecks.peek().copied() {
+            if r.due_ms > now_ms {
+                break;
+            }
+            self.rechecks.pop();
+            self.ready.push_back(Ready {
+                check_id: r.check_id,
+                due_ms: r.due_ms,
+                origin: ProbeOrigin::Recheck,
+                request_id: r.request_id,
+                holds_flag: false,
+            });
+            if r.remaining > 1 {
+                self.rechecks.push(Reverse(Recheck {
+                    due_ms: r.due_ms + u64::from(r.spacing_ms),
+                    remaining: r.remaining - 1,
+                    ..r
+                }));
+            }
+        }
+    }
+
+    fn start_probes(&mut self, rc: &Rc<RefCell<Shard>>, now: Instant) {
+        // Each ready entry is looked at once per tick at most: entries deferred by the per-IP
+        // limit go to the back and wait for the next tick.
+        let mut budget = self.ready.len();
+        while budget > 0 && self.in_flight < self.cfg.max_in_flight {
+            budget -= 1;
+            let Some(mut ready) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(idx) = self.table.index_of(ready.check_id) else {
+                continue;
+            };
+            if !ready.holds_flag {
+                if self.table.set_in_flight(idx, true) {
+                    // A re-check or trigger while a probe of the check runs: next tick.
+                    self.ready.push_back(ready);
+                    continue;
+                }
+                ready.holds_flag = true;
+            }
+            let mut bufs = self.pool.pop().unwrap_or_default();
+            bufs.target.clear();
+            bufs.target.push_str(self.table.target(idx));
+            let addr = match Target::parse_url(&bufs.target).map(|t| resolve_local(&t, &self.hosts))
+            {
+                Ok(Resolution::Literal(a) | Resolution::Hosts(a)) => a,
+                Ok(Resolution::NeedsDns) | Err(_) => {
+                    // No DNS in this build: we could not tell, which is never the site's fault.
+                    self.table.set_in_flight(idx, false);
+                    self.pool.push(bufs);
+                    let started_us = self.clock.unix_us(now);
+                    let report = monitor_side(Outcome::ResolverUnavailable);
+                    self.counters.started += 1;
+                    let result = self.result_of(idx, ready, started_us, &report);
+                    self.complete(result);
+                    continue;
+                }
+            };
+            let per_ip = self.per_ip.entry(addr.ip()).or_insert(0);
+            if *per_ip >= self.cfg.max_per_ip {
+                self.counters.deferred_ip_cap += 1;
+                self.pool.push(bufs);
+                self.ready.push_back(ready);
+                continue;
+            }
+            *per_ip += 1;
+            self.in_flight += 1;
+            self.buffers_out += 1;
+            self.counters.started += 1;
+            let started_us = self.clock.unix_us(now);
+            let lateness = started_us.saturating_sub(ready.due_ms * 1000);
+            let _ = self.counters.lateness_us.record(lateness.max(1));
+            let settings = self.table.settings(idx);
+            let deadline =
+                now + Duration::from_millis(u64::from(self.table.record(idx).timeout_ms));
+            let user_agent = self.cfg.user_agent.clone();
+            let shard = rc.clone();
+            glommio::spawn_local(async move {
+                // The same string parsed a moment ago, so this cannot fail; if it ever did,
+                // the failure would be ours (monitor-side), never the site's.
+                let url = std::mem::take(&mut bufs.target);
+                let report = match Target::parse_url(&url) {
+                    Ok(target) => {
+                        probe::http(&target, addr, &settings, &user_agent, deadline, &mut bufs)
+                            .await
+                    }
+                    Err(_) => monitor_side(Outcome::LocalResource),
+                };
+                bufs.target = url;
+                let mut s = shard.borrow_mut();
+                s.finish_probe(ready, addr.ip(), started_us, &report, bufs);
+            })
+            .detach();
+        }
+    }
+
+    fn finish_probe(
+        &mut self,
+        ready: Ready,
+        ip: IpAddr,
+        started_us: u64,
+        report: &ProbeReport,
+        bufs: ProbeBuffers,
+    ) {
+        self.in_flight -= 1;
+        self.buffers_out -= 1;
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+        if self.pool.len() < MAX_POOLED_BUFFERS {
+            self.pool.push(bufs);
+        }
+        // The check may have been removed (or replaced) while we probed.
+        if let Some(idx) = self.table.index_of(ready.check_id) {
+            self.table.set_in_flight(idx, false);
+            let result = self.result_of(idx, ready, started_us, report);
+            self.complete(result);
+        }
+    }
+
+    fn result_of(
+        &self,
+        idx: u32,
+        ready: Ready,
+        started_us: u64,
+        report: &ProbeReport,
+    ) -> ProbeResult {
+        let r = self.table.record(idx);
+        let scheduled_us = ready.due_ms * 1000;
+        let late = started_us.saturating_sub(scheduled_us) > self.cfg.lateness_threshold_us;
+        ProbeResult {
+            check_id: r.check_id,
+            site_id: r.site_id,
+            seq: 0, // assigned when the frame enters the ring
+            scheduled_at_us: scheduled_us,
+            started_at_us: started_us,
+            request_id: ready.request_id,
+            cert_not_after_s: 0,
+            phases: report.phases,
+            bytes_read: report.bytes_read,
+            vantage_id: self.cfg.vantage_id,
+            generation: r.generation,
+            http_status: report.http_status,
+            outcome: report.outcome,
+            detail: report.detail,
+            tls_version: 0,
+            shard: self.cfg.id,
+            redirect_count: 0,
+            origin: ready.origin,
+            check_type: r.check_type,
+            flags: if late { FLAG_LATE } else { 0 },
+        }
+    }
+
+    fn complete(&mut self, result: ProbeResult) {
+        let code = result.outcome.code() as usize;
+        if code < self.counters.completed.len() {
+            self.counters.completed[code] += 1;
+        }
+        self.finished.push_back(result);
+        self.move_finished_to_ring();
+    }
+
+    /// Moves finished results into the ring in order; stops (and stalls probing) when full.
+    fn move_finished_to_ring(&mut self) {
+        while let Some(mut result) = self.finished.pop_front() {
+            result.seq = self.results.frames_pushed();
+            let bytes = self.encoder.result(&result, &ResultExtras::default());
+            match self.results.try_push(KIND_CHECK_RESULT, bytes) {
+                Ok(()) => self.ring_full = false,
+                Err(PushError::Full) => {
+                    if !self.ring_full {
+                        self.counters.ring_stalls += 1;
+                    }
+                    self.ring_full = true;
+                    self.finished.push_front(result);
+                    return;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "jetmon-prober: shard {}: dropping an unencodable result: {e}",
+                        self.cfg.id
+                    );
+                }
+            }
+        }
+    }
+
+    fn publish_stats(&mut self, now_us: u64) {
+        let h = &self.counters.lateness_us;
+        let completed = jetmon_shared::outcome::Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let n = self
+                    .counters
+                    .completed
+                    .get(o.code() as usize)
+                    .copied()
+                    .unwrap_or(0);
+                (n > 0).then_some((*o, n))
+            })
+            .collect();
+        let stats = ShardStats {
+            shard: self.cfg.id,
+            at_us: now_us,
+            checks: self.table.len() as u64,
+            started: self.counters.started,
+            completed,
+            in_flight: self.in_flight,
+            ready: self.ready.len() as u32,
+            missed: self.table.missed,
+            overlapping: self.counters.overlapping,
+            deferred_ip_cap: self.counters.deferred_ip_cap,
+            ring_stalls: self.counters.ring_stalls,
+            lateness_count: h.len(),
+            lateness_p50_us: h.value_at_quantile(0.5),
+            lateness_p99_us: h.value_at_quantile(0.99),
+            lateness_max_us: h.max(),
+            buffers_in_use: self.buffers_out,
+            buffers_pooled: self.pool.len() as u32,
+            table_bytes: self.table.heap_bytes() as u64,
+        };
+        let bytes = self.encoder.stats(&stats);
+        if self.results.try_push(KIND_SHARD_STATS, bytes).is_ok() {
+            self.counters.lateness_us.reset();
+        }
+    }
+}
+
+fn monitor_side(outcome: Outcome) -> ProbeReport {
+    ProbeReport {
+        outcome,
+        detail: 0,
+        http_status: 0,
+        phases: Default::default(),
+        bytes_read: 0,
+    }
+}
