@@ -16,7 +16,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use jetmon_shared::check::{CheckSpec, CheckType};
 use jetmon_shared::config::Config;
-use jetmon_shared::frames::{Command, FrameEncoder, KIND_COMMAND};
+use jetmon_shared::frames::{
+    Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ShardStats,
+    decode_stats,
+};
+use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError, RingFile};
 use jetmon_shared::shutdown;
 
@@ -32,6 +36,10 @@ const TICK: Duration = Duration::from_millis(100);
 struct ShardRings {
     commands: Producer,
     results: Consumer,
+    /// Result frames received (and released) since start.
+    results_seen: u64,
+    /// The shard's latest counters.
+    stats: Option<ShardStats>,
 }
 
 /// The prober this control is responsible for.
@@ -66,7 +74,12 @@ pub fn up(
                 .and_then(RingFile::producer)?;
             let results = RingFile::open_or_create(&p.result_ring_path(i), p.result_ring_bytes)
                 .and_then(RingFile::consumer)?;
-            Ok(ShardRings { commands, results })
+            Ok(ShardRings {
+                commands,
+                results,
+                results_seen: 0,
+                stats: None,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let prober = prober_binary(config)?;
@@ -99,9 +112,19 @@ pub fn up(
         }
         for s in &mut shards {
             s.results.heartbeat();
-            // Results are not stored yet (the event engine and store come next): count them
-            // and release the space.
-            while s.results.pop()?.is_some() {}
+            // Results are not stored yet (the event engine and store come next): count them,
+            // keep the latest counters, and release the space.
+            while let Some(record) = s.results.pop()? {
+                match record.kind {
+                    KIND_CHECK_RESULT => s.results_seen += 1,
+                    KIND_SHARD_STATS => {
+                        if let Ok(stats) = decode_stats(record.payload) {
+                            s.stats = Some(stats);
+                        }
+                    }
+                    _ => {}
+                }
+            }
             s.results.commit();
         }
         let stale = shards
@@ -191,13 +214,23 @@ fn status(shards: &[ShardRings]) {
     for (i, s) in shards.iter().enumerate() {
         let peer = s.results.producer_status();
         let commands = s.commands.ring().stats();
+        let (checks, in_flight, ok) = s.stats.as_ref().map_or((0, 0, 0), |st| {
+            let ok = st
+                .completed
+                .iter()
+                .find(|(o, _)| *o == Outcome::Ok)
+                .map_or(0, |(_, n)| *n);
+            (st.checks, st.in_flight, ok)
+        });
         eprintln!(
-            "jetmon: shard {i}: prober pid {} {}, heartbeat {:.1}s ago, commands {}/{} applied",
+            "jetmon: shard {i}: prober pid {} {}, heartbeat {:.1}s ago, commands {}/{} applied, \
+             {checks} checks, {in_flight} in flight, {} results ({ok} ok since the prober started)",
             peer.pid,
             if peer.alive { "alive" } else { "not running" },
             peer.heartbeat_age.as_secs_f64(),
             commands.frames_committed,
             commands.frames_published,
+            s.results_seen,
         );
     }
 }
@@ -290,10 +323,12 @@ fn prober_binary(config: &Config) -> Result<PathBuf> {
 }
 
 fn demo_checks() -> Vec<CheckSpec> {
+    // The first sites of the local fleet (`perf/fleet start`); the built-in demo fleet that
+    // needs no setup arrives with the control plane.
     let targets = [
-        "http://127.0.0.1:18080/",
-        "http://127.0.0.2:18080/slow",
-        "http://127.0.0.3:18080/flap",
+        "http://127.0.1.1:18080/",
+        "http://127.0.1.2:18080/",
+        "http://127.0.1.3:18080/",
     ];
     targets
         .iter()

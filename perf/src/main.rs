@@ -12,6 +12,9 @@ use jetmon_shared::frames::{
 };
 use jetmon_shared::ring::{Consumer, PushError, RingFile, monotonic_us};
 
+mod density;
+mod http;
+mod prober;
 mod record;
 
 #[derive(Parser)]
@@ -43,6 +46,54 @@ enum Scenario {
         #[arg(long, default_value_t = 64 << 20)]
         ring_bytes: usize,
         /// Append the RESULT line to this markdown file.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// P1: checks/s of the prober on one pinned core vs wrk on the same core, new connection
+    /// per request, against the running fleet (nginx on the other core).
+    Http {
+        #[arg(long, default_value_t = 10)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_s: u64,
+        /// Checks configured (every one every second: more than one core can do).
+        #[arg(long, default_value_t = 40_000)]
+        checks: u32,
+        /// Fleet sites the checks are spread over.
+        #[arg(long, default_value_t = 64)]
+        sites: u32,
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+        /// The core the prober (and wrk) run on.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        #[arg(long, default_value_t = 256)]
+        wrk_connections: u32,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// P3/P4 (prober side): N checks at a 300 s interval for a bounded window: missed checks,
+    /// start lateness, RSS and CPU per check.
+    Density {
+        #[arg(long, default_value_t = 1_000_000)]
+        checks: u32,
+        #[arg(long, default_value_t = 300)]
+        interval_s: u64,
+        /// Measured window (checks scheduled in it must all start).
+        #[arg(long, default_value_t = 120)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 5000)]
+        sites: u32,
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// 1% of sites answer 500, 1% are 2 s slow, 1% hang until the timeout.
+        #[arg(long)]
+        mix: bool,
+        /// The fleet control script (for --mix).
+        #[arg(long, default_value = "perf/fleet")]
+        fleet_script: PathBuf,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -89,7 +140,78 @@ fn main() -> Result<()> {
             record.as_deref(),
         ),
         Scenario::RingPeer { path, frames, mode } => ring_peer(&path, frames, mode),
+        Scenario::Http {
+            duration_s,
+            warmup_s,
+            checks,
+            sites,
+            port,
+            cpu,
+            wrk_connections,
+            record,
+        } => {
+            let args = http::HttpArgs {
+                duration: Duration::from_secs(duration_s),
+                warmup: Duration::from_secs(warmup_s),
+                checks,
+                sites,
+                port,
+                cpu,
+                wrk_connections,
+            };
+            let line = http::run(&args, &prober_binary()?)?;
+            finish("http", &line, record.as_deref())
+        }
+        Scenario::Density {
+            checks,
+            interval_s,
+            duration_s,
+            sites,
+            port,
+            cpu,
+            mix,
+            fleet_script,
+            record,
+        } => {
+            let args = density::DensityArgs {
+                checks,
+                interval: Duration::from_secs(interval_s),
+                duration: Duration::from_secs(duration_s),
+                sites,
+                port,
+                cpu,
+                mix,
+                fleet_script,
+            };
+            let line = density::run(&args, &prober_binary()?)?;
+            finish("density", &line, record.as_deref())
+        }
     }
+}
+
+fn finish(scenario: &str, line: &str, record: Option<&Path>) -> Result<()> {
+    println!("{line}");
+    if let Some(path) = record {
+        record::append(path, scenario, line)?;
+    }
+    Ok(())
+}
+
+/// `jetmon-prober` beside this executable (perf/bench builds both in release).
+fn prober_binary() -> Result<PathBuf> {
+    let p = std::env::current_exe()?.with_file_name("jetmon-prober");
+    if !p.exists() {
+        bail!(
+            "{} not found: build it with cargo build --release -p jetmon-prober",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The address of fleet site `n` (1-based), as perf/fleet assigns them.
+pub fn fleet_addr(n: u32) -> String {
+    format!("127.0.{}.{}", (n - 1) / 250 + 1, (n - 1) % 250 + 1)
 }
 
 fn ring_bench(

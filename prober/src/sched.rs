@@ -323,6 +323,11 @@ impl CheckTable {
         self.wheel_ms = now_ms;
     }
 
+    /// The last millisecond the wheel has processed.
+    pub fn wheel_ms(&self) -> u64 {
+        self.wheel_ms
+    }
+
     /// The earliest instant the wheel may have work (for sleeping), scanning at most
     /// `limit_ms` ahead.
     pub fn next_due_within(&self, limit_ms: u64) -> Option<u64> {
