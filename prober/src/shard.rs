@@ -270,6 +270,7 @@ impl Shard {
     }
 
     fn apply_commands(&mut self, now_ms: u64) {
+        let mut drained = false;
         for _ in 0..MAX_COMMANDS_PER_TICK {
             let command = match self.commands.pop() {
                 Ok(Some(r)) if r.kind == KIND_COMMAND => decode_command(r.payload),
@@ -280,7 +281,10 @@ impl Shard {
                     );
                     continue;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     eprintln!("jetmon-prober: shard {}: {e}", self.cfg.id);
                     continue;
@@ -299,7 +303,8 @@ impl Shard {
         }
         // Applied commands live in memory only; control re-sends everything after a restart.
         self.commands.commit();
-        if self.table.len() != self.last_checks_logged {
+        // Logged once a burst of commands is fully applied, not on every tick of a long load.
+        if drained && self.table.len() != self.last_checks_logged {
             self.last_checks_logged = self.table.len();
             eprintln!(
                 "jetmon-prober: shard {}: {} checks configured",

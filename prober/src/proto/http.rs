@@ -224,11 +224,27 @@ impl<'r> ResponseMachine<'r> {
         }
     }
 
+    /// A buffered partial head is only re-parsed when new bytes could end it; before giving a
+    /// verdict on it, parse it once more so a syntax error is reported as such (the same
+    /// verdict as if the bytes had arrived in one read).
+    fn buffered_head_error(&mut self) -> Option<Detail> {
+        if self.head.is_empty() {
+            return None;
+        }
+        let buffer = std::mem::take(&mut self.head);
+        let parsed = self.parse_head(&buffer);
+        self.head = buffer;
+        parsed.err()
+    }
+
     /// The peer closed the connection.
     pub fn end_of_stream(&mut self) -> Verdict {
         match self.phase {
             Phase::Done(v) => v,
             Phase::Head => {
+                if let Some(detail) = self.buffered_head_error() {
+                    return self.verdict(Outcome::HttpMalformed, detail);
+                }
                 let detail = if self.any_bytes {
                     Detail::TruncatedHead
                 } else {
@@ -258,7 +274,10 @@ impl<'r> ResponseMachine<'r> {
     pub fn deadline(&mut self) -> Verdict {
         match self.phase {
             Phase::Done(v) => v,
-            Phase::Head => self.verdict(Outcome::TimeoutTtfb, Detail::None),
+            Phase::Head => match self.buffered_head_error() {
+                Some(detail) => self.verdict(Outcome::HttpMalformed, detail),
+                None => self.verdict(Outcome::TimeoutTtfb, Detail::None),
+            },
             Phase::Body { .. } => self.verdict(Outcome::TimeoutBody, Detail::None),
         }
     }
