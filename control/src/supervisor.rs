@@ -14,7 +14,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::check::{CheckSpec, CheckType, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
     Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ShardStats,
@@ -98,7 +98,7 @@ pub fn up(
                 "jetmon: adopting prober pid {} left running by a previous jetmon",
                 peer.pid
             );
-            send_checks(&mut shards, &mut encoder, &checks)?;
+            send_checks(&mut shards, &mut encoder, &checks, config.control.buckets)?;
             Prober::Adopted(peer.pid, Instant::now())
         }
         _ => Prober::None,
@@ -162,9 +162,9 @@ pub fn up(
             prober_state = Prober::None;
         }
         if matches!(prober_state, Prober::None) && Instant::now() >= next_start {
-            let c = spawn(&prober, config_path, shard_count)?;
+            let c = spawn(&prober, config_path, shard_count, demo)?;
             eprintln!("jetmon: started prober pid {}", c.id());
-            send_checks(&mut shards, &mut encoder, &checks)?;
+            send_checks(&mut shards, &mut encoder, &checks, config.control.buckets)?;
             prober_state = Prober::Child(c, Instant::now());
         }
         if last_status.elapsed() >= STATUS_EVERY {
@@ -187,10 +187,12 @@ fn send_checks(
     shards: &mut [ShardRings],
     encoder: &mut FrameEncoder,
     checks: &[CheckSpec],
+    buckets: u16,
 ) -> Result<()> {
-    let count = shards.len() as u64;
+    let count = shards.len() as u16;
     for spec in checks {
-        let shard = (spec.check_id % count) as usize;
+        // bucket = stable_hash(check_id) % buckets; a bucket belongs to one shard.
+        let shard = shard_of_bucket(bucket_of(spec.check_id, buckets), count) as usize;
         send(
             &mut shards[shard].commands,
             encoder,
@@ -294,10 +296,14 @@ fn send(ring: &mut Producer, encoder: &mut FrameEncoder, command: &Command) -> R
     }
 }
 
-fn spawn(prober: &Path, config_path: Option<&Path>, shards: u16) -> Result<Child> {
+fn spawn(prober: &Path, config_path: Option<&Path>, shards: u16, demo: bool) -> Result<Child> {
     let mut cmd = Process::new(prober);
     cmd.args(["--shards", &shards.to_string()])
         .stdin(Stdio::null());
+    if demo {
+        // The demo's sites live on loopback, which probe safety refuses unless allowed.
+        cmd.args(["--allow-cidr", "127.0.0.0/8"]);
+    }
     if let Some(path) = config_path {
         cmd.arg("--config").arg(path);
     }

@@ -37,6 +37,14 @@ struct Cli {
     /// Apply commands and keep the rings alive, but probe nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also allow probing this range, which probe safety refuses by default (private,
+    /// loopback…); adds to `prober.allow_cidrs`. Repeatable. Example: 127.0.0.0/8.
+    #[arg(long = "allow-cidr", value_name = "CIDR", value_parser = parse_cidr)]
+    allow_cidrs: Vec<jetmon_shared::cidr::Cidr>,
+}
+
+fn parse_cidr(s: &str) -> Result<jetmon_shared::cidr::Cidr, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 /// How often a shard heartbeats and polls its command ring in dry-run mode.
@@ -66,7 +74,7 @@ fn run(cli: &Cli, config: &ProberConfig) -> Result<()> {
         .unwrap_or(1);
     let shards = cli.shards.unwrap_or_else(|| config.effective_shards(cores));
     if !cli.dry_run {
-        return run_shards(config, shards, cores);
+        return run_shards(config, shards, cores, &cli.allow_cidrs);
     }
     let mut shards: Vec<Shard> = (0..shards)
         .map(|id| attach(config, id))
@@ -115,7 +123,12 @@ fn run(cli: &Cli, config: &ProberConfig) -> Result<()> {
 }
 
 /// Starts one executor per shard and waits for all of them.
-fn run_shards(config: &ProberConfig, shards: u16, cores: usize) -> Result<()> {
+fn run_shards(
+    config: &ProberConfig,
+    shards: u16,
+    cores: usize,
+    extra_allow: &[jetmon_shared::cidr::Cidr],
+) -> Result<()> {
     check_memlock(config.io_memory_bytes, shards)?;
     let hosts = Arc::new(HostsFile::system());
     let mut handles = Vec::new();
@@ -134,12 +147,13 @@ fn run_shards(config: &ProberConfig, shards: u16, cores: usize) -> Result<()> {
                 GlommioPlacement::Fixed(cpu)
             }
         };
-        let (shard_config, hosts) = (config.clone(), hosts.clone());
+        let (shard_config, hosts, extra_allow) =
+            (config.clone(), hosts.clone(), extra_allow.to_vec());
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("jetmon-shard-{id}"))
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
-                let cfg = ShardConfig::from_prober(id, &shard_config);
+                let cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow);
                 let shard = Rc::new(RefCell::new(ProbeShard::new(cfg, commands, results, hosts)));
                 ProbeShard::run(shard).await;
             })

@@ -27,6 +27,7 @@ use jetmon_shared::ring::{Consumer, Producer, PushError};
 use jetmon_shared::shutdown;
 
 use crate::probe::{self, ProbeBuffers, ProbeReport};
+use crate::proto::safety::ProbeSafety;
 use crate::sched::{CheckTable, Fired};
 use crate::target::{HostsFile, Resolution, Target, resolve_local};
 
@@ -51,10 +52,19 @@ pub struct ShardConfig {
     pub max_per_ip: u16,
     pub vantage_id: u32,
     pub lateness_threshold_us: u64,
+    /// Probe safety with the operator's allow-list.
+    pub safety: ProbeSafety,
 }
 
 impl ShardConfig {
-    pub fn from_prober(id: u16, c: &ProberConfig) -> ShardConfig {
+    /// `extra_allow` adds CIDRs to `prober.allow_cidrs` (the `--allow-cidr` flag).
+    pub fn from_prober(
+        id: u16,
+        c: &ProberConfig,
+        extra_allow: &[jetmon_shared::cidr::Cidr],
+    ) -> ShardConfig {
+        let mut allow = c.allow_list();
+        allow.extend_from_slice(extra_allow);
         ShardConfig {
             id,
             user_agent: Rc::from(c.user_agent.as_str()),
@@ -62,6 +72,7 @@ impl ShardConfig {
             max_per_ip: c.max_per_target_ip,
             vantage_id: c.vantage_id,
             lateness_threshold_us: u64::from(c.lateness_threshold_ms) * 1000,
+            safety: ProbeSafety::new(allow),
         }
     }
 }
@@ -442,15 +453,26 @@ impl Shard {
             let mut bufs = self.pool.pop().unwrap_or_default();
             bufs.target.clear();
             bufs.target.push_str(self.table.target(idx));
-            let addr = match Target::parse_url(&bufs.target).map(|t| resolve_local(&t, &self.hosts))
-            {
-                Ok(Resolution::Literal(a) | Resolution::Hosts(a)) => a,
-                Ok(Resolution::NeedsDns) | Err(_) => {
-                    // No DNS in this build: we could not tell, which is never the site's fault.
+            // Resolve, then judge the exact address we would dial (no DNS-rebinding gap).
+            let resolved = Target::parse_url(&bufs.target)
+                .map_err(|_| monitor_side(Outcome::LocalResource))
+                .and_then(|t| {
+                    self.cfg.safety.check_host(t.host).map_err(blocked)?;
+                    match resolve_local(&t, &self.hosts) {
+                        Resolution::Literal(a) | Resolution::Hosts(a) => {
+                            self.cfg.safety.check_addr(a.ip()).map_err(blocked)?;
+                            Ok(a)
+                        }
+                        // No DNS in this build: we could not tell, never the site's fault.
+                        Resolution::NeedsDns => Err(monitor_side(Outcome::ResolverUnavailable)),
+                    }
+                });
+            let addr = match resolved {
+                Ok(a) => a,
+                Err(report) => {
                     self.table.set_in_flight(idx, false);
                     self.pool.push(bufs);
                     let started_us = self.clock.unix_us(now);
-                    let report = monitor_side(Outcome::ResolverUnavailable);
                     self.counters.started += 1;
                     let result = self.result_of(idx, ready, started_us, &report);
                     self.complete(result);
@@ -639,6 +661,13 @@ impl Shard {
         if self.results.try_push(KIND_SHARD_STATS, bytes).is_ok() {
             self.counters.lateness_us.reset();
         }
+    }
+}
+
+fn blocked(why: crate::proto::safety::Blocked) -> ProbeReport {
+    ProbeReport {
+        detail: why as u16,
+        ..monitor_side(Outcome::ProbeSafetyBlocked)
     }
 }
 

@@ -278,3 +278,32 @@ fn a_full_result_ring_stalls_probing_and_loses_nothing() {
     let s = p.stats.last().expect("stats");
     assert!(s.ring_stalls >= 1, "{s:?}");
 }
+
+#[test]
+fn probe_safety_refuses_private_targets_by_default() {
+    use jetmon_prober::proto::safety::Blocked;
+    let fleet = Fleet::get();
+    let mut p = Prober::start_raw("", 1 << 20);
+    p.upsert(check(71, &fleet.url(7), 1_000, 2_000)); // 127.0.1.7: loopback
+    p.upsert(check(72, "http://localhost:18080/", 1_000, 2_000));
+    p.upsert(check(73, "http://0177.0.1.7:18080/", 1_000, 2_000)); // octal spelling of it
+    p.upsert(check(74, "http://[::1]:18080/", 1_000, 2_000));
+    let results = p.collect(Duration::from_secs(6), |r| first_by_check(r).len() == 4);
+    let first = first_by_check(&results);
+    for (id, why) in [
+        (71, Blocked::Loopback),
+        (72, Blocked::InternalName),
+        (73, Blocked::NonCanonicalIpv4),
+        (74, Blocked::Loopback),
+    ] {
+        let r = first
+            .get(&id)
+            .unwrap_or_else(|| panic!("no result for {id}"));
+        assert_eq!(
+            (r.outcome, r.detail),
+            (Outcome::ProbeSafetyBlocked, why as u16),
+            "check {id}"
+        );
+        assert_eq!(r.phases.connect_us, 0, "never dialled");
+    }
+}

@@ -78,7 +78,16 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// A prober allowed to probe the loopback fleet (`allow_cidrs = ["127.0.0.0/8"]`).
     pub fn start(extra_config: &str, result_ring_bytes: usize) -> Prober {
+        Prober::start_raw(
+            &format!("allow_cidrs = [\"127.0.0.0/8\"]\n{extra_config}"),
+            result_ring_bytes,
+        )
+    }
+
+    /// A prober with production defaults: probe safety refuses loopback.
+    pub fn start_raw(extra_config: &str, result_ring_bytes: usize) -> Prober {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("jetmon.toml");
         std::fs::write(
