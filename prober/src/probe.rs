@@ -80,17 +80,10 @@ pub async fn http(
 ) -> ProbeReport {
     let started = Instant::now();
     let mut phases = PhaseTimings::default();
-    let Some(left) = remaining(deadline) else {
-        return ProbeReport::failed(Outcome::TimeoutConnect, 0, started, phases);
-    };
-    let mut stream = match TcpStream::connect_timeout(addr, left).await {
+    let mut stream = match connect(addr, deadline, started, &mut phases).await {
         Ok(s) => s,
-        Err(e) => {
-            let (outcome, detail) = connect_error(&io::Error::from(e));
-            return ProbeReport::failed(outcome, detail, started, phases);
-        }
+        Err(report) => return report,
     };
-    phases.connect_us = micros(started.elapsed());
     let request_at = Instant::now();
 
     write_request(
@@ -170,6 +163,112 @@ pub async fn http(
         http_status: verdict.status,
         phases,
         bytes_read: bytes_read.min(u64::from(u32::MAX)) as u32,
+    }
+}
+
+/// Connects by `deadline`, filling `connect_us`; a failure is already a classified report.
+async fn connect(
+    addr: SocketAddr,
+    deadline: Instant,
+    started: Instant,
+    phases: &mut PhaseTimings,
+) -> Result<TcpStream, ProbeReport> {
+    let Some(left) = remaining(deadline) else {
+        return Err(ProbeReport::failed(
+            Outcome::TimeoutConnect,
+            0,
+            started,
+            *phases,
+        ));
+    };
+    match TcpStream::connect_timeout(addr, left).await {
+        Ok(s) => {
+            phases.connect_us = micros(started.elapsed());
+            Ok(s)
+        }
+        Err(e) => {
+            let (outcome, detail) = connect_error(&io::Error::from(e));
+            Err(ProbeReport::failed(outcome, detail, started, *phases))
+        }
+    }
+}
+
+/// Most bytes read while looking for a TCP banner.
+pub const MAX_BANNER_BYTES: usize = 1024;
+
+/// A `tcp` check: connect, and when `banner` is set, read (at most [`MAX_BANNER_BYTES`]) until
+/// it appears. No banner before the deadline is `timeout_ttfb`; a different one, or the peer
+/// closing first, is `keyword_missing`.
+pub async fn tcp(
+    addr: SocketAddr,
+    banner: Option<&[u8]>,
+    deadline: Instant,
+    bufs: &mut ProbeBuffers,
+) -> ProbeReport {
+    let started = Instant::now();
+    let mut phases = PhaseTimings::default();
+    let mut stream = match connect(addr, deadline, started, &mut phases).await {
+        Ok(s) => s,
+        Err(report) => return report,
+    };
+    let Some(banner) = banner.filter(|b| !b.is_empty()) else {
+        phases.total_us = micros(started.elapsed());
+        return ProbeReport {
+            outcome: Outcome::Ok,
+            detail: 0,
+            http_status: 0,
+            phases,
+            bytes_read: 0,
+        };
+    };
+    if bufs.read.len() < READ_BUFFER_BYTES {
+        bufs.read.resize(READ_BUFFER_BYTES, 0);
+    }
+    let seen = &mut bufs.head;
+    seen.clear();
+    let connected = Instant::now();
+    let outcome = loop {
+        let Some(left) = remaining(deadline) else {
+            break if seen.is_empty() {
+                Outcome::TimeoutTtfb
+            } else {
+                Outcome::KeywordMissing
+            };
+        };
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut bufs.read).await {
+            Ok(0) => break Outcome::KeywordMissing,
+            Ok(n) => {
+                if seen.is_empty() {
+                    phases.ttfb_us = micros(connected.elapsed());
+                }
+                let take = n.min(MAX_BANNER_BYTES - seen.len());
+                seen.extend_from_slice(&bufs.read[..take]);
+                if memchr::memmem::find(seen, banner).is_some() {
+                    break Outcome::Ok;
+                }
+                if seen.len() >= MAX_BANNER_BYTES {
+                    break Outcome::KeywordMissing;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                break if seen.is_empty() {
+                    Outcome::TimeoutTtfb
+                } else {
+                    Outcome::KeywordMissing
+                };
+            }
+            Err(_) => break Outcome::ConnReset,
+        }
+    };
+    phases.total_us = micros(started.elapsed());
+    let bytes_read = seen.len() as u32;
+    ProbeReport {
+        outcome,
+        detail: 0,
+        http_status: 0,
+        phases,
+        bytes_read,
     }
 }
 

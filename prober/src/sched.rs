@@ -30,6 +30,8 @@ const FLAG_IN_FLIGHT: u8 = 4;
 pub struct Settings {
     pub rules: ResponseRules,
     pub headers: Vec<(String, String)>,
+    /// What a `tcp` check expects the server to send first.
+    pub tcp_banner: Option<Vec<u8>>,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
                 min_body_bytes: 0,
             },
             headers: Vec::new(),
+            tcp_banner: None,
         }
     }
 
@@ -68,6 +71,7 @@ impl Settings {
                 min_body_bytes: u64::from(spec.min_body_bytes),
             },
             headers: spec.headers.clone(),
+            tcp_banner: spec.tcp_banner.as_ref().map(|b| b.as_bytes().to_vec()),
         }
     }
 
@@ -81,6 +85,7 @@ impl Settings {
             && (spec.body_budget_bytes == 0 || spec.body_budget_bytes == DEFAULT_BODY_BUDGET_BYTES)
             && spec.check_integrity
             && spec.min_body_bytes == 0
+            && spec.tcp_banner.is_none()
     }
 }
 

@@ -329,8 +329,10 @@ impl Shard {
         match command {
             Command::Upsert(spec) => {
                 let valid = match spec.check_type {
-                    CheckType::Http => Target::parse_url(&spec.target).is_ok(),
-                    CheckType::Tcp | CheckType::Dns => false,
+                    CheckType::Http | CheckType::Tcp => {
+                        parse_target(spec.check_type, &spec.target).is_ok()
+                    }
+                    CheckType::Dns => false,
                 };
                 if valid {
                     self.table.upsert(&spec, now_ms);
@@ -454,7 +456,8 @@ impl Shard {
             bufs.target.clear();
             bufs.target.push_str(self.table.target(idx));
             // Resolve, then judge the exact address we would dial (no DNS-rebinding gap).
-            let resolved = Target::parse_url(&bufs.target)
+            let check_type = self.table.record(idx).check_type;
+            let resolved = parse_target(check_type, &bufs.target)
                 .map_err(|_| monitor_side(Outcome::LocalResource))
                 .and_then(|t| {
                     self.cfg.safety.check_host(t.host).map_err(blocked)?;
@@ -503,12 +506,15 @@ impl Shard {
                 // The same string parsed a moment ago, so this cannot fail; if it ever did,
                 // the failure would be ours (monitor-side), never the site's.
                 let url = std::mem::take(&mut bufs.target);
-                let report = match Target::parse_url(&url) {
-                    Ok(target) => {
+                let report = match (check_type, parse_target(check_type, &url)) {
+                    (CheckType::Tcp, Ok(_)) => {
+                        probe::tcp(addr, settings.tcp_banner.as_deref(), deadline, &mut bufs).await
+                    }
+                    (_, Ok(target)) => {
                         probe::http(&target, addr, &settings, &user_agent, deadline, &mut bufs)
                             .await
                     }
-                    Err(_) => monitor_side(Outcome::LocalResource),
+                    (_, Err(_)) => monitor_side(Outcome::LocalResource),
                 };
                 bufs.target = url;
                 let mut s = shard.borrow_mut();
@@ -661,6 +667,14 @@ impl Shard {
         if self.results.try_push(KIND_SHARD_STATS, bytes).is_ok() {
             self.counters.lateness_us.reset();
         }
+    }
+}
+
+/// A check's target as its type reads it: a URL for http, `host:port` for tcp.
+fn parse_target(check_type: CheckType, s: &str) -> Result<Target<'_>, crate::target::TargetError> {
+    match check_type {
+        CheckType::Tcp => Target::parse_host_port(s),
+        CheckType::Http | CheckType::Dns => Target::parse_url(s),
     }
 }
 

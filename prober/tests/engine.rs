@@ -307,3 +307,44 @@ fn probe_safety_refuses_private_targets_by_default() {
         assert_eq!(r.phases.connect_us, 0, "never dialled");
     }
 }
+
+#[test]
+fn tcp_checks_connect_and_match_banners() {
+    use jetmon_shared::check::CheckType;
+    let fleet = Fleet::get();
+    // A banner-speaking peer (what an SMTP server says first), bounded: it serves a few
+    // connections and stops with the test.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let banner_port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut stream in listener.incoming().take(16).flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.write_all(b"220 jetmon-test ESMTP ready\r\n");
+                std::thread::sleep(Duration::from_millis(1500)); // keep it open, say no more
+            });
+        }
+    });
+    let mut p = Prober::start("", 1 << 20);
+    let tcp = |id: u64, target: String, banner: Option<&str>| {
+        let mut c = check(id, &target, 1_000, 1_000);
+        c.check_type = CheckType::Tcp;
+        c.tcp_banner = banner.map(str::to_owned);
+        c
+    };
+    p.upsert(tcp(81, format!("127.0.1.8:{}", fleet.port), None));
+    p.upsert(tcp(82, "127.0.9.1:18080".into(), None));
+    p.upsert(tcp(83, format!("127.0.0.1:{banner_port}"), Some("ESMTP")));
+    p.upsert(tcp(84, format!("127.0.0.1:{banner_port}"), Some("SSH-2.0")));
+    p.upsert(tcp(85, format!("127.0.1.8:{}", fleet.port), Some("220"))); // nginx waits for us
+    let results = p.collect(Duration::from_secs(8), |r| first_by_check(r).len() == 5);
+    let first = first_by_check(&results);
+    let outcome = |id: u64| first.get(&id).map(|r| r.outcome);
+    assert_eq!(outcome(81), Some(Outcome::Ok));
+    assert!(first[&81].phases.connect_us > 0);
+    assert_eq!(outcome(82), Some(Outcome::ConnRefused));
+    assert_eq!(outcome(83), Some(Outcome::Ok));
+    assert!(first[&83].phases.ttfb_us > 0 && first[&83].bytes_read > 0);
+    assert_eq!(outcome(84), Some(Outcome::KeywordMissing), "another banner");
+    assert_eq!(outcome(85), Some(Outcome::TimeoutTtfb), "no banner at all");
+}
