@@ -2,6 +2,7 @@
 //! feed them bytes and instants; tests and fuzzers feed them anything.
 
 pub mod chunked;
+pub mod dns;
 pub mod http;
 pub mod keyword;
 pub mod safety;
