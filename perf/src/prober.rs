@@ -53,7 +53,7 @@ impl ProberUnderTest {
             format!(
                 "[prober]\nshards = 1\nplacement = \"pinned\"\ncpus = [{cpu}]\nring_dir = {dir:?}\n\
                  result_ring_bytes = {result_ring_bytes}\ncommand_ring_bytes = {COMMAND_RING_BYTES}\n\
-                 allow_cidrs = [\"127.0.0.0/8\"]\n",
+                 allow_cidrs = [\"127.0.0.0/8\"]\nresolvers = [\"127.0.0.1:18053\"]\nresolver_canary = \"fleet.test\"\n",
             ),
         )?;
         let commands =

@@ -4,6 +4,7 @@
 
 pub mod probe;
 pub mod proto;
+pub mod resolver;
 pub mod sched;
 pub mod shard;
 pub mod target;

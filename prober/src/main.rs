@@ -131,6 +131,17 @@ fn run_shards(
 ) -> Result<()> {
     check_memlock(config.io_memory_bytes, shards)?;
     let hosts = Arc::new(HostsFile::system());
+    let resolvers = jetmon_prober::resolver::servers(&config.resolvers);
+    if resolvers.is_empty() {
+        eprintln!(
+            "jetmon-prober: warning: no DNS resolvers (prober.resolvers is empty and {} names none); \
+             checks of names will report resolver_unavailable",
+            jetmon_prober::resolver::RESOLV_CONF
+        );
+    } else {
+        let list: Vec<String> = resolvers.iter().map(ToString::to_string).collect();
+        eprintln!("jetmon-prober: DNS resolvers: {}", list.join(", "));
+    }
     let mut handles = Vec::new();
     for id in 0..shards {
         let Shard {

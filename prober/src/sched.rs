@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use jetmon_shared::check::{CheckSpec, CheckType, DEFAULT_BODY_BUDGET_BYTES, HttpMethod, phase_ms};
+use jetmon_shared::check::{
+    CheckSpec, CheckType, DEFAULT_BODY_BUDGET_BYTES, DnsRecordType, HttpMethod, IpPreference,
+    phase_ms,
+};
 
 use crate::proto::http::ResponseRules;
 use crate::proto::keyword::Keywords;
@@ -32,6 +35,11 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     /// What a `tcp` check expects the server to send first.
     pub tcp_banner: Option<Vec<u8>>,
+    /// Which address family a name resolves to first.
+    pub ip_preference: IpPreference,
+    /// A `dns` check's record type and the values it expects among the records.
+    pub dns_record_type: DnsRecordType,
+    pub dns_expected: Vec<String>,
 }
 
 impl Settings {
@@ -48,6 +56,9 @@ impl Settings {
             },
             headers: Vec::new(),
             tcp_banner: None,
+            ip_preference: IpPreference::V4First,
+            dns_record_type: DnsRecordType::A,
+            dns_expected: Vec::new(),
         }
     }
 
@@ -72,6 +83,9 @@ impl Settings {
             },
             headers: spec.headers.clone(),
             tcp_banner: spec.tcp_banner.as_ref().map(|b| b.as_bytes().to_vec()),
+            ip_preference: spec.ip_preference,
+            dns_record_type: spec.dns_record_type,
+            dns_expected: spec.dns_expected.clone(),
         }
     }
 
@@ -86,6 +100,9 @@ impl Settings {
             && spec.check_integrity
             && spec.min_body_bytes == 0
             && spec.tcp_banner.is_none()
+            && spec.ip_preference == IpPreference::V4First
+            && spec.dns_record_type == DnsRecordType::A
+            && spec.dns_expected.is_empty()
     }
 }
 

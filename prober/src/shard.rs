@@ -10,13 +10,14 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use jetmon_shared::check::{CheckType, ProbeOrigin};
+use hickory_proto::rr::RecordType;
+use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference, ProbeOrigin};
 use jetmon_shared::config::ProberConfig;
 use jetmon_shared::frames::{
     Command, FLAG_LATE, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS,
@@ -27,7 +28,9 @@ use jetmon_shared::ring::{Consumer, Producer, PushError};
 use jetmon_shared::shutdown;
 
 use crate::probe::{self, ProbeBuffers, ProbeReport};
+use crate::proto::dns::{self, Answer, Cached, DnsCache};
 use crate::proto::safety::ProbeSafety;
+use crate::resolver::{self, NoAnswer, Parsed};
 use crate::sched::{CheckTable, Fired};
 use crate::target::{HostsFile, Resolution, Target, resolve_local};
 
@@ -42,6 +45,10 @@ pub const MAX_COMMANDS_PER_TICK: usize = 4096;
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
 /// Idle probe buffers kept for reuse at most; beyond, they are freed.
 pub const MAX_POOLED_BUFFERS: usize = 1024;
+/// Our resolvers count as working while they gave a real answer (NOERROR or NXDOMAIN) this
+/// recently. Then a SERVFAIL or a timeout for one name is that name's failure; otherwise it
+/// is ours (`resolver_unavailable`, monitor-side).
+pub const RESOLVER_HEALTH_WINDOW_MS: u64 = 60_000;
 
 /// What a shard needs from the prober's configuration.
 #[derive(Debug, Clone)]
@@ -54,6 +61,10 @@ pub struct ShardConfig {
     pub lateness_threshold_us: u64,
     /// Probe safety with the operator's allow-list.
     pub safety: ProbeSafety,
+    /// Our recursive resolvers (configured, else /etc/resolv.conf).
+    pub resolvers: Rc<[SocketAddr]>,
+    /// The name whose answer proves the resolvers work (`prober.resolver_canary`).
+    pub resolver_canary: Rc<str>,
 }
 
 impl ShardConfig {
@@ -73,6 +84,8 @@ impl ShardConfig {
             vantage_id: c.vantage_id,
             lateness_threshold_us: u64::from(c.lateness_threshold_ms) * 1000,
             safety: ProbeSafety::new(allow),
+            resolvers: Rc::from(resolver::servers(&c.resolvers)),
+            resolver_canary: Rc::from(c.resolver_canary.as_str()),
         }
     }
 }
@@ -111,6 +124,11 @@ struct Ready {
     /// This entry holds the check's in-flight flag (taken when it became due, or on its
     /// first start attempt for re-checks and triggers).
     holds_flag: bool,
+    /// When the check started (Unix µs), once it has: a probe that waited for DNS keeps the
+    /// start of its resolution.
+    started_us: u64,
+    /// Time spent resolving the target's name (0 = from the cache or no name).
+    dns_us: u32,
 }
 
 /// Pending re-checks, ordered by due time.
@@ -121,6 +139,110 @@ struct Recheck {
     request_id: u64,
     remaining: u8,
     spacing_ms: u32,
+}
+
+/// The shard's resolver state: the cache, the names being resolved with the probes waiting
+/// for them (one query per name however many checks share it), and our resolvers' health.
+#[derive(Default)]
+struct DnsState {
+    cache: DnsCache,
+    pending: HashMap<(Box<str>, RecordType), Vec<Ready>>,
+    waiting: usize,
+    next_server: usize,
+    /// Last real answer (NOERROR/NXDOMAIN) from our resolvers, and last failed canary.
+    last_good_ms: Option<u64>,
+    last_bad_ms: Option<u64>,
+}
+
+/// What the shard knows of a name right now.
+enum Lookup {
+    Found(Vec<IpAddr>),
+    Failed(ProbeReport),
+    Missing(RecordType),
+}
+
+impl DnsState {
+    /// Address types to try, in order, for a preference.
+    fn order(pref: IpPreference) -> &'static [RecordType] {
+        match pref {
+            IpPreference::V4First => &[RecordType::A, RecordType::AAAA],
+            IpPreference::V6First => &[RecordType::AAAA, RecordType::A],
+            IpPreference::V4Only => &[RecordType::A],
+            IpPreference::V6Only => &[RecordType::AAAA],
+        }
+    }
+
+    /// The cached answer for `host`: the first family with addresses wins; a family with no
+    /// records falls through to the next; any other negative answer is final.
+    fn lookup(&self, host: &str, pref: IpPreference, now_ms: u64) -> Lookup {
+        for &rtype in DnsState::order(pref) {
+            match self.cache.get(host, rtype, now_ms) {
+                Some(Cached::Addresses(ips)) => return Lookup::Found(ips.clone()),
+                Some(Cached::Negative(Outcome::DnsNoRecords, _)) => continue,
+                Some(Cached::Negative(outcome, detail)) => {
+                    return Lookup::Failed(ProbeReport {
+                        detail: *detail,
+                        ..monitor_side(*outcome)
+                    });
+                }
+                None => return Lookup::Missing(rtype),
+            }
+        }
+        Lookup::Failed(monitor_side(Outcome::DnsNoRecords))
+    }
+
+    fn healthy(&self, now_ms: u64) -> bool {
+        self.last_good_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) <= RESOLVER_HEALTH_WINDOW_MS)
+    }
+
+    /// A failure we cannot attribute yet: no recent real answer and no recent failed canary.
+    fn needs_canary(&self, now_ms: u64) -> bool {
+        !self.healthy(now_ms)
+            && self
+                .last_bad_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) > RESOLVER_HEALTH_WINDOW_MS / 6)
+    }
+
+    /// Notes what a canary proved.
+    fn canary_result(&mut self, good: Option<bool>, now_ms: u64) {
+        match good {
+            Some(true) => self.last_good_ms = Some(now_ms),
+            Some(false) => self.last_bad_ms = Some(now_ms),
+            None => {}
+        }
+    }
+
+    /// Judges a query that got no usable answer, or a SERVFAIL/REFUSED: the name's failure
+    /// while our resolvers answer other names, else ours.
+    fn failure_report(&self, now_ms: u64, outcome: Outcome, detail: u16) -> ProbeReport {
+        if self.healthy(now_ms) {
+            ProbeReport {
+                detail,
+                ..monitor_side(outcome)
+            }
+        } else {
+            monitor_side(Outcome::ResolverUnavailable)
+        }
+    }
+}
+
+/// True for what a query can end with that may be our resolvers' fault rather than the name's.
+fn ambiguous(answer: &Result<Answer, NoAnswer>) -> bool {
+    !matches!(
+        answer,
+        Ok(Answer::Addresses { .. } | Answer::NxDomain { .. } | Answer::NoRecords { .. })
+    )
+}
+
+fn record_type(t: DnsRecordType) -> RecordType {
+    match t {
+        DnsRecordType::A => RecordType::A,
+        DnsRecordType::Aaaa => RecordType::AAAA,
+        DnsRecordType::Cname => RecordType::CNAME,
+        DnsRecordType::Mx => RecordType::MX,
+        DnsRecordType::Txt => RecordType::TXT,
+    }
 }
 
 /// Counters since the shard started (and lateness since the last stats frame).
@@ -157,6 +279,7 @@ pub struct Shard {
     ring_full: bool,
     counters: Counters,
     fired: Vec<Fired>,
+    dns: DnsState,
     last_stats: Instant,
     last_checks_logged: usize,
     draining_until: Option<Instant>,
@@ -201,6 +324,7 @@ impl Shard {
                     .expect("constant histogram bounds are valid"),
             },
             fired: Vec::new(),
+            dns: DnsState::default(),
             last_stats: Instant::now(),
             last_checks_logged: 0,
             draining_until: None,
@@ -226,6 +350,7 @@ impl Shard {
             || !self.ready.is_empty()
             || !self.finished.is_empty()
             || self.draining_until.is_some()
+            || self.dns.waiting > 0
             || self.commands.has_data();
         if busy {
             return TICK;
@@ -332,7 +457,7 @@ impl Shard {
                     CheckType::Http | CheckType::Tcp => {
                         parse_target(spec.check_type, &spec.target).is_ok()
                     }
-                    CheckType::Dns => false,
+                    CheckType::Dns => dns::build_query(0, &spec.target, RecordType::A).is_ok(),
                 };
                 if valid {
                     self.table.upsert(&spec, now_ms);
@@ -360,6 +485,8 @@ impl Shard {
                     origin: ProbeOrigin::TriggerNow,
                     request_id,
                     holds_flag: false,
+                    started_us: 0,
+                    dns_us: 0,
                 });
             }
             Command::Recheck {
@@ -407,6 +534,8 @@ impl Shard {
                 origin: ProbeOrigin::Scheduled,
                 request_id: 0,
                 holds_flag: true,
+                started_us: 0,
+                dns_us: 0,
             });
         }
         self.fired = fired;
@@ -421,6 +550,8 @@ impl Shard {
                 origin: ProbeOrigin::Recheck,
                 request_id: r.request_id,
                 holds_flag: false,
+                started_us: 0,
+                dns_us: 0,
             });
             if r.remaining > 1 {
                 self.rechecks.push(Reverse(Recheck {
@@ -433,6 +564,8 @@ impl Shard {
     }
 
     fn start_probes(&mut self, rc: &Rc<RefCell<Shard>>, now: Instant) {
+        let now_us = self.clock.unix_us(now);
+        let now_ms = now_us / 1000;
         // Each ready entry is looked at once per tick at most: entries deferred by the per-IP
         // limit go to the back and wait for the next tick.
         let mut budget = self.ready.len();
@@ -452,33 +585,38 @@ impl Shard {
                 }
                 ready.holds_flag = true;
             }
+            if ready.started_us == 0 {
+                ready.started_us = now_us;
+                self.counters.started += 1;
+                let lateness = now_us.saturating_sub(ready.due_ms * 1000);
+                let _ = self.counters.lateness_us.record(lateness.max(1));
+            }
+            let check_type = self.table.record(idx).check_type;
+            if check_type == CheckType::Dns {
+                self.start_dns_check(rc, idx, ready, now);
+                continue;
+            }
             let mut bufs = self.pool.pop().unwrap_or_default();
             bufs.target.clear();
             bufs.target.push_str(self.table.target(idx));
+            let pref = self.table.settings(idx).ip_preference;
             // Resolve, then judge the exact address we would dial (no DNS-rebinding gap).
-            let check_type = self.table.record(idx).check_type;
-            let resolved = parse_target(check_type, &bufs.target)
-                .map_err(|_| monitor_side(Outcome::LocalResource))
-                .and_then(|t| {
-                    self.cfg.safety.check_host(t.host).map_err(blocked)?;
-                    match resolve_local(&t, &self.hosts) {
-                        Resolution::Literal(a) | Resolution::Hosts(a) => {
-                            self.cfg.safety.check_addr(a.ip()).map_err(blocked)?;
-                            Ok(a)
-                        }
-                        // No DNS in this build: we could not tell, never the site's fault.
-                        Resolution::NeedsDns => Err(monitor_side(Outcome::ResolverUnavailable)),
-                    }
-                });
-            let addr = match resolved {
-                Ok(a) => a,
-                Err(report) => {
-                    self.table.set_in_flight(idx, false);
+            let step = match parse_target(check_type, &bufs.target) {
+                Err(_) => Step::Failed(monitor_side(Outcome::LocalResource)),
+                Ok(t) => self.resolve(&t, pref, ready.check_id, now_ms),
+            };
+            let addr = match step {
+                Step::Dial(a) => a,
+                Step::Failed(report) => {
                     self.pool.push(bufs);
-                    let started_us = self.clock.unix_us(now);
-                    self.counters.started += 1;
-                    let result = self.result_of(idx, ready, started_us, &report);
-                    self.complete(result);
+                    self.finish_early(idx, ready, &report);
+                    continue;
+                }
+                Step::Wait(host, rtype) => {
+                    self.pool.push(bufs);
+                    let timeout =
+                        Duration::from_millis(u64::from(self.table.record(idx).timeout_ms));
+                    self.wait_for_dns(rc, host, rtype, ready, now + timeout);
                     continue;
                 }
             };
@@ -493,13 +631,11 @@ impl Shard {
             *per_ip += 1;
             self.in_flight += 1;
             self.buffers_out += 1;
-            self.counters.started += 1;
-            let started_us = self.clock.unix_us(now);
-            let lateness = started_us.saturating_sub(ready.due_ms * 1000);
-            let _ = self.counters.lateness_us.record(lateness.max(1));
             let settings = self.table.settings(idx);
+            // The check's timeout covers its whole run, name resolution included.
+            let timeout = Duration::from_millis(u64::from(self.table.record(idx).timeout_ms));
             let deadline =
-                now + Duration::from_millis(u64::from(self.table.record(idx).timeout_ms));
+                now + timeout.saturating_sub(Duration::from_micros(u64::from(ready.dns_us)));
             let user_agent = self.cfg.user_agent.clone();
             let shard = rc.clone();
             glommio::spawn_local(async move {
@@ -518,36 +654,271 @@ impl Shard {
                 };
                 bufs.target = url;
                 let mut s = shard.borrow_mut();
-                s.finish_probe(ready, addr.ip(), started_us, &report, bufs);
+                s.finish_probe(ready, Some(addr.ip()), &report, bufs);
             })
             .detach();
         }
     }
 
+    /// The address to dial for a target, from its literal, /etc/hosts or the DNS cache, after
+    /// probe safety judged the name and the whole answer set.
+    fn resolve(&self, t: &Target<'_>, pref: IpPreference, check_id: u64, now_ms: u64) -> Step {
+        if let Err(why) = self.cfg.safety.check_host(t.host) {
+            return Step::Failed(blocked(why));
+        }
+        match resolve_local(t, &self.hosts) {
+            Resolution::Literal(a) | Resolution::Hosts(a) => {
+                match self.cfg.safety.check_addr(a.ip()) {
+                    Ok(()) => Step::Dial(a),
+                    Err(why) => Step::Failed(blocked(why)),
+                }
+            }
+            Resolution::NeedsDns => match self.dns.lookup(t.host, pref, now_ms) {
+                Lookup::Found(ips) => match self.cfg.safety.check_answers(&ips) {
+                    // Checks of a name with several addresses spread over them.
+                    Ok(()) => Step::Dial(SocketAddr::new(
+                        ips[(jetmon_shared::check::stable_hash(check_id) as usize) % ips.len()],
+                        t.port,
+                    )),
+                    Err(why) => Step::Failed(blocked(why)),
+                },
+                Lookup::Failed(report) => Step::Failed(report),
+                Lookup::Missing(rtype) => Step::Wait(Box::from(t.host), rtype),
+            },
+        }
+    }
+
+    /// Parks `ready` until (`host`, `rtype`) is resolved, starting the query if it is the
+    /// first probe to need that name.
+    fn wait_for_dns(
+        &mut self,
+        rc: &Rc<RefCell<Shard>>,
+        host: Box<str>,
+        rtype: RecordType,
+        ready: Ready,
+        deadline: Instant,
+    ) {
+        self.dns.waiting += 1;
+        let key = (host, rtype);
+        if let Some(waiters) = self.dns.pending.get_mut(&key) {
+            waiters.push(ready);
+            return;
+        }
+        let name = key.0.clone();
+        self.dns.pending.insert(key, vec![ready]);
+        let servers = self.cfg.resolvers.clone();
+        let canary_name = self.cfg.resolver_canary.clone();
+        let first = self.dns.next_server;
+        self.dns.next_server = self.dns.next_server.wrapping_add(1);
+        let shard = rc.clone();
+        glommio::spawn_local(async move {
+            let started = Instant::now();
+            let answer = resolver::query(&servers, first, &name, rtype, deadline, |b, id| {
+                match dns::parse_response(b, id, &name, rtype) {
+                    Ok(Answer::Truncated) => Ok(Parsed::Truncated),
+                    Ok(a) => Ok(Parsed::Done(a)),
+                    Err(e) => e.as_answer().map(Parsed::Done).ok_or(e),
+                }
+            })
+            .await;
+            let canary =
+                Shard::canary_if_needed(&shard, &answer, &servers, first, &canary_name, deadline)
+                    .await;
+            let took_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let mut s = shard.borrow_mut();
+            let now_ms = s.clock.unix_us(Instant::now()) / 1000;
+            s.dns.canary_result(canary, now_ms);
+            s.resolved(name, rtype, answer, took_us);
+        })
+        .detach();
+    }
+
+    /// When a query failed in a way that may be ours and we have no recent evidence either
+    /// way, asks the canary (within the same deadline) so the failure lands on the right side.
+    async fn canary_if_needed(
+        shard: &Rc<RefCell<Shard>>,
+        answer: &Result<Answer, NoAnswer>,
+        servers: &[SocketAddr],
+        first: usize,
+        canary_name: &str,
+        deadline: Instant,
+    ) -> Option<bool> {
+        let needed = ambiguous(answer) && {
+            let s = shard.borrow();
+            s.dns.needs_canary(s.clock.unix_us(Instant::now()) / 1000)
+        };
+        if needed {
+            Some(resolver::canary(servers, first, canary_name, deadline).await)
+        } else {
+            None
+        }
+    }
+
+    /// A query finished: cache what it says and send its waiting probes on (or finish them).
+    fn resolved(
+        &mut self,
+        name: Box<str>,
+        rtype: RecordType,
+        answer: Result<Answer, NoAnswer>,
+        took_us: u32,
+    ) {
+        let now_ms = self.clock.unix_us(Instant::now()) / 1000;
+        let failure = match &answer {
+            Ok(
+                a @ (Answer::Addresses { .. } | Answer::NxDomain { .. } | Answer::NoRecords { .. }),
+            ) => {
+                self.dns.last_good_ms = Some(now_ms);
+                self.dns.cache.put(&name, rtype, a, now_ms);
+                None
+            }
+            Ok(a) => {
+                let report = self.dns.failure_report(
+                    now_ms,
+                    a.failure().unwrap_or(Outcome::DnsServfail),
+                    a.detail(),
+                );
+                if report.outcome != Outcome::ResolverUnavailable {
+                    self.dns.cache.put(&name, rtype, a, now_ms);
+                }
+                Some(report)
+            }
+            Err(NoAnswer) => {
+                let report =
+                    self.dns
+                        .failure_report(now_ms, Outcome::DnsServfail, dns::detail::TIMEOUT);
+                if report.outcome != Outcome::ResolverUnavailable {
+                    self.dns
+                        .cache
+                        .put_failure(&name, rtype, report.outcome, report.detail, now_ms);
+                }
+                Some(report)
+            }
+        };
+        let waiters = self.dns.pending.remove(&(name, rtype)).unwrap_or_default();
+        self.dns.waiting -= waiters.len();
+        for mut ready in waiters {
+            ready.dns_us = ready.dns_us.saturating_add(took_us);
+            match &failure {
+                // Not cached (our resolvers are down): finish here rather than ask again.
+                Some(report) if report.outcome == Outcome::ResolverUnavailable => {
+                    if let Some(idx) = self.table.index_of(ready.check_id) {
+                        self.finish_early(idx, ready, report);
+                    }
+                }
+                // The cache now answers; the probe goes on at the next tick.
+                _ => self.ready.push_front(ready),
+            }
+        }
+    }
+
+    /// A `dns` check: one query to our resolvers, no cache (it checks what DNS says now).
+    fn start_dns_check(&mut self, rc: &Rc<RefCell<Shard>>, idx: u32, ready: Ready, now: Instant) {
+        let settings = self.table.settings(idx);
+        let name: Box<str> = Box::from(self.table.target(idx));
+        let rtype = record_type(settings.dns_record_type);
+        let deadline = now + Duration::from_millis(u64::from(self.table.record(idx).timeout_ms));
+        let servers = self.cfg.resolvers.clone();
+        let canary_name = self.cfg.resolver_canary.clone();
+        let first = self.dns.next_server;
+        self.dns.next_server = self.dns.next_server.wrapping_add(1);
+        self.in_flight += 1;
+        self.buffers_out += 1;
+        let bufs = self.pool.pop().unwrap_or_default();
+        let shard = rc.clone();
+        glommio::spawn_local(async move {
+            let started = Instant::now();
+            let values = resolver::query(&servers, first, &name, rtype, deadline, |b, id| {
+                match dns::parse_values(b, id, &name, rtype) {
+                    Ok(dns::Values::Negative(Answer::Truncated)) => Ok(Parsed::Truncated),
+                    Ok(v) => Ok(Parsed::Done(v)),
+                    Err(e) => e
+                        .as_answer()
+                        .map(|a| Parsed::Done(dns::Values::Negative(a)))
+                        .ok_or(e),
+                }
+            })
+            .await;
+            let as_answer = match &values {
+                Ok(dns::Values::Negative(a)) => Ok(a.clone()),
+                Ok(dns::Values::Found(_)) => Ok(Answer::NoRecords { ttl_s: 0 }),
+                Err(NoAnswer) => Err(NoAnswer),
+            };
+            let canary = Shard::canary_if_needed(
+                &shard,
+                &as_answer,
+                &servers,
+                first,
+                &canary_name,
+                deadline,
+            )
+            .await;
+            let took_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let mut s = shard.borrow_mut();
+            let now_ms = s.clock.unix_us(Instant::now()) / 1000;
+            s.dns.canary_result(canary, now_ms);
+            let mut report = match &values {
+                Ok(v) => {
+                    let (outcome, detail) = dns::check_values(v, &settings.dns_expected, rtype);
+                    let real_answer = match v {
+                        dns::Values::Found(_) => true,
+                        dns::Values::Negative(a) => {
+                            matches!(a, Answer::NxDomain { .. } | Answer::NoRecords { .. })
+                        }
+                    };
+                    if real_answer {
+                        s.dns.last_good_ms = Some(now_ms);
+                        ProbeReport {
+                            detail,
+                            ..monitor_side(outcome)
+                        }
+                    } else {
+                        s.dns.failure_report(now_ms, outcome, detail)
+                    }
+                }
+                Err(NoAnswer) => {
+                    s.dns
+                        .failure_report(now_ms, Outcome::DnsServfail, dns::detail::TIMEOUT)
+                }
+            };
+            report.phases.dns_us = took_us;
+            report.phases.total_us = took_us;
+            s.finish_probe(ready, None, &report, bufs);
+        })
+        .detach();
+    }
+
+    /// Finishes a check that never reached the network (refused by safety, a DNS failure).
+    fn finish_early(&mut self, idx: u32, ready: Ready, report: &ProbeReport) {
+        self.table.set_in_flight(idx, false);
+        let result = self.result_of(idx, ready, report);
+        self.complete(result);
+    }
+
     fn finish_probe(
         &mut self,
         ready: Ready,
-        ip: IpAddr,
-        started_us: u64,
+        ip: Option<IpAddr>,
         report: &ProbeReport,
         bufs: ProbeBuffers,
     ) {
         self.in_flight -= 1;
         self.buffers_out -= 1;
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
+        if let Some(ip) = ip {
+            if let Some(n) = self.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&ip);
+                }
             }
-        }
-        // A slot for this IP is free: the longest-waiting probe parked behind it goes next.
-        if let Some(queue) = self.parked.get_mut(&ip) {
-            if let Some(next) = queue.pop_front() {
-                self.parked_len -= 1;
-                self.ready.push_front(next);
-            }
-            if queue.is_empty() {
-                self.parked.remove(&ip);
+            // A slot for this IP is free: the longest-waiting probe parked behind it goes next.
+            if let Some(queue) = self.parked.get_mut(&ip) {
+                if let Some(next) = queue.pop_front() {
+                    self.parked_len -= 1;
+                    self.ready.push_front(next);
+                }
+                if queue.is_empty() {
+                    self.parked.remove(&ip);
+                }
             }
         }
         if self.pool.len() < MAX_POOLED_BUFFERS {
@@ -556,19 +927,19 @@ impl Shard {
         // The check may have been removed (or replaced) while we probed.
         if let Some(idx) = self.table.index_of(ready.check_id) {
             self.table.set_in_flight(idx, false);
-            let result = self.result_of(idx, ready, started_us, report);
+            let result = self.result_of(idx, ready, report);
             self.complete(result);
         }
     }
 
-    fn result_of(
-        &self,
-        idx: u32,
-        ready: Ready,
-        started_us: u64,
-        report: &ProbeReport,
-    ) -> ProbeResult {
+    fn result_of(&self, idx: u32, ready: Ready, report: &ProbeReport) -> ProbeResult {
         let r = self.table.record(idx);
+        let started_us = ready.started_us;
+        let mut phases = report.phases;
+        if ready.dns_us > 0 {
+            phases.dns_us = ready.dns_us;
+            phases.total_us = phases.total_us.saturating_add(ready.dns_us);
+        }
         let scheduled_us = ready.due_ms * 1000;
         let late = started_us.saturating_sub(scheduled_us) > self.cfg.lateness_threshold_us;
         ProbeResult {
@@ -579,7 +950,7 @@ impl Shard {
             started_at_us: started_us,
             request_id: ready.request_id,
             cert_not_after_s: 0,
-            phases: report.phases,
+            phases,
             bytes_read: report.bytes_read,
             vantage_id: self.cfg.vantage_id,
             generation: r.generation,
@@ -668,6 +1039,14 @@ impl Shard {
             self.counters.lateness_us.reset();
         }
     }
+}
+
+/// Where resolving a target got to.
+enum Step {
+    Dial(SocketAddr),
+    Failed(ProbeReport),
+    /// The name is not cached: wait for a query of this type.
+    Wait(Box<str>, RecordType),
 }
 
 /// A check's target as its type reads it: a URL for http, `host:port` for tcp.

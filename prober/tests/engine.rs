@@ -36,7 +36,7 @@ fn every_outcome_the_engine_sees_from_real_nginx() {
     p.upsert(check(3, &fleet.url(3), 1_000, 1_000)); // 2 s slow > 1 s timeout
     p.upsert(check(4, &fleet.url(4), 1_000, 1_000));
     p.upsert(check(5, "http://127.0.9.1:18080/", 1_000, 1_000)); // nobody listens there
-    p.upsert(check(6, "http://no-such-name.fleet.invalid/", 1_000, 1_000));
+    p.upsert(check(6, "http://no-such-name.fleet.test/", 1_000, 1_000));
     let mut kw = check(7, &fleet.url(5), 1_000, 5_000);
     kw.keywords = vec!["IS UP".into()];
     p.upsert(kw);
@@ -64,11 +64,7 @@ fn every_outcome_the_engine_sees_from_real_nginx() {
     assert_eq!(outcome(3), Some(Outcome::TimeoutTtfb));
     assert_eq!(outcome(4), Some(Outcome::TimeoutTtfb));
     assert_eq!(outcome(5), Some(Outcome::ConnRefused));
-    assert_eq!(
-        outcome(6),
-        Some(Outcome::ResolverUnavailable),
-        "no DNS yet: monitor-side, not the site's fault"
-    );
+    assert_eq!(outcome(6), Some(Outcome::DnsNxdomain));
     assert_eq!(
         outcome(7),
         Some(Outcome::Ok),
@@ -347,4 +343,323 @@ fn tcp_checks_connect_and_match_banners() {
     assert!(first[&83].phases.ttfb_us > 0 && first[&83].bytes_read > 0);
     assert_eq!(outcome(84), Some(Outcome::KeywordMissing), "another banner");
     assert_eq!(outcome(85), Some(Outcome::TimeoutTtfb), "no banner at all");
+}
+
+/// The first result of `id`, or a panic naming it.
+fn get(first: &HashMap<u64, jetmon_shared::frames::ProbeResult>, id: u64) -> (Outcome, u16) {
+    let r = first
+        .get(&id)
+        .unwrap_or_else(|| panic!("no result for check {id}"));
+    (r.outcome, r.detail)
+}
+
+#[test]
+fn names_resolve_through_real_dns_with_each_failure_told_apart() {
+    use jetmon_prober::proto::dns::detail;
+    use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference};
+    let fleet = Fleet::get();
+    let port = fleet.port;
+    let mut p = Prober::start("", 1 << 20);
+    // Sites 45-49 belong to this test.
+    p.upsert(check(451, &fleet.named_url(45), 1_000, 5_000));
+    p.upsert(check(
+        452,
+        &format!("http://alias.fleet.test:{port}/"),
+        1_000,
+        5_000,
+    ));
+    p.upsert(check(
+        453,
+        &format!("http://nope.fleet.test:{port}/"),
+        1_000,
+        5_000,
+    ));
+    p.upsert(check(
+        454,
+        &format!("http://norecords.fleet.test:{port}/"),
+        1_000,
+        5_000,
+    ));
+    // AAAA only (::1): IPv4 first finds no A and falls back to AAAA, which safety refuses
+    // (the allow-list has 127.0.0.0/8, not ::1); IPv4 only stops at "no records".
+    p.upsert(check(
+        455,
+        &format!("http://v6only.fleet.test:{port}/"),
+        1_000,
+        5_000,
+    ));
+    let mut v4_only = check(
+        456,
+        &format!("http://v6only.fleet.test:{port}/"),
+        1_000,
+        5_000,
+    );
+    v4_only.ip_preference = IpPreference::V4Only;
+    p.upsert(v4_only);
+    p.upsert(check(
+        457,
+        &format!("http://outside.test:{port}/"),
+        1_000,
+        5_000,
+    )); // REFUSED
+    p.upsert(check(
+        458,
+        &format!("http://x.slow.test:{port}/"),
+        1_000,
+        6_000,
+    )); // no answer
+    // Many checks of one name: one query, all of them resolved by it.
+    for k in 0..20u64 {
+        p.upsert(check(
+            4600 + k,
+            &format!("{}?k={k}", fleet.named_url(46)),
+            1_000,
+            5_000,
+        ));
+    }
+    let dns = |id: u64, name: &str, rtype: DnsRecordType, expected: &[&str]| {
+        let mut c = check(id, name, 1_000, 5_000);
+        c.check_type = CheckType::Dns;
+        c.dns_record_type = rtype;
+        c.dns_expected = expected.iter().map(|s| s.to_string()).collect();
+        c
+    };
+    p.upsert(dns(
+        471,
+        "site-47.fleet.test",
+        DnsRecordType::A,
+        &["127.0.1.47"],
+    ));
+    p.upsert(dns(
+        472,
+        "site-47.fleet.test",
+        DnsRecordType::A,
+        &["192.0.2.1"],
+    ));
+    p.upsert(dns(
+        473,
+        "fleet.test",
+        DnsRecordType::Mx,
+        &["10 mail.fleet.test."],
+    ));
+    p.upsert(dns(474, "fleet.test", DnsRecordType::Txt, &["v=spf1 -all"]));
+    p.upsert(dns(
+        475,
+        "alias.fleet.test",
+        DnsRecordType::Cname,
+        &["SITE-1.fleet.test"],
+    ));
+    p.upsert(dns(476, "big.fleet.test", DnsRecordType::Txt, &[])); // truncated: TCP
+    p.upsert(dns(477, "gone.fleet.test", DnsRecordType::A, &[]));
+    p.upsert(dns(
+        478,
+        "v6only.fleet.test",
+        DnsRecordType::Aaaa,
+        &["0:0::1"],
+    ));
+
+    let wanted = 8 + 20 + 8;
+    let results = p.collect(Duration::from_secs(15), |r| {
+        first_by_check(r).len() >= wanted
+    });
+    let first = first_by_check(&results);
+    assert_eq!(get(&first, 451), (Outcome::Ok, 0));
+    let named = first[&451];
+    assert!(named.phases.dns_us > 0, "{:?}", named.phases);
+    assert!(named.phases.total_us >= named.phases.dns_us + named.phases.connect_us);
+    assert_eq!(get(&first, 452), (Outcome::Ok, 0), "CNAME followed");
+    assert_eq!(get(&first, 453), (Outcome::DnsNxdomain, 0));
+    assert_eq!(get(&first, 454), (Outcome::DnsNoRecords, 0));
+    assert_eq!(get(&first, 455).0, Outcome::ProbeSafetyBlocked);
+    assert_eq!(get(&first, 456), (Outcome::DnsNoRecords, 0));
+    assert_eq!(get(&first, 457), (Outcome::DnsServfail, detail::REFUSED));
+    assert_eq!(get(&first, 458), (Outcome::DnsServfail, detail::TIMEOUT));
+    for k in 0..20u64 {
+        assert_eq!(
+            get(&first, 4600 + k),
+            (Outcome::Ok, 0),
+            "check {}",
+            4600 + k
+        );
+    }
+    assert_eq!(get(&first, 471), (Outcome::Ok, 0));
+    assert_eq!(
+        get(&first, 472),
+        (Outcome::KeywordMissing, detail::UNEXPECTED_VALUES)
+    );
+    assert_eq!(get(&first, 473), (Outcome::Ok, 0));
+    assert_eq!(get(&first, 474), (Outcome::Ok, 0));
+    assert_eq!(get(&first, 475), (Outcome::Ok, 0));
+    assert_eq!(
+        get(&first, 476),
+        (Outcome::Ok, 0),
+        "the TCP retry got the records"
+    );
+    assert_eq!(get(&first, 477), (Outcome::DnsNxdomain, 0));
+    assert_eq!(get(&first, 478), (Outcome::Ok, 0));
+    assert!(first[&471].phases.dns_us > 0);
+    // Later rounds come from the cache: no resolution time.
+    let cached = results
+        .iter()
+        .filter(|r| r.check_id == 451)
+        .nth(1)
+        .map(|r| r.phases.dns_us);
+    if let Some(us) = cached {
+        assert_eq!(
+            us, 0,
+            "second round of check 451 was not served from the cache"
+        );
+    }
+}
+
+#[test]
+fn dead_resolvers_are_ours_not_the_sites() {
+    use jetmon_shared::check::{CheckType, DnsRecordType};
+    let fleet = Fleet::get();
+    // Nothing listens on port 9: every query is refused at once by the kernel.
+    let mut p = Prober::start("resolvers = [\"127.0.0.1:9\"]\n", 1 << 20);
+    p.upsert(check(491, &fleet.named_url(49), 1_000, 3_000));
+    let mut dns = check(492, "site-49.fleet.test", 1_000, 3_000);
+    dns.check_type = CheckType::Dns;
+    dns.dns_record_type = DnsRecordType::A;
+    p.upsert(dns);
+    p.upsert(check(493, &fleet.url(49), 1_000, 3_000)); // no name, no DNS needed
+    let results = p.collect(Duration::from_secs(8), |r| first_by_check(r).len() == 3);
+    let first = first_by_check(&results);
+    assert_eq!(get(&first, 491).0, Outcome::ResolverUnavailable);
+    assert_eq!(get(&first, 492).0, Outcome::ResolverUnavailable);
+    assert_eq!(get(&first, 493), (Outcome::Ok, 0));
+}
+
+/// A bounded DNS server on loopback that misbehaves on purpose, by name.
+fn hostile_dns() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::{A, CNAME};
+    use hickory_proto::rr::{Name, RData, Record};
+    use std::net::Ipv4Addr;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 1500];
+        while started.elapsed() < Duration::from_secs(20)
+            && !stop_flag.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(query) = q.queries.first().cloned() else {
+                continue;
+            };
+            let qname = query.name().to_ascii().to_ascii_lowercase();
+            let mut m = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            m.metadata.recursion_desired = true;
+            m.metadata.recursion_available = true;
+            m.add_query(query.clone());
+            let name = |s: &str| Name::from_ascii(s).unwrap();
+            let a = |n: &str, ip: [u8; 4]| {
+                Record::from_rdata(name(n), 60, RData::A(A(Ipv4Addr::from(ip))))
+            };
+            match qname.as_str() {
+                "servfail.hostile.test." => m.metadata.response_code = ResponseCode::ServFail,
+                "chain.hostile.test." => {
+                    let mut from = "chain.hostile.test.".to_string();
+                    for i in 0..9 {
+                        let to = format!("c{i}.hostile.test.");
+                        m.add_answer(Record::from_rdata(
+                            name(&from),
+                            60,
+                            RData::CNAME(CNAME(name(&to))),
+                        ));
+                        from = to;
+                    }
+                    m.add_answer(a(&from, [127, 0, 1, 48]));
+                }
+                "many.hostile.test." => {
+                    for i in 0..65u8 {
+                        m.add_answer(a("many.hostile.test.", [127, 0, 1, i + 1]));
+                    }
+                }
+                "spoof.hostile.test." => {
+                    // A forged answer (wrong id) first, then the real one.
+                    let mut forged = m.clone();
+                    forged.metadata.id = q.metadata.id.wrapping_add(1);
+                    forged.add_answer(a("spoof.hostile.test.", [127, 0, 9, 9]));
+                    let _ = socket.send_to(&forged.to_vec().unwrap(), from);
+                    m.add_answer(a("spoof.hostile.test.", [127, 0, 1, 48]));
+                }
+                "." => {} // the canary: NOERROR, no records
+                _ => m.metadata.response_code = ResponseCode::NXDomain,
+            }
+            let _ = socket.send_to(&m.to_vec().unwrap(), from);
+        }
+    });
+    (port, stop, handle)
+}
+
+#[test]
+fn hostile_dns_answers_are_contained() {
+    use jetmon_prober::proto::dns::detail;
+    let fleet = Fleet::get();
+    let (dns_port, stop, server) = hostile_dns();
+    let mut p = Prober::start(
+        &format!("resolvers = [\"127.0.0.1:{dns_port}\"]\n"),
+        1 << 20,
+    );
+    let port = fleet.port;
+    p.upsert(check(
+        481,
+        &format!("http://servfail.hostile.test:{port}/"),
+        1_000,
+        3_000,
+    ));
+    p.upsert(check(
+        482,
+        &format!("http://chain.hostile.test:{port}/"),
+        1_000,
+        3_000,
+    ));
+    p.upsert(check(
+        483,
+        &format!("http://many.hostile.test:{port}/"),
+        1_000,
+        3_000,
+    ));
+    p.upsert(check(
+        484,
+        &format!("http://spoof.hostile.test:{port}/"),
+        1_000,
+        3_000,
+    ));
+    let results = p.collect(Duration::from_secs(10), |r| first_by_check(r).len() == 4);
+    drop(p);
+    let first = first_by_check(&results);
+    assert_eq!(get(&first, 481), (Outcome::DnsServfail, detail::SERVFAIL));
+    assert_eq!(
+        get(&first, 482),
+        (Outcome::DnsServfail, detail::CNAME_CHAIN_TOO_LONG)
+    );
+    assert_eq!(
+        get(&first, 483),
+        (Outcome::DnsServfail, detail::TOO_MANY_ANSWERS)
+    );
+    assert_eq!(
+        get(&first, 484),
+        (Outcome::Ok, 0),
+        "the forged answer was ignored"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
 }

@@ -69,6 +69,10 @@ pub struct ProberConfig {
     pub allow_cidrs: Vec<String>,
     /// DNS resolvers (`ip:port`); empty = those of /etc/resolv.conf.
     pub resolvers: Vec<String>,
+    /// A name our resolvers can always answer (an NS query). When a name fails and we have no
+    /// recent proof that the resolvers work, this decides whether the failure is the name's
+    /// (`dns_servfail`) or ours (`resolver_unavailable`). "." = the root zone.
+    pub resolver_canary: String,
 }
 
 impl Default for ProberConfig {
@@ -89,6 +93,7 @@ impl Default for ProberConfig {
             lateness_threshold_ms: 1_000,
             allow_cidrs: Vec::new(),
             resolvers: Vec::new(),
+            resolver_canary: ".".to_owned(),
         }
     }
 }
@@ -366,6 +371,18 @@ impl Config {
         for r in &p.resolvers {
             r.parse::<SocketAddr>()
                 .map_err(|_| ("prober.resolvers", format!("{r:?} is not ip:port")))?;
+        }
+        let canary = &p.resolver_canary;
+        if canary.is_empty()
+            || canary.len() > 253
+            || !canary
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        {
+            return Err((
+                "prober.resolver_canary",
+                format!("{canary:?} is not a DNS name"),
+            ));
         }
         let c = &self.control;
         if !(c.database_url.starts_with("sqlite:")

@@ -45,15 +45,44 @@ pub enum Answer {
     Refused,
     /// The answer did not fit in UDP: ask again over TCP.
     Truncated,
+    /// An answer to our question that we refuse to use (a CNAME chain or an answer set over
+    /// our limits): the site's DNS is broken, reported as `dns_servfail` with this detail.
+    Unusable {
+        detail: u16,
+    },
+}
+
+/// Detail codes of DNS outcomes (the result's `detail`), telling apart what shares a code.
+pub mod detail {
+    pub const SERVFAIL: u16 = 1;
+    pub const REFUSED: u16 = 2;
+    /// Our resolvers answer other names but not this one, in time.
+    pub const TIMEOUT: u16 = 3;
+    /// A `dns` check got records, but not every expected value.
+    pub const UNEXPECTED_VALUES: u16 = 4;
+    pub const CNAME_CHAIN_TOO_LONG: u16 = 5;
+    pub const TOO_MANY_ANSWERS: u16 = 6;
 }
 
 impl Answer {
+    /// The detail code that goes with [`Answer::failure`].
+    pub fn detail(&self) -> u16 {
+        match self {
+            Answer::ServFail => detail::SERVFAIL,
+            Answer::Refused => detail::REFUSED,
+            Answer::Unusable { detail } => *detail,
+            _ => 0,
+        }
+    }
+
     /// The site-failure outcome of a negative answer (None for addresses and truncation).
     pub fn failure(&self) -> Option<Outcome> {
         match self {
             Answer::NxDomain { .. } => Some(Outcome::DnsNxdomain),
             Answer::NoRecords { .. } => Some(Outcome::DnsNoRecords),
-            Answer::ServFail | Answer::Refused => Some(Outcome::DnsServfail),
+            Answer::ServFail | Answer::Refused | Answer::Unusable { .. } => {
+                Some(Outcome::DnsServfail)
+            }
             Answer::Addresses { .. } | Answer::Truncated => None,
         }
     }
@@ -71,6 +100,22 @@ pub enum DnsError {
     CnameChainTooLong,
     TooManyAnswers,
     BadName,
+}
+
+impl DnsError {
+    /// A reply to our question that breaks our limits: the server's answer, to be reported
+    /// (as [`Answer::Unusable`]), unlike replies that are not answers to us at all.
+    pub fn as_answer(self) -> Option<Answer> {
+        match self {
+            DnsError::CnameChainTooLong => Some(Answer::Unusable {
+                detail: detail::CNAME_CHAIN_TOO_LONG,
+            }),
+            DnsError::TooManyAnswers => Some(Answer::Unusable {
+                detail: detail::TOO_MANY_ANSWERS,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Builds a recursive query for `name` (A or AAAA) with EDNS.
@@ -91,7 +136,7 @@ fn fqdn(name: &str) -> Result<Name, DnsError> {
     Ok(n)
 }
 
-/// Classifies a response to the query (`id`, `name`, `rtype`).
+/// Classifies a response to an address query (`id`, `name`, `rtype` = A or AAAA).
 pub fn parse_response(
     buf: &[u8],
     id: u16,
@@ -99,6 +144,112 @@ pub fn parse_response(
     rtype: RecordType,
 ) -> Result<Answer, DnsError> {
     let m = Message::from_vec(buf).map_err(|_| DnsError::Malformed)?;
+    let (records, ttl_s, cname_hops) = match classify(&m, id, name, rtype)? {
+        Ok(found) => found,
+        Err(negative) => return Ok(negative),
+    };
+    let ips = records
+        .iter()
+        .filter_map(|d| match d {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    Ok(Answer::Addresses {
+        ips,
+        ttl_s,
+        cname_hops,
+    })
+}
+
+/// What a `dns` check found: the records of the asked type, as text, or a negative answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Values {
+    /// A/AAAA as addresses, CNAME as the target name, MX as `preference exchange`, TXT as
+    /// its strings concatenated. Names without the trailing dot, lower-cased.
+    Found(Vec<String>),
+    Negative(Answer),
+}
+
+/// Classifies a response to a `dns` check's query, for any supported record type.
+pub fn parse_values(
+    buf: &[u8],
+    id: u16,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Values, DnsError> {
+    let m = Message::from_vec(buf).map_err(|_| DnsError::Malformed)?;
+    let (records, _, _) = match classify(&m, id, name, rtype)? {
+        Ok(found) => found,
+        Err(negative) => return Ok(Values::Negative(negative)),
+    };
+    Ok(Values::Found(
+        records.iter().filter_map(|d| value_text(d)).collect(),
+    ))
+}
+
+/// The verdict of a `dns` check on what its query found: every expected value must be among
+/// the records (addresses compared as addresses, names case-insensitively without the final
+/// dot, TXT exactly); with no expected values, any record of the type is enough.
+pub fn check_values(values: &Values, expected: &[String], rtype: RecordType) -> (Outcome, u16) {
+    let found = match values {
+        Values::Negative(negative) => {
+            return (
+                negative.failure().unwrap_or(Outcome::DnsServfail),
+                negative.detail(),
+            );
+        }
+        Values::Found(found) => found,
+    };
+    let matches = |want: &str| {
+        found.iter().any(|have| match rtype {
+            RecordType::A | RecordType::AAAA => {
+                match (want.trim().parse::<IpAddr>(), have.parse::<IpAddr>()) {
+                    (Ok(w), Ok(h)) => w == h,
+                    _ => false,
+                }
+            }
+            RecordType::TXT => have == want,
+            _ => have.eq_ignore_ascii_case(want.trim().trim_end_matches('.')),
+        })
+    };
+    if expected.iter().all(|w| matches(w)) {
+        (Outcome::Ok, 0)
+    } else {
+        (Outcome::KeywordMissing, detail::UNEXPECTED_VALUES)
+    }
+}
+
+fn value_text(d: &RData) -> Option<String> {
+    Some(match d {
+        RData::A(a) => a.0.to_string(),
+        RData::AAAA(a) => a.0.to_string(),
+        RData::CNAME(c) => name_text(&c.0),
+        RData::MX(mx) => format!("{} {}", mx.preference, name_text(&mx.exchange)),
+        RData::TXT(t) => t
+            .txt_data
+            .iter()
+            .map(|part| String::from_utf8_lossy(part))
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn name_text(n: &Name) -> String {
+    n.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Checks a response against our query and either finds the records of `rtype` (following
+/// the CNAME chain from the question's name; records for other names are ignored) with the
+/// smallest TTL along the chain and the hops taken, or says which negative answer it is.
+#[allow(clippy::type_complexity)]
+fn classify<'m>(
+    m: &'m Message,
+    id: u16,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Result<(Vec<&'m RData>, u32, u8), Answer>, DnsError> {
     if m.metadata.message_type != MessageType::Response {
         return Err(DnsError::NotAResponse);
     }
@@ -111,58 +262,45 @@ pub fn parse_response(
         _ => return Err(DnsError::QuestionMismatch),
     }
     if m.metadata.truncation {
-        return Ok(Answer::Truncated);
+        return Ok(Err(Answer::Truncated));
     }
-    let negative_ttl = negative_ttl(&m);
+    let negative_ttl = negative_ttl(m);
     match m.metadata.response_code {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => {
-            return Ok(Answer::NxDomain {
+            return Ok(Err(Answer::NxDomain {
                 ttl_s: negative_ttl,
-            });
+            }));
         }
-        ResponseCode::Refused => return Ok(Answer::Refused),
-        _ => return Ok(Answer::ServFail),
+        ResponseCode::Refused => return Ok(Err(Answer::Refused)),
+        _ => return Ok(Err(Answer::ServFail)),
     }
     if m.answers.len() > MAX_ANSWERS {
         return Err(DnsError::TooManyAnswers);
     }
-    // Follow the chain from the question's name; records for other names are ignored.
     let mut current = qname;
     let mut ttl = u32::MAX;
     for hop in 0..=MAX_CNAME_CHAIN {
-        let mut ips = Vec::new();
+        let mut found = Vec::new();
         let mut next = None;
         for r in m.answers.iter().filter(|r| r.name == current) {
-            match &r.data {
-                RData::A(a) if rtype == RecordType::A => {
-                    ips.push(IpAddr::V4(a.0));
-                    ttl = ttl.min(r.ttl);
-                }
-                RData::AAAA(a) if rtype == RecordType::AAAA => {
-                    ips.push(IpAddr::V6(a.0));
-                    ttl = ttl.min(r.ttl);
-                }
-                RData::CNAME(c) => {
-                    next = Some(c.0.clone());
-                    ttl = ttl.min(r.ttl);
-                }
-                _ => {}
+            if r.record_type() == rtype {
+                found.push(&r.data);
+                ttl = ttl.min(r.ttl);
+            } else if let RData::CNAME(c) = &r.data {
+                next = Some(c.0.clone());
+                ttl = ttl.min(r.ttl);
             }
         }
-        if !ips.is_empty() {
-            return Ok(Answer::Addresses {
-                ips,
-                ttl_s: ttl,
-                cname_hops: hop as u8,
-            });
+        if !found.is_empty() {
+            return Ok(Ok((found, ttl, hop as u8)));
         }
         match next {
             Some(target) => current = target,
             None => {
-                return Ok(Answer::NoRecords {
+                return Ok(Err(Answer::NoRecords {
                     ttl_s: negative_ttl,
-                });
+                }));
             }
         }
     }
@@ -184,8 +322,8 @@ fn negative_ttl(m: &Message) -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cached {
     Addresses(Vec<IpAddr>),
-    /// A negative answer, as its site-failure outcome.
-    Negative(Outcome),
+    /// A negative answer, as its site-failure outcome and detail code.
+    Negative(Outcome, u16),
 }
 
 #[derive(Debug, Clone)]
@@ -234,7 +372,7 @@ impl DnsCache {
                         Answer::NxDomain { ttl_s } | Answer::NoRecords { ttl_s } => *ttl_s,
                         _ => MIN_TTL_S, // SERVFAIL / REFUSED: retry soon
                     };
-                    (Cached::Negative(outcome), ttl)
+                    (Cached::Negative(outcome, negative.detail()), ttl)
                 }
                 None => return,
             },
@@ -253,6 +391,32 @@ impl DnsCache {
             Entry {
                 value,
                 expires_ms: now_ms + ttl_ms - jitter,
+            },
+        );
+    }
+
+    /// Caches a failure that is not a DNS answer (a name our resolvers do not answer in time
+    /// while they answer others) for the shortest TTL, so it is retried soon but not hammered.
+    pub fn put_failure(
+        &mut self,
+        name: &str,
+        rtype: RecordType,
+        outcome: Outcome,
+        detail: u16,
+        now_ms: u64,
+    ) {
+        let key = (
+            name.trim_end_matches('.').to_ascii_lowercase(),
+            u16::from(rtype),
+        );
+        if self.entries.len() >= MAX_CACHE_ENTRIES && !self.entries.contains_key(&key) {
+            self.evict(now_ms);
+        }
+        self.entries.insert(
+            key,
+            Entry {
+                value: Cached::Negative(outcome, detail),
+                expires_ms: now_ms + u64::from(MIN_TTL_S) * 1000,
             },
         );
     }
@@ -509,10 +673,104 @@ mod tests {
         );
         assert_eq!(
             c.get("gone.test", RecordType::A, 1_000),
-            Some(&Cached::Negative(Outcome::DnsNxdomain))
+            Some(&Cached::Negative(Outcome::DnsNxdomain, 0))
         );
         c.put("tc.test", RecordType::A, &Answer::Truncated, 0);
         assert_eq!(c.get("tc.test", RecordType::A, 0), None);
+    }
+
+    #[test]
+    fn dns_check_values_and_their_verdicts() {
+        use hickory_proto::rr::rdata::{MX, TXT};
+        let mut m = response(5, "example.test", RecordType::MX, ResponseCode::NoError);
+        m.add_answer(Record::from_rdata(
+            fqdn("example.test").expect("n"),
+            60,
+            RData::MX(MX::new(10, fqdn("Mail.Example.test").expect("n"))),
+        ));
+        let v = parse_values(&wire(&m), 5, "example.test", RecordType::MX).expect("parse");
+        assert_eq!(v, Values::Found(vec!["10 mail.example.test".into()]));
+        let want = |w: &[&str]| -> Vec<String> { w.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(
+            check_values(&v, &want(&["10 MAIL.example.test."]), RecordType::MX),
+            (Outcome::Ok, 0)
+        );
+        assert_eq!(
+            check_values(&v, &want(&["20 mail.example.test"]), RecordType::MX),
+            (Outcome::KeywordMissing, detail::UNEXPECTED_VALUES)
+        );
+        assert_eq!(check_values(&v, &[], RecordType::MX), (Outcome::Ok, 0));
+
+        let mut t = response(6, "example.test", RecordType::TXT, ResponseCode::NoError);
+        t.add_answer(Record::from_rdata(
+            fqdn("example.test").expect("n"),
+            60,
+            RData::TXT(TXT::new(vec!["v=spf1 ".into(), "-all".into()])),
+        ));
+        let v = parse_values(&wire(&t), 6, "example.test", RecordType::TXT).expect("parse");
+        assert_eq!(v, Values::Found(vec!["v=spf1 -all".into()]));
+        assert_eq!(
+            check_values(&v, &want(&["V=SPF1 -ALL"]), RecordType::TXT).0,
+            Outcome::KeywordMissing,
+            "TXT compares exactly"
+        );
+
+        let mut aaaa = response(7, "v6.test", RecordType::AAAA, ResponseCode::NoError);
+        aaaa.add_answer(Record::from_rdata(
+            fqdn("v6.test").expect("n"),
+            60,
+            RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+        ));
+        let v = parse_values(&wire(&aaaa), 7, "v6.test", RecordType::AAAA).expect("parse");
+        assert_eq!(
+            check_values(&v, &want(&["0:0:0::1"]), RecordType::AAAA),
+            (Outcome::Ok, 0),
+            "addresses compare as addresses"
+        );
+        let nx = response(8, "gone.test", RecordType::A, ResponseCode::NXDomain);
+        let v = parse_values(&wire(&nx), 8, "gone.test", RecordType::A).expect("parse");
+        assert_eq!(
+            check_values(&v, &[], RecordType::A),
+            (Outcome::DnsNxdomain, 0)
+        );
+        let refused = response(9, "x.test", RecordType::A, ResponseCode::Refused);
+        let v = parse_values(&wire(&refused), 9, "x.test", RecordType::A).expect("parse");
+        assert_eq!(
+            check_values(&v, &[], RecordType::A),
+            (Outcome::DnsServfail, detail::REFUSED)
+        );
+    }
+
+    #[test]
+    fn over_limit_answers_are_reported_not_dropped() {
+        assert_eq!(
+            DnsError::CnameChainTooLong
+                .as_answer()
+                .map(|a| (a.failure(), a.detail())),
+            Some((Some(Outcome::DnsServfail), detail::CNAME_CHAIN_TOO_LONG))
+        );
+        assert_eq!(
+            DnsError::IdMismatch.as_answer(),
+            None,
+            "not an answer to us"
+        );
+        let mut cache = DnsCache::default();
+        cache.put_failure(
+            "slow.test",
+            RecordType::A,
+            Outcome::DnsServfail,
+            detail::TIMEOUT,
+            0,
+        );
+        assert_eq!(
+            cache.get("slow.test", RecordType::A, 1_000),
+            Some(&Cached::Negative(Outcome::DnsServfail, detail::TIMEOUT))
+        );
+        assert_eq!(
+            cache.get("slow.test", RecordType::A, u64::from(MIN_TTL_S) * 1000),
+            None,
+            "kept for the shortest TTL only"
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_jetmon-prober");
 pub struct Fleet {
     dir: PathBuf,
     pub port: u16,
+    /// dnsmasq's port on 127.0.0.1 (zone fleet.test).
+    pub dns_port: u16,
 }
 
 impl Fleet {
@@ -34,12 +36,33 @@ impl Fleet {
             alive,
             "the local test fleet is not running: start it with `perf/fleet start` (or run the tests with .ci/test)"
         );
-        let port = std::fs::read_to_string(dir.join("port"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        Fleet { dir, port }
+        let read = |f: &str| -> u16 {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (port, dns_port) = (read("port"), read("dns_port"));
+        Fleet {
+            dir,
+            port,
+            dns_port,
+        }
+    }
+
+    /// The fleet's resolver as prober configuration (loopback only: tests never ask the
+    /// machine's own resolvers).
+    pub fn resolver_config(&self) -> String {
+        format!(
+            "resolvers = [\"127.0.0.1:{}\"]\nresolver_canary = \"fleet.test\"\n",
+            self.dns_port
+        )
+    }
+
+    /// `http://site-N.fleet.test:port/` for site N, through the fleet's DNS.
+    pub fn named_url(&self, n: u32) -> String {
+        format!("http://site-{n}.fleet.test:{}/", self.port)
     }
 
     /// `http://127.0.1.N:port/` for site N (1-based).
@@ -86,8 +109,15 @@ impl Prober {
         )
     }
 
-    /// A prober with production defaults: probe safety refuses loopback.
+    /// A prober with production defaults: probe safety refuses loopback. Its resolver is the
+    /// fleet's dnsmasq unless `extra_config` names one (never the machine's).
     pub fn start_raw(extra_config: &str, result_ring_bytes: usize) -> Prober {
+        let dns = if extra_config.contains("resolvers") {
+            String::new()
+        } else {
+            Fleet::get().resolver_config()
+        };
+        let extra_config = format!("{dns}{extra_config}");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("jetmon.toml");
         std::fs::write(
