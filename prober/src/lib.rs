@@ -8,3 +8,4 @@ pub mod resolver;
 pub mod sched;
 pub mod shard;
 pub mod target;
+pub mod tls;

@@ -142,6 +142,15 @@ fn run_shards(
         let list: Vec<String> = resolvers.iter().map(ToString::to_string).collect();
         eprintln!("jetmon-prober: DNS resolvers: {}", list.join(", "));
     }
+    let (tls, roots) = jetmon_prober::tls::client_config(config.tls_extra_ca_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("prober.tls_extra_ca_file: {e}"))?;
+    eprintln!(
+        "jetmon-prober: TLS roots: {} built in, {} from {}, {} extra",
+        roots.builtin,
+        roots.os,
+        roots.os_bundle.unwrap_or("no OS bundle"),
+        roots.extra
+    );
     let mut handles = Vec::new();
     for id in 0..shards {
         let Shard {
@@ -158,13 +167,17 @@ fn run_shards(
                 GlommioPlacement::Fixed(cpu)
             }
         };
-        let (shard_config, hosts, extra_allow) =
-            (config.clone(), hosts.clone(), extra_allow.to_vec());
+        let (shard_config, hosts, extra_allow, tls) = (
+            config.clone(),
+            hosts.clone(),
+            extra_allow.to_vec(),
+            tls.clone(),
+        );
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("jetmon-shard-{id}"))
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
-                let cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow);
+                let cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow, tls);
                 let shard = Rc::new(RefCell::new(ProbeShard::new(cfg, commands, results, hosts)));
                 ProbeShard::run(shard).await;
             })

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -13,7 +14,9 @@ use jetmon_shared::outcome::Outcome;
 
 use crate::proto::http::{Detail, Progress, ResponseMachine, write_request};
 use crate::sched::Settings;
-use crate::target::Target;
+use crate::target::{Scheme, Target};
+use crate::tls::{self, HandshakeError, TlsConn, TlsFacts};
+use rustls::ClientConfig;
 
 /// Bytes read from the socket per `recv`.
 pub const READ_BUFFER_BYTES: usize = 8 * 1024;
@@ -26,6 +29,10 @@ pub struct ProbeBuffers {
     pub head: Vec<u8>,
     pub fold: Vec<u8>,
     pub carry: Vec<u8>,
+    /// Plaintext out of TLS (the socket's bytes go to `read`).
+    pub plain: Vec<u8>,
+    /// The leaf certificate's issuer, for HTTPS results.
+    pub issuer: String,
     /// The check's target, copied out of the table (it may change while we run).
     pub target: String,
 }
@@ -47,6 +54,8 @@ pub struct ProbeReport {
     pub http_status: u16,
     pub phases: PhaseTimings,
     pub bytes_read: u32,
+    /// What the TLS handshake showed (zeroes for plain HTTP and other checks).
+    pub tls: TlsFacts,
 }
 
 impl ProbeReport {
@@ -65,11 +74,54 @@ impl ProbeReport {
                 ..phases
             },
             bytes_read: 0,
+            tls: TlsFacts::default(),
         }
     }
 }
 
-/// Runs one HTTP probe against `addr` (already resolved) by `deadline`.
+/// The connection an HTTP exchange runs over: plain TCP, or TLS on top of it. Both read into
+/// their own buffer and hand out the bytes received (plaintext for TLS).
+enum Conn<'b> {
+    Plain {
+        tcp: TcpStream,
+        buf: &'b mut Vec<u8>,
+    },
+    Tls {
+        conn: Box<TlsConn<'b>>,
+        buf: &'b mut Vec<u8>,
+    },
+}
+
+impl Conn<'_> {
+    async fn write_all(&mut self, data: &[u8], deadline: Instant) -> io::Result<()> {
+        match self {
+            Conn::Plain { tcp, .. } => {
+                let left = remaining(deadline).ok_or(io::ErrorKind::TimedOut)?;
+                let _ = tcp.set_write_timeout(Some(left));
+                tcp.write_all(data).await
+            }
+            Conn::Tls { conn, .. } => conn.write_all(data, deadline).await,
+        }
+    }
+
+    /// The next bytes of the response; empty = the server is done.
+    async fn read(&mut self, deadline: Instant) -> io::Result<&[u8]> {
+        match self {
+            Conn::Plain { tcp, buf } => {
+                let left = remaining(deadline).ok_or(io::ErrorKind::TimedOut)?;
+                let _ = tcp.set_read_timeout(Some(left));
+                let n = tcp.read(buf).await?;
+                Ok(&buf[..n])
+            }
+            Conn::Tls { conn, buf } => {
+                let n = conn.read(buf, deadline).await?;
+                Ok(&buf[..n])
+            }
+        }
+    }
+}
+
+/// Runs one HTTP(S) probe against `addr` (already resolved) by `deadline`.
 pub async fn http(
     target: &Target<'_>,
     addr: SocketAddr,
@@ -77,59 +129,116 @@ pub async fn http(
     user_agent: &str,
     deadline: Instant,
     bufs: &mut ProbeBuffers,
+    tls: &Arc<ClientConfig>,
 ) -> ProbeReport {
     let started = Instant::now();
     let mut phases = PhaseTimings::default();
-    let mut stream = match connect(addr, deadline, started, &mut phases).await {
+    let stream = match connect(addr, deadline, started, &mut phases).await {
         Ok(s) => s,
         Err(report) => return report,
+    };
+    if bufs.read.len() < READ_BUFFER_BYTES {
+        bufs.read.resize(READ_BUFFER_BYTES, 0);
+    }
+    // Plaintext has a buffer of its own only when there is TLS.
+    if target.scheme == Scheme::Https && bufs.plain.len() < READ_BUFFER_BYTES {
+        bufs.plain.resize(READ_BUFFER_BYTES, 0);
+    }
+    let ProbeBuffers {
+        read,
+        plain,
+        request,
+        head,
+        fold,
+        carry,
+        issuer,
+        ..
+    } = bufs;
+    let mut facts = TlsFacts::default();
+    issuer.clear();
+    let mut conn = match target.scheme {
+        Scheme::Http => Conn::Plain {
+            tcp: stream,
+            buf: read,
+        },
+        Scheme::Https => {
+            let tls_started = Instant::now();
+            let mut conn = match TlsConn::new(stream, tls, target.host, read) {
+                Ok(c) => Box::new(c),
+                Err(_) => return ProbeReport::failed(Outcome::LocalResource, 0, started, phases),
+            };
+            let _ = tls::take_seen_leaf();
+            let handshake = conn.handshake(deadline).await;
+            if let Some(leaf) = tls::take_seen_leaf() {
+                facts.not_after_s = leaf.not_after_s;
+                facts.san_count = leaf.san_count;
+                issuer.push_str(&leaf.issuer);
+            }
+            match handshake {
+                Ok(negotiated) => {
+                    facts.version = negotiated.version;
+                    facts.cipher = negotiated.cipher;
+                    phases.tls_us = micros(tls_started.elapsed());
+                }
+                Err(e) => {
+                    let (outcome, detail) = match &e {
+                        HandshakeError::Tls(e) => tls::classify(e),
+                        HandshakeError::Closed => {
+                            (Outcome::TlsHandshake, tls::detail::CLOSED_IN_HANDSHAKE)
+                        }
+                        HandshakeError::Io(e) if e.kind() == io::ErrorKind::TimedOut => {
+                            (Outcome::TimeoutConnect, 0)
+                        }
+                        HandshakeError::Io(e) => (Outcome::ConnReset, errno(e)),
+                    };
+                    let mut report = ProbeReport::failed(outcome, detail, started, phases);
+                    report.tls = facts;
+                    return report;
+                }
+            }
+            Conn::Tls { conn, buf: plain }
+        }
     };
     let request_at = Instant::now();
 
     write_request(
-        &mut bufs.request,
+        request,
         settings.rules.method,
         target.authority,
         target.path,
         user_agent,
         &settings.headers,
     );
-    let Some(left) = remaining(deadline) else {
-        return ProbeReport::failed(Outcome::TimeoutTtfb, 0, started, phases);
-    };
-    let _ = stream.set_write_timeout(Some(left));
-    if let Err(e) = stream.write_all(&bufs.request).await {
+    if let Err(e) = conn.write_all(request, deadline).await {
         let outcome = if e.kind() == io::ErrorKind::TimedOut {
             Outcome::TimeoutTtfb
         } else {
             Outcome::ConnReset
         };
-        return ProbeReport::failed(outcome, errno(&e), started, phases);
+        let mut report = ProbeReport::failed(outcome, errno(&e), started, phases);
+        report.tls = facts;
+        return report;
     }
 
     let mut machine = ResponseMachine::new(
         &settings.rules,
-        std::mem::take(&mut bufs.head),
-        std::mem::take(&mut bufs.fold),
-        std::mem::take(&mut bufs.carry),
+        std::mem::take(head),
+        std::mem::take(fold),
+        std::mem::take(carry),
     );
-    if bufs.read.len() < READ_BUFFER_BYTES {
-        bufs.read.resize(READ_BUFFER_BYTES, 0);
-    }
     let mut bytes_read: u64 = 0;
     let verdict = loop {
-        let Some(left) = remaining(deadline) else {
+        if remaining(deadline).is_none() {
             break machine.deadline();
-        };
-        let _ = stream.set_read_timeout(Some(left));
-        match stream.read(&mut bufs.read).await {
-            Ok(0) => break machine.end_of_stream(),
-            Ok(n) => {
+        }
+        match conn.read(deadline).await {
+            Ok([]) => break machine.end_of_stream(),
+            Ok(chunk) => {
                 if bytes_read == 0 {
                     phases.ttfb_us = micros(request_at.elapsed());
                 }
-                bytes_read += n as u64;
-                if let Progress::Done(v) = machine.feed(&bufs.read[..n]) {
+                bytes_read += chunk.len() as u64;
+                if let Progress::Done(v) = machine.feed(chunk) {
                     break v;
                 }
             }
@@ -140,19 +249,18 @@ pub async fn http(
                 if machine.head_complete() && v.outcome == Outcome::Ok {
                     break v;
                 }
-                let (head, fold, carry) = machine.into_buffers();
-                (bufs.head, bufs.fold, bufs.carry) = (head, fold, carry);
+                (*head, *fold, *carry) = machine.into_buffers();
                 let mut report =
                     ProbeReport::failed(Outcome::ConnReset, errno(&e), started, phases);
                 report.bytes_read = bytes_read.min(u64::from(u32::MAX)) as u32;
+                report.tls = facts;
                 return report;
             }
         }
     };
-    let (head, fold, carry) = machine.into_buffers();
-    (bufs.head, bufs.fold, bufs.carry) = (head, fold, carry);
+    (*head, *fold, *carry) = machine.into_buffers();
     phases.total_us = micros(started.elapsed());
-    drop(stream);
+    drop(conn);
     ProbeReport {
         outcome: verdict.outcome,
         detail: if verdict.detail == Detail::None {
@@ -163,6 +271,7 @@ pub async fn http(
         http_status: verdict.status,
         phases,
         bytes_read: bytes_read.min(u64::from(u32::MAX)) as u32,
+        tls: facts,
     }
 }
 
@@ -219,6 +328,7 @@ pub async fn tcp(
             http_status: 0,
             phases,
             bytes_read: 0,
+            tls: TlsFacts::default(),
         };
     };
     if bufs.read.len() < READ_BUFFER_BYTES {
@@ -269,6 +379,7 @@ pub async fn tcp(
         http_status: 0,
         phases,
         bytes_read,
+        tls: TlsFacts::default(),
     }
 }
 

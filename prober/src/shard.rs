@@ -65,6 +65,8 @@ pub struct ShardConfig {
     pub resolvers: Rc<[SocketAddr]>,
     /// The name whose answer proves the resolvers work (`prober.resolver_canary`).
     pub resolver_canary: Rc<str>,
+    /// The TLS client configuration every shard shares.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl ShardConfig {
@@ -73,6 +75,7 @@ impl ShardConfig {
         id: u16,
         c: &ProberConfig,
         extra_allow: &[jetmon_shared::cidr::Cidr],
+        tls: Arc<rustls::ClientConfig>,
     ) -> ShardConfig {
         let mut allow = c.allow_list();
         allow.extend_from_slice(extra_allow);
@@ -86,6 +89,7 @@ impl ShardConfig {
             safety: ProbeSafety::new(allow),
             resolvers: Rc::from(resolver::servers(&c.resolvers)),
             resolver_canary: Rc::from(c.resolver_canary.as_str()),
+            tls,
         }
     }
 }
@@ -270,7 +274,7 @@ pub struct Shard {
     /// that IP's probes finish: a deferred probe costs nothing until it can start.
     parked: HashMap<IpAddr, VecDeque<Ready>>,
     parked_len: usize,
-    finished: VecDeque<ProbeResult>,
+    finished: VecDeque<(ProbeResult, Option<Box<Extras>>)>,
     pool: Vec<ProbeBuffers>,
     buffers_out: u32,
     commands: Consumer,
@@ -637,6 +641,7 @@ impl Shard {
             let deadline =
                 now + timeout.saturating_sub(Duration::from_micros(u64::from(ready.dns_us)));
             let user_agent = self.cfg.user_agent.clone();
+            let tls = self.cfg.tls.clone();
             let shard = rc.clone();
             glommio::spawn_local(async move {
                 // The same string parsed a moment ago, so this cannot fail; if it ever did,
@@ -647,8 +652,16 @@ impl Shard {
                         probe::tcp(addr, settings.tcp_banner.as_deref(), deadline, &mut bufs).await
                     }
                     (_, Ok(target)) => {
-                        probe::http(&target, addr, &settings, &user_agent, deadline, &mut bufs)
-                            .await
+                        probe::http(
+                            &target,
+                            addr,
+                            &settings,
+                            &user_agent,
+                            deadline,
+                            &mut bufs,
+                            &tls,
+                        )
+                        .await
                     }
                     (_, Err(_)) => monitor_side(Outcome::LocalResource),
                 };
@@ -891,7 +904,7 @@ impl Shard {
     fn finish_early(&mut self, idx: u32, ready: Ready, report: &ProbeReport) {
         self.table.set_in_flight(idx, false);
         let result = self.result_of(idx, ready, report);
-        self.complete(result);
+        self.complete(result, None);
     }
 
     fn finish_probe(
@@ -921,6 +934,14 @@ impl Shard {
                 }
             }
         }
+        let extras = (report.tls.not_after_s != 0 || report.tls.version != 0).then(|| {
+            Box::new(Extras {
+                final_url: None,
+                issuer: bufs.issuer.clone(),
+                san_count: report.tls.san_count,
+                cipher: report.tls.cipher,
+            })
+        });
         if self.pool.len() < MAX_POOLED_BUFFERS {
             self.pool.push(bufs);
         }
@@ -928,7 +949,7 @@ impl Shard {
         if let Some(idx) = self.table.index_of(ready.check_id) {
             self.table.set_in_flight(idx, false);
             let result = self.result_of(idx, ready, report);
-            self.complete(result);
+            self.complete(result, extras);
         }
     }
 
@@ -949,7 +970,7 @@ impl Shard {
             scheduled_at_us: scheduled_us,
             started_at_us: started_us,
             request_id: ready.request_id,
-            cert_not_after_s: 0,
+            cert_not_after_s: report.tls.not_after_s,
             phases,
             bytes_read: report.bytes_read,
             vantage_id: self.cfg.vantage_id,
@@ -957,7 +978,7 @@ impl Shard {
             http_status: report.http_status,
             outcome: report.outcome,
             detail: report.detail,
-            tls_version: 0,
+            tls_version: report.tls.version,
             shard: self.cfg.id,
             redirect_count: 0,
             origin: ready.origin,
@@ -966,20 +987,28 @@ impl Shard {
         }
     }
 
-    fn complete(&mut self, result: ProbeResult) {
+    fn complete(&mut self, result: ProbeResult, extras: Option<Box<Extras>>) {
         let code = result.outcome.code() as usize;
         if code < self.counters.completed.len() {
             self.counters.completed[code] += 1;
         }
-        self.finished.push_back(result);
+        self.finished.push_back((result, extras));
         self.move_finished_to_ring();
     }
 
     /// Moves finished results into the ring in order; stops (and stalls probing) when full.
     fn move_finished_to_ring(&mut self) {
-        while let Some(mut result) = self.finished.pop_front() {
+        while let Some((mut result, extras)) = self.finished.pop_front() {
             result.seq = self.results.frames_pushed();
-            let bytes = self.encoder.result(&result, &ResultExtras::default());
+            let view = extras
+                .as_deref()
+                .map_or(ResultExtras::default(), |e| ResultExtras {
+                    final_url: e.final_url.as_deref(),
+                    cert_issuer: (!e.issuer.is_empty()).then_some(e.issuer.as_str()),
+                    cert_san_count: e.san_count,
+                    tls_cipher: e.cipher,
+                });
+            let bytes = self.encoder.result(&result, &view);
             match self.results.try_push(KIND_CHECK_RESULT, bytes) {
                 Ok(()) => self.ring_full = false,
                 Err(PushError::Full) => {
@@ -987,7 +1016,7 @@ impl Shard {
                         self.counters.ring_stalls += 1;
                     }
                     self.ring_full = true;
-                    self.finished.push_front(result);
+                    self.finished.push_front((result, extras));
                     return;
                 }
                 Err(e) => {
@@ -1041,6 +1070,15 @@ impl Shard {
     }
 }
 
+/// The variable-length part of a result (HTTPS and redirected results only).
+#[derive(Debug, Default)]
+struct Extras {
+    final_url: Option<String>,
+    issuer: String,
+    san_count: u16,
+    cipher: u16,
+}
+
 /// Where resolving a target got to.
 enum Step {
     Dial(SocketAddr),
@@ -1071,5 +1109,6 @@ fn monitor_side(outcome: Outcome) -> ProbeReport {
         http_status: 0,
         phases: Default::default(),
         bytes_read: 0,
+        tls: Default::default(),
     }
 }

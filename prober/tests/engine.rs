@@ -663,3 +663,93 @@ fn hostile_dns_answers_are_contained() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     server.join().unwrap();
 }
+
+#[test]
+fn https_certificates_and_handshakes_each_get_their_code() {
+    use jetmon_prober::tls::detail;
+    let fleet = Fleet::get();
+    let tls = fleet.tls_port();
+    let mut p = Prober::start("", 1 << 20);
+    let cases = [
+        (501, "valid", Outcome::Ok),
+        (502, "expired", Outcome::TlsCertExpired),
+        (503, "future", Outcome::TlsCertNotYetValid),
+        (504, "wronghost", Outcome::TlsCertHostname),
+        (505, "selfsigned", Outcome::TlsCertUntrusted),
+        (506, "unknownca", Outcome::TlsCertUntrusted),
+        (507, "nointermediate", Outcome::TlsCertUntrusted),
+        (508, "expiring", Outcome::Ok),
+        (509, "legacy", Outcome::TlsDeprecated),
+        (510, "weak", Outcome::TlsHandshake),
+    ];
+    for (id, name, _) in cases {
+        p.upsert(check(
+            id,
+            &format!("https://{name}.tls.fleet.test:{tls}/"),
+            1_000,
+            5_000,
+        ));
+    }
+    // A fleet site over HTTPS (the wildcard certificate, SNI site-52.fleet.test).
+    p.upsert(check(
+        511,
+        &format!("https://site-52.fleet.test:{tls}/"),
+        1_000,
+        5_000,
+    ));
+    // Plain HTTP to the TLS port: the server's answer is not HTTP we can read as a TLS client
+    // would, and the reverse (TLS to a plain port) fails the handshake.
+    p.upsert(check(
+        512,
+        &format!("https://site-52.fleet.test:{}/", fleet.port),
+        1_000,
+        5_000,
+    ));
+    let results = p.collect(Duration::from_secs(15), |r| first_by_check(r).len() == 12);
+    let first = first_by_check(&results);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    const DAY: i64 = 86_400;
+    for (id, name, want) in cases {
+        let r = first
+            .get(&id)
+            .unwrap_or_else(|| panic!("no result for {name}"));
+        assert_eq!(r.outcome, want, "{name}: {r:?}");
+    }
+    let valid = first[&501];
+    assert_eq!(valid.http_status, 200);
+    assert_eq!(valid.tls_version, 0x0304, "TLS 1.3 negotiated");
+    assert!(
+        valid.phases.tls_us > 0 && valid.phases.ttfb_us > 0,
+        "{:?}",
+        valid.phases
+    );
+    assert!((valid.cert_not_after_s - now_s - 365 * DAY).abs() < 2 * DAY);
+    assert_eq!(
+        p.certs.get(&501),
+        Some(&("Jetmon Fleet Intermediate".to_owned(), 2))
+    );
+    // The leaf's facts even when it is refused.
+    let expired = first[&502];
+    assert!(
+        (expired.cert_not_after_s - (now_s - 30 * DAY)).abs() < 2 * DAY,
+        "notAfter of the expired leaf: {}",
+        expired.cert_not_after_s
+    );
+    assert_eq!(
+        p.certs.get(&502).map(|c| c.0.as_str()),
+        Some("Jetmon Fleet Intermediate")
+    );
+    assert_eq!(first[&506].detail, detail::CERT_UNKNOWN_ISSUER);
+    let expiring = first[&508];
+    let left = expiring.cert_not_after_s - now_s;
+    assert!(left > 4 * DAY && left <= 5 * DAY, "expiring in {left} s");
+    assert_eq!(first[&509].detail, detail::LEGACY_ONLY);
+    assert_eq!(first[&510].tls_version, 0);
+    assert_eq!(get(&first, 511), (Outcome::Ok, 0));
+    // One of the two checks of site-52.fleet.test resolved it; the other found it cached.
+    assert!(first[&511].phases.dns_us > 0 || first[&512].phases.dns_us > 0);
+    assert_eq!(get(&first, 512).0, Outcome::TlsHandshake);
+}

@@ -73,6 +73,9 @@ pub struct ProberConfig {
     /// recent proof that the resolvers work, this decides whether the failure is the name's
     /// (`dns_servfail`) or ours (`resolver_unavailable`). "." = the root zone.
     pub resolver_canary: String,
+    /// A PEM file of extra CA certificates trusted for HTTPS checks (besides Mozilla's list
+    /// and the OS bundle): private CAs, or the local test fleet's.
+    pub tls_extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for ProberConfig {
@@ -94,6 +97,7 @@ impl Default for ProberConfig {
             allow_cidrs: Vec::new(),
             resolvers: Vec::new(),
             resolver_canary: ".".to_owned(),
+            tls_extra_ca_file: None,
         }
     }
 }

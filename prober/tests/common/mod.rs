@@ -60,6 +60,23 @@ impl Fleet {
         )
     }
 
+    /// The fleet's throw-away CA as prober configuration.
+    pub fn ca_config(&self) -> String {
+        format!(
+            "tls_extra_ca_file = {:?}\n",
+            self.dir.join("tls/ca.pem").display().to_string()
+        )
+    }
+
+    /// The fleet's HTTPS port.
+    pub fn tls_port(&self) -> u16 {
+        std::fs::read_to_string(self.dir.join("tls_port"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// `http://site-N.fleet.test:port/` for site N, through the fleet's DNS.
     pub fn named_url(&self, n: u32) -> String {
         format!("http://site-{n}.fleet.test:{}/", self.port)
@@ -96,6 +113,8 @@ pub struct Prober {
     pub results: Consumer,
     encoder: FrameEncoder,
     pub stats: Vec<ShardStats>,
+    /// Certificate issuer and SAN count of the last HTTPS result of each check.
+    pub certs: std::collections::HashMap<u64, (String, u16)>,
     /// Index of the next record in the result ring (it starts empty).
     next_index: u64,
 }
@@ -112,11 +131,15 @@ impl Prober {
     /// A prober with production defaults: probe safety refuses loopback. Its resolver is the
     /// fleet's dnsmasq unless `extra_config` names one (never the machine's).
     pub fn start_raw(extra_config: &str, result_ring_bytes: usize) -> Prober {
-        let dns = if extra_config.contains("resolvers") {
+        let fleet = Fleet::get();
+        let mut dns = if extra_config.contains("resolvers") {
             String::new()
         } else {
-            Fleet::get().resolver_config()
+            fleet.resolver_config()
         };
+        if !extra_config.contains("tls_extra_ca_file") {
+            dns.push_str(&fleet.ca_config());
+        }
         let extra_config = format!("{dns}{extra_config}");
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("jetmon.toml");
@@ -150,6 +173,7 @@ impl Prober {
             results,
             encoder: FrameEncoder::new(),
             stats: Vec::new(),
+            certs: Default::default(),
             next_index: 0,
         }
     }
@@ -188,7 +212,14 @@ impl Prober {
             while let Some(r) = self.results.pop().unwrap() {
                 match r.kind {
                     KIND_CHECK_RESULT => {
-                        let result = decode_result(r.payload).unwrap().result;
+                        let frame = decode_result(r.payload).unwrap();
+                        let result = frame.result;
+                        if let Some(issuer) = frame.extras.cert_issuer {
+                            self.certs.insert(
+                                result.check_id,
+                                (issuer.to_owned(), frame.extras.cert_san_count),
+                            );
+                        }
                         assert_eq!(
                             result.seq, self.next_index,
                             "result seq is not its ring index"
