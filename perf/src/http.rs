@@ -1,6 +1,11 @@
 //! P1: plain HTTP, a new connection per check, the prober pinned to one core and nginx on the
 //! other, against `wrk -t1 -c256 -H 'Connection: close'` pinned to the same core, in one run
 //! (wrk, prober, wrk — the wrk figure is the mean of the two, to cancel drift).
+//!
+//! With `tls` (P2) both sides speak HTTPS with a full handshake per request: the prober to
+//! `https://site-N.fleet.test:PORT/` (verifying the fleet CA's chain, names from the fleet's
+//! DNS, cached), wrk to the first site's address (it verifies nothing). nginx has session
+//! caches and tickets off, so nobody resumes.
 
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
@@ -20,6 +25,8 @@ pub struct HttpArgs {
     pub port: u16,
     pub cpu: usize,
     pub wrk_connections: u32,
+    /// HTTPS on this port instead of plain HTTP.
+    pub tls: Option<u16>,
 }
 
 struct WrkRun {
@@ -40,9 +47,10 @@ pub fn run(args: &HttpArgs, prober_bin: &Path) -> Result<String> {
     let wrk_requests = wrk1.requests + wrk2.requests;
     let us = |d: Duration, n: f64| d.as_secs_f64() * 1e6 / n.max(1.0);
     Ok(format!(
-        "RESULT scenario=http checks_per_s={:.0} wrk_per_s={wrk_per_s:.0} ratio={:.3} user_us_per_check={:.2} \
+        "RESULT scenario={} checks_per_s={:.0} wrk_per_s={wrk_per_s:.0} ratio={:.3} user_us_per_check={:.2} \
          sys_us_per_check={:.2} wrk_user_us_per_req={:.2} wrk_sys_us_per_req={:.2} errors={} checks={} \
          duration_s={} cpu={}",
+        if args.tls.is_some() { "tls" } else { "http" },
         prober.per_s,
         prober.per_s / wrk_per_s,
         us(prober.user, prober.requests),
@@ -71,7 +79,10 @@ fn prober_run(args: &HttpArgs, prober_bin: &Path) -> Result<ProberRun> {
     // the ready queue, so the backlog is bounded by the number of checks.
     for id in 1..=u64::from(args.checks) {
         let site = (id % u64::from(args.sites)) as u32 + 1;
-        let url = format!("http://{}:{}/?c={id}", crate::fleet_addr(site), args.port);
+        let url = match args.tls {
+            Some(port) => format!("https://site-{site}.fleet.test:{port}/?c={id}"),
+            None => format!("http://{}:{}/?c={id}", crate::fleet_addr(site), args.port),
+        };
         let mut spec = CheckSpec::new(id, id, CheckType::Http, &url);
         spec.interval_ms = 1_000;
         spec.timeout_ms = 5_000;
@@ -103,7 +114,10 @@ fn prober_run(args: &HttpArgs, prober_bin: &Path) -> Result<ProberRun> {
 }
 
 fn wrk(args: &HttpArgs) -> Result<WrkRun> {
-    let url = format!("http://{}:{}/", crate::fleet_addr(1), args.port);
+    let url = match args.tls {
+        Some(port) => format!("https://{}:{port}/", crate::fleet_addr(1)),
+        None => format!("http://{}:{}/", crate::fleet_addr(1), args.port),
+    };
     let mut child = Process::new("taskset")
         .args(["-c", &args.cpu.to_string(), "wrk", "-t1"])
         .arg(format!("-c{}", args.wrk_connections))

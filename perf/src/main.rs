@@ -69,6 +69,11 @@ enum Scenario {
         cpu: usize,
         #[arg(long, default_value_t = 256)]
         wrk_connections: u32,
+        /// HTTPS with a full handshake per check (P2), to site-N.fleet.test on --tls-port.
+        #[arg(long)]
+        tls: bool,
+        #[arg(long, default_value_t = 18443)]
+        tls_port: u16,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -148,9 +153,12 @@ fn main() -> Result<()> {
             port,
             cpu,
             wrk_connections,
+            tls,
+            tls_port,
             record,
         } => {
             let args = http::HttpArgs {
+                tls: tls.then_some(tls_port),
                 duration: Duration::from_secs(duration_s),
                 warmup: Duration::from_secs(warmup_s),
                 checks,
@@ -160,7 +168,7 @@ fn main() -> Result<()> {
                 wrk_connections,
             };
             let line = http::run(&args, &prober_binary()?)?;
-            finish("http", &line, record.as_deref())
+            finish(if tls { "tls" } else { "http" }, &line, record.as_deref())
         }
         Scenario::Density {
             checks,

@@ -48,12 +48,22 @@ impl ProberUnderTest {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let cfg = dir.join("jetmon.toml");
+        // The fleet's CA, for HTTPS benchmarks.
+        let fleet_ca = PathBuf::from(
+            std::env::var("JETMON_FLEET_DIR").unwrap_or_else(|_| "/tmp/jetmon-fleet".into()),
+        )
+        .join("tls/ca.pem");
+        let ca = if fleet_ca.exists() {
+            format!("tls_extra_ca_file = {:?}\n", fleet_ca.display().to_string())
+        } else {
+            String::new()
+        };
         std::fs::write(
             &cfg,
             format!(
                 "[prober]\nshards = 1\nplacement = \"pinned\"\ncpus = [{cpu}]\nring_dir = {dir:?}\n\
                  result_ring_bytes = {result_ring_bytes}\ncommand_ring_bytes = {COMMAND_RING_BYTES}\n\
-                 allow_cidrs = [\"127.0.0.0/8\"]\nresolvers = [\"127.0.0.1:18053\"]\nresolver_canary = \"fleet.test\"\n",
+                 allow_cidrs = [\"127.0.0.0/8\"]\nresolvers = [\"127.0.0.1:18053\"]\nresolver_canary = \"fleet.test\"\n{ca}",
             ),
         )?;
         let commands =
