@@ -33,6 +33,9 @@ pub struct ProbeBuffers {
     pub plain: Vec<u8>,
     /// The leaf certificate's issuer, for HTTPS results.
     pub issuer: String,
+    /// A redirect's Location, and the last URL of a redirect chain.
+    pub location: Vec<u8>,
+    pub final_url: String,
     /// The check's target, copied out of the table (it may change while we run).
     pub target: String,
 }
@@ -56,6 +59,11 @@ pub struct ProbeReport {
     pub bytes_read: u32,
     /// What the TLS handshake showed (zeroes for plain HTTP and other checks).
     pub tls: TlsFacts,
+    /// The response redirects (Location in the buffers' `location`).
+    pub redirect: bool,
+    /// Redirects followed, and result flags (`FLAG_REDIRECT_*`).
+    pub redirects: u8,
+    pub flags: u8,
 }
 
 impl ProbeReport {
@@ -75,6 +83,9 @@ impl ProbeReport {
             },
             bytes_read: 0,
             tls: TlsFacts::default(),
+            redirect: false,
+            redirects: 0,
+            flags: 0,
         }
     }
 }
@@ -152,6 +163,7 @@ pub async fn http(
         fold,
         carry,
         issuer,
+        location,
         ..
     } = bufs;
     let mut facts = TlsFacts::default();
@@ -258,6 +270,10 @@ pub async fn http(
             }
         }
     };
+    if verdict.redirect {
+        location.clear();
+        location.extend_from_slice(machine.location());
+    }
     (*head, *fold, *carry) = machine.into_buffers();
     phases.total_us = micros(started.elapsed());
     drop(conn);
@@ -272,6 +288,9 @@ pub async fn http(
         phases,
         bytes_read: bytes_read.min(u64::from(u32::MAX)) as u32,
         tls: facts,
+        redirect: verdict.redirect,
+        redirects: 0,
+        flags: 0,
     }
 }
 
@@ -329,6 +348,9 @@ pub async fn tcp(
             phases,
             bytes_read: 0,
             tls: TlsFacts::default(),
+            redirect: false,
+            redirects: 0,
+            flags: 0,
         };
     };
     if bufs.read.len() < READ_BUFFER_BYTES {
@@ -380,6 +402,9 @@ pub async fn tcp(
         phases,
         bytes_read,
         tls: TlsFacts::default(),
+        redirect: false,
+        redirects: 0,
+        flags: 0,
     }
 }
 

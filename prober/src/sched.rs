@@ -13,8 +13,10 @@ use std::rc::Rc;
 
 use jetmon_shared::check::{
     CheckSpec, CheckType, DEFAULT_BODY_BUDGET_BYTES, DnsRecordType, HttpMethod, IpPreference,
-    phase_ms,
+    RedirectPolicy, phase_ms,
 };
+
+use crate::proto::redirect::MAX_REDIRECTS;
 
 use crate::proto::http::ResponseRules;
 use crate::proto::keyword::Keywords;
@@ -40,6 +42,9 @@ pub struct Settings {
     /// A `dns` check's record type and the values it expects among the records.
     pub dns_record_type: DnsRecordType,
     pub dns_expected: Vec<String>,
+    /// What a redirect means, and how many hops are followed.
+    pub redirect_policy: RedirectPolicy,
+    pub max_redirects: u8,
 }
 
 impl Settings {
@@ -53,12 +58,15 @@ impl Settings {
                 body_budget: u64::from(DEFAULT_BODY_BUDGET_BYTES),
                 integrity: true,
                 min_body_bytes: 0,
+                follow_redirects: true,
             },
             headers: Vec::new(),
             tcp_banner: None,
             ip_preference: IpPreference::V4First,
             dns_record_type: DnsRecordType::A,
             dns_expected: Vec::new(),
+            redirect_policy: RedirectPolicy::Follow,
+            max_redirects: MAX_REDIRECTS,
         }
     }
 
@@ -80,12 +88,19 @@ impl Settings {
                 body_budget: u64::from(budget),
                 integrity: spec.check_integrity,
                 min_body_bytes: u64::from(spec.min_body_bytes),
+                follow_redirects: true,
             },
             headers: spec.headers.clone(),
             tcp_banner: spec.tcp_banner.as_ref().map(|b| b.as_bytes().to_vec()),
             ip_preference: spec.ip_preference,
             dns_record_type: spec.dns_record_type,
             dns_expected: spec.dns_expected.clone(),
+            redirect_policy: spec.redirect_policy,
+            max_redirects: if spec.max_redirects == 0 {
+                MAX_REDIRECTS
+            } else {
+                spec.max_redirects.min(MAX_REDIRECTS)
+            },
         }
     }
 
@@ -103,6 +118,8 @@ impl Settings {
             && spec.ip_preference == IpPreference::V4First
             && spec.dns_record_type == DnsRecordType::A
             && spec.dns_expected.is_empty()
+            && spec.redirect_policy == RedirectPolicy::Follow
+            && (spec.max_redirects == 0 || spec.max_redirects == MAX_REDIRECTS)
     }
 }
 

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use hickory_proto::rr::RecordType;
-use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference, ProbeOrigin};
+use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference, ProbeOrigin, RedirectPolicy};
 use jetmon_shared::config::ProberConfig;
 use jetmon_shared::frames::{
-    Command, FLAG_LATE, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS,
-    ProbeResult, ResultExtras, ShardStats, decode_command,
+    Command, FLAG_LATE, FLAG_REDIRECT_DOWNGRADE, FLAG_REDIRECT_HOST_CHANGED, FrameEncoder,
+    KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ProbeResult, ResultExtras, ShardStats,
+    decode_command,
 };
 use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError};
@@ -29,8 +30,10 @@ use jetmon_shared::shutdown;
 
 use crate::probe::{self, ProbeBuffers, ProbeReport};
 use crate::proto::dns::{self, Answer, Cached, DnsCache};
+use crate::proto::redirect;
 use crate::proto::safety::ProbeSafety;
 use crate::resolver::{self, NoAnswer, Parsed};
+use crate::sched::Settings;
 use crate::sched::{CheckTable, Fired};
 use crate::target::{HostsFile, Resolution, Target, resolve_local};
 
@@ -652,9 +655,10 @@ impl Shard {
                         probe::tcp(addr, settings.tcp_banner.as_deref(), deadline, &mut bufs).await
                     }
                     (_, Ok(target)) => {
-                        probe::http(
-                            &target,
-                            addr,
+                        Shard::http_chain(
+                            &shard,
+                            ready.check_id,
+                            (&url, &target, addr),
                             &settings,
                             &user_agent,
                             deadline,
@@ -775,13 +779,39 @@ impl Shard {
         answer: Result<Answer, NoAnswer>,
         took_us: u32,
     ) {
+        let unavailable = self.absorb_answer(&name, rtype, &answer);
+        let waiters = self.dns.pending.remove(&(name, rtype)).unwrap_or_default();
+        self.dns.waiting -= waiters.len();
+        for mut ready in waiters {
+            ready.dns_us = ready.dns_us.saturating_add(took_us);
+            match &unavailable {
+                // Not cached (our resolvers are down): finish here rather than ask again.
+                Some(report) => {
+                    if let Some(idx) = self.table.index_of(ready.check_id) {
+                        self.finish_early(idx, ready, report);
+                    }
+                }
+                // The cache now answers; the probe goes on at the next tick.
+                None => self.ready.push_front(ready),
+            }
+        }
+    }
+
+    /// Caches what a query says (its addresses or the name's failure). Returns the report
+    /// when the failure is ours (`resolver_unavailable`), which is never cached.
+    fn absorb_answer(
+        &mut self,
+        name: &str,
+        rtype: RecordType,
+        answer: &Result<Answer, NoAnswer>,
+    ) -> Option<ProbeReport> {
         let now_ms = self.clock.unix_us(Instant::now()) / 1000;
-        let failure = match &answer {
+        let failure = match answer {
             Ok(
                 a @ (Answer::Addresses { .. } | Answer::NxDomain { .. } | Answer::NoRecords { .. }),
             ) => {
                 self.dns.last_good_ms = Some(now_ms);
-                self.dns.cache.put(&name, rtype, a, now_ms);
+                self.dns.cache.put(name, rtype, a, now_ms);
                 None
             }
             Ok(a) => {
@@ -791,7 +821,7 @@ impl Shard {
                     a.detail(),
                 );
                 if report.outcome != Outcome::ResolverUnavailable {
-                    self.dns.cache.put(&name, rtype, a, now_ms);
+                    self.dns.cache.put(name, rtype, a, now_ms);
                 }
                 Some(report)
             }
@@ -802,24 +832,159 @@ impl Shard {
                 if report.outcome != Outcome::ResolverUnavailable {
                     self.dns
                         .cache
-                        .put_failure(&name, rtype, report.outcome, report.detail, now_ms);
+                        .put_failure(name, rtype, report.outcome, report.detail, now_ms);
                 }
                 Some(report)
             }
         };
-        let waiters = self.dns.pending.remove(&(name, rtype)).unwrap_or_default();
-        self.dns.waiting -= waiters.len();
-        for mut ready in waiters {
-            ready.dns_us = ready.dns_us.saturating_add(took_us);
-            match &failure {
-                // Not cached (our resolvers are down): finish here rather than ask again.
-                Some(report) if report.outcome == Outcome::ResolverUnavailable => {
-                    if let Some(idx) = self.table.index_of(ready.check_id) {
-                        self.finish_early(idx, ready, report);
+        failure.filter(|r| r.outcome == Outcome::ResolverUnavailable)
+    }
+
+    /// Resolves a redirect hop's target from inside its probe task: the cache, else a query
+    /// of its own (hops are rare; they do not join other probes' queries), then probe safety
+    /// on the answer set and the address.
+    async fn resolve_hop(
+        shard: &Rc<RefCell<Shard>>,
+        t: &Target<'_>,
+        pref: IpPreference,
+        check_id: u64,
+        deadline: Instant,
+    ) -> Result<SocketAddr, ProbeReport> {
+        // At most one query per address family (A, then AAAA on "no records").
+        for _ in 0..3 {
+            let (name, rtype, servers, canary_name, first) = {
+                let mut s = shard.borrow_mut();
+                let now_ms = s.clock.unix_us(Instant::now()) / 1000;
+                match s.resolve(t, pref, check_id, now_ms) {
+                    Step::Dial(a) => return Ok(a),
+                    Step::Failed(report) => return Err(report),
+                    Step::Wait(name, rtype) => {
+                        let first = s.dns.next_server;
+                        s.dns.next_server = s.dns.next_server.wrapping_add(1);
+                        (
+                            name,
+                            rtype,
+                            s.cfg.resolvers.clone(),
+                            s.cfg.resolver_canary.clone(),
+                            first,
+                        )
                     }
                 }
-                // The cache now answers; the probe goes on at the next tick.
-                _ => self.ready.push_front(ready),
+            };
+            let answer = resolver::query(&servers, first, &name, rtype, deadline, |b, id| {
+                match dns::parse_response(b, id, &name, rtype) {
+                    Ok(Answer::Truncated) => Ok(Parsed::Truncated),
+                    Ok(a) => Ok(Parsed::Done(a)),
+                    Err(e) => e.as_answer().map(Parsed::Done).ok_or(e),
+                }
+            })
+            .await;
+            let canary =
+                Shard::canary_if_needed(shard, &answer, &servers, first, &canary_name, deadline)
+                    .await;
+            let mut s = shard.borrow_mut();
+            let now_ms = s.clock.unix_us(Instant::now()) / 1000;
+            s.dns.canary_result(canary, now_ms);
+            if let Some(report) = s.absorb_answer(&name, rtype, &answer) {
+                return Err(report);
+            }
+        }
+        Err(monitor_side(Outcome::ResolverUnavailable))
+    }
+
+    /// An HTTP(S) check: the first exchange, then each redirect hop per the check's policy.
+    /// Phases are the final hop's, except `total_us`, which covers the whole chain.
+    #[allow(clippy::too_many_arguments)]
+    async fn http_chain(
+        shard: &Rc<RefCell<Shard>>,
+        check_id: u64,
+        first: (&str, &Target<'_>, SocketAddr),
+        settings: &Settings,
+        user_agent: &str,
+        deadline: Instant,
+        bufs: &mut ProbeBuffers,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> ProbeReport {
+        let started = Instant::now();
+        let (url, target, addr) = first;
+        let mut report = probe::http(target, addr, settings, user_agent, deadline, bufs, tls).await;
+        if !report.redirect {
+            return report;
+        }
+        let original = url.to_owned();
+        let mut current = original.clone();
+        let mut seen = vec![original.clone()];
+        let mut hops: u8 = 0;
+        let mut flags = 0u8;
+        let limit = settings.max_redirects;
+        let finish = |mut r: ProbeReport, hops: u8, flags: u8| {
+            r.redirects = hops;
+            r.flags |= flags;
+            r.phases.total_us = micros(started.elapsed());
+            r
+        };
+        loop {
+            if settings.redirect_policy == RedirectPolicy::Fail {
+                report.outcome = Outcome::RedirectPolicy;
+                report.redirect = false;
+                return finish(report, hops, flags);
+            }
+            let loop_or_limit = |d: u16| ProbeReport {
+                detail: d,
+                http_status: report.http_status,
+                ..monitor_side(Outcome::RedirectLoopOrLimit)
+            };
+            if hops >= limit {
+                return finish(loop_or_limit(redirect::detail::TOO_MANY_HOPS), hops, flags);
+            }
+            let next = match redirect::next_hop(&current, &bufs.location) {
+                Ok(n) => n,
+                Err(redirect::BadLocation::TooLong) => {
+                    return finish(loop_or_limit(redirect::detail::URL_TOO_LONG), hops, flags);
+                }
+                Err(redirect::BadLocation::Invalid) => {
+                    let r = ProbeReport {
+                        detail: crate::proto::http::Detail::BadLocation as u16,
+                        http_status: report.http_status,
+                        ..monitor_side(Outcome::HttpMalformed)
+                    };
+                    return finish(r, hops, flags);
+                }
+            };
+            hops += 1;
+            if next.downgrade {
+                flags |= FLAG_REDIRECT_DOWNGRADE;
+            }
+            if seen.contains(&next.url) {
+                return finish(loop_or_limit(redirect::detail::LOOP), hops, flags);
+            }
+            seen.push(next.url.clone());
+            current = next.url;
+            if redirect::host_of(&current) != redirect::host_of(&original) {
+                flags |= FLAG_REDIRECT_HOST_CHANGED;
+            } else {
+                flags &= !FLAG_REDIRECT_HOST_CHANGED;
+            }
+            bufs.final_url.clear();
+            bufs.final_url.push_str(&current);
+            let Ok(target) = Target::parse_url(&current) else {
+                return finish(monitor_side(Outcome::LocalResource), hops, flags);
+            };
+            let addr = match Shard::resolve_hop(
+                shard,
+                &target,
+                settings.ip_preference,
+                check_id,
+                deadline,
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(r) => return finish(r, hops, flags),
+            };
+            report = probe::http(&target, addr, settings, user_agent, deadline, bufs, tls).await;
+            if !report.redirect {
+                return finish(report, hops, flags);
             }
         }
     }
@@ -934,14 +1099,17 @@ impl Shard {
                 }
             }
         }
-        let extras = (report.tls.not_after_s != 0 || report.tls.version != 0).then(|| {
-            Box::new(Extras {
-                final_url: None,
-                issuer: bufs.issuer.clone(),
-                san_count: report.tls.san_count,
-                cipher: report.tls.cipher,
-            })
-        });
+        let extras = (report.tls.not_after_s != 0
+            || report.tls.version != 0
+            || report.redirects > 0)
+            .then(|| {
+                Box::new(Extras {
+                    final_url: (report.redirects > 0).then(|| bufs.final_url.clone()),
+                    issuer: bufs.issuer.clone(),
+                    san_count: report.tls.san_count,
+                    cipher: report.tls.cipher,
+                })
+            });
         if self.pool.len() < MAX_POOLED_BUFFERS {
             self.pool.push(bufs);
         }
@@ -980,10 +1148,10 @@ impl Shard {
             detail: report.detail,
             tls_version: report.tls.version,
             shard: self.cfg.id,
-            redirect_count: 0,
+            redirect_count: report.redirects,
             origin: ready.origin,
             check_type: r.check_type,
-            flags: if late { FLAG_LATE } else { 0 },
+            flags: if late { FLAG_LATE } else { 0 } | report.flags,
         }
     }
 
@@ -1079,6 +1247,10 @@ struct Extras {
     cipher: u16,
 }
 
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
 /// Where resolving a target got to.
 enum Step {
     Dial(SocketAddr),
@@ -1110,5 +1282,8 @@ fn monitor_side(outcome: Outcome) -> ProbeReport {
         phases: Default::default(),
         bytes_read: 0,
         tls: Default::default(),
+        redirect: false,
+        redirects: 0,
+        flags: 0,
     }
 }

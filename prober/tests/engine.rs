@@ -753,3 +753,225 @@ fn https_certificates_and_handshakes_each_get_their_code() {
     assert!(first[&511].phases.dns_us > 0 || first[&512].phases.dns_us > 0);
     assert_eq!(get(&first, 512).0, Outcome::TlsHandshake);
 }
+
+#[test]
+fn redirects_follow_policy_and_every_hop_passes_safety() {
+    use jetmon_prober::proto::redirect::detail;
+    use jetmon_shared::check::RedirectPolicy;
+    use jetmon_shared::frames::{FLAG_REDIRECT_DOWNGRADE, FLAG_REDIRECT_HOST_CHANGED};
+    let fleet = Fleet::get();
+    let (port, tls) = (fleet.port, fleet.tls_port());
+    let site = |path: &str| format!("http://site-53.fleet.test:{port}{path}");
+    let mut p = Prober::start("", 1 << 20);
+    p.upsert(check(531, &site("/r/1"), 1_000, 5_000)); // 3 hops, relative Locations
+    p.upsert(check(532, &site("/r/loop"), 1_000, 5_000));
+    p.upsert(check(533, &site("/r/many/"), 1_000, 5_000));
+    p.upsert(check(534, &site("/r/to-https"), 1_000, 5_000));
+    p.upsert(check(
+        535,
+        &format!("https://site-53.fleet.test:{tls}/r/downgrade"),
+        1_000,
+        5_000,
+    ));
+    p.upsert(check(536, &site("/r/elsewhere"), 1_000, 5_000));
+    p.upsert(check(537, &site("/r/metadata"), 1_000, 5_000)); // SSRF attempt
+    p.upsert(check(538, &site("/r/ftp"), 1_000, 5_000));
+    p.upsert(check(539, &site("/r/nowhere"), 1_000, 5_000));
+    let mut fail = check(540, &site("/r/1"), 1_000, 5_000);
+    fail.redirect_policy = RedirectPolicy::Fail;
+    p.upsert(fail);
+    let mut short = check(541, &site("/r/1"), 1_000, 5_000);
+    short.max_redirects = 2;
+    p.upsert(short);
+    let mut alert = check(542, &site("/r/elsewhere"), 1_000, 5_000);
+    alert.redirect_policy = RedirectPolicy::Alert;
+    p.upsert(alert);
+    // nginx gzips /gz (chunked): the keyword is found in the decoded page.
+    let mut gz = check(543, &site("/gz"), 1_000, 5_000);
+    gz.keywords = vec!["powered by wordpress".into()];
+    p.upsert(gz);
+    let results = p.collect(Duration::from_secs(15), |r| first_by_check(r).len() == 13);
+    let first = first_by_check(&results);
+    assert_eq!(get(&first, 543), (Outcome::Ok, 0), "gzip from real nginx");
+    let chain = first[&531];
+    assert_eq!(
+        (chain.outcome, chain.http_status, chain.redirect_count),
+        (Outcome::Ok, 200, 3)
+    );
+    assert_eq!(
+        chain.flags & (FLAG_REDIRECT_DOWNGRADE | FLAG_REDIRECT_HOST_CHANGED),
+        0
+    );
+    assert_eq!(
+        p.final_urls.get(&531).map(String::as_str),
+        Some(format!("http://site-53.fleet.test:{port}/ok?from=3").as_str())
+    );
+    assert_eq!(
+        get(&first, 532),
+        (Outcome::RedirectLoopOrLimit, detail::LOOP)
+    );
+    assert_eq!(
+        get(&first, 533),
+        (Outcome::RedirectLoopOrLimit, detail::TOO_MANY_HOPS)
+    );
+    assert_eq!(first[&533].redirect_count, 10);
+    let to_https = first[&534];
+    assert_eq!(
+        (to_https.outcome, to_https.redirect_count),
+        (Outcome::Ok, 1)
+    );
+    assert_eq!(to_https.tls_version, 0x0304, "the final hop's TLS facts");
+    assert!(to_https.cert_not_after_s > 0);
+    let down = first[&535];
+    assert_eq!(down.outcome, Outcome::Ok);
+    assert_ne!(
+        down.flags & FLAG_REDIRECT_DOWNGRADE,
+        0,
+        "https -> http seen"
+    );
+    let moved = first[&536];
+    assert_eq!(moved.outcome, Outcome::Ok);
+    assert_ne!(moved.flags & FLAG_REDIRECT_HOST_CHANGED, 0);
+    let ssrf = first[&537];
+    assert_eq!(ssrf.outcome, Outcome::ProbeSafetyBlocked, "{ssrf:?}");
+    assert_eq!(ssrf.redirect_count, 1);
+    assert_eq!(
+        get(&first, 538),
+        (
+            Outcome::HttpMalformed,
+            jetmon_prober::proto::http::Detail::BadLocation as u16
+        )
+    );
+    assert_eq!(
+        (first[&539].outcome, first[&539].http_status),
+        (Outcome::Ok, 302),
+        "no Location: a final response"
+    );
+    assert_eq!(
+        (first[&540].outcome, first[&540].http_status),
+        (Outcome::RedirectPolicy, 302)
+    );
+    assert_eq!(
+        get(&first, 541),
+        (Outcome::RedirectLoopOrLimit, detail::TOO_MANY_HOPS)
+    );
+    assert_eq!(first[&541].redirect_count, 2);
+    let alerted = first[&542];
+    assert_eq!((alerted.outcome, alerted.redirect_count), (Outcome::Ok, 1));
+    assert_ne!(alerted.flags & FLAG_REDIRECT_HOST_CHANGED, 0);
+}
+
+#[test]
+fn a_hostile_server_gets_a_verdict_within_the_deadline_with_bounded_memory() {
+    use common::hostile::Hostile;
+    use jetmon_prober::proto::http::Detail;
+    use jetmon_prober::proto::redirect::detail as redirect;
+    let server = Hostile::start();
+    let mut p = Prober::start("", 1 << 20);
+    let cases: &[(u64, &str, &[&str], Outcome, u16)] = &[
+        (601, "/slowloris", &[], Outcome::TimeoutTtfb, 0),
+        (602, "/slowbody", &[], Outcome::TimeoutBody, 0),
+        (
+            603,
+            "/bomb",
+            &["wordpress"],
+            Outcome::KeywordMissing,
+            Detail::BodyBudget as u16,
+        ),
+        (604, "/gzip", &["powered by wordpress"], Outcome::Ok, 0),
+        (
+            605,
+            "/bad-gzip",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::BadEncoding as u16,
+        ),
+        (
+            606,
+            "/malformed",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::BadSyntax as u16,
+        ),
+        (
+            607,
+            "/many-headers",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::TooManyHeaders as u16,
+        ),
+        (
+            608,
+            "/huge-head",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::HeadTooLarge as u16,
+        ),
+        (
+            609,
+            "/bad-chunk",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::BadChunking as u16,
+        ),
+        (
+            610,
+            "/short",
+            &[],
+            Outcome::BodyTruncated,
+            Detail::ShortBody as u16,
+        ),
+        (
+            611,
+            "/loop-a",
+            &[],
+            Outcome::RedirectLoopOrLimit,
+            redirect::LOOP,
+        ),
+        (612, "/to-private", &[], Outcome::ProbeSafetyBlocked, 0),
+        (
+            613,
+            "/to-metadata-name",
+            &[],
+            Outcome::ProbeSafetyBlocked,
+            0,
+        ),
+        (
+            614,
+            "/to-userinfo",
+            &[],
+            Outcome::HttpMalformed,
+            Detail::BadLocation as u16,
+        ),
+    ];
+    for (id, path, keywords, _, _) in cases {
+        let mut c = check(*id, &server.url(path), 2_000, 2_000);
+        c.keywords = keywords.iter().map(|k| k.to_string()).collect();
+        p.upsert(c);
+    }
+    let results = p.collect(Duration::from_secs(12), |r| {
+        first_by_check(r).len() == cases.len()
+    });
+    let first = first_by_check(&results);
+    for (id, path, _, outcome, detail) in cases {
+        let r = first
+            .get(id)
+            .unwrap_or_else(|| panic!("no result for {path}"));
+        assert_eq!(r.outcome, *outcome, "{path}: {r:?}");
+        if *outcome != Outcome::ProbeSafetyBlocked {
+            assert_eq!(r.detail, *detail, "{path}: {r:?}");
+        }
+        assert!(
+            r.phases.total_us <= 2_300_000,
+            "{path} took {} µs, past its 2 s deadline",
+            r.phases.total_us
+        );
+    }
+    assert!(
+        first[&603].bytes_read < 1 << 20,
+        "the bomb was not read whole"
+    );
+    // The prober stayed small while chewing on the bomb.
+    let rss_kb = p.rss_kb();
+    assert!(rss_kb < 64 * 1024, "prober RSS {rss_kb} KiB");
+}

@@ -6,6 +6,7 @@ use jetmon_shared::check::{HttpMethod, MAX_CUSTOM_HEADER_BYTES, MAX_CUSTOM_HEADE
 use jetmon_shared::outcome::Outcome;
 
 use super::chunked::{Chunk, ChunkError, ChunkedDecoder};
+use super::content::{ContentDecoder, coding_of};
 use super::keyword::{KeywordScan, Keywords};
 
 /// Largest response head (status line + headers) we buffer.
@@ -39,7 +40,14 @@ pub enum Detail {
     UnterminatedChunks = 11,
     /// Stopped reading at the body budget.
     BodyBudget = 12,
+    /// A redirect's Location is not a usable http(s) URL.
+    BadLocation = 13,
+    /// The body is not valid gzip/deflate for its Content-Encoding.
+    BadEncoding = 14,
 }
+
+/// Statuses that redirect (with a Location).
+pub const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// What the response must satisfy. Built once per check.
 #[derive(Debug, Clone)]
@@ -54,6 +62,9 @@ pub struct ResponseRules {
     pub integrity: bool,
     /// With `integrity`: a 200 with fewer body bytes is `body_empty` (0 means "no bytes").
     pub min_body_bytes: u64,
+    /// A redirect status with a Location ends the exchange as a redirect (the driver decides
+    /// what to do with it); without, it is judged as a final response.
+    pub follow_redirects: bool,
 }
 
 impl ResponseRules {
@@ -80,8 +91,10 @@ pub struct Verdict {
     pub detail: Detail,
     /// Final status (0 when no valid head arrived).
     pub status: u16,
-    /// Body bytes consumed (after de-chunking).
+    /// Body bytes consumed (after de-chunking and, while it mattered, decompression).
     pub body_bytes: u64,
+    /// The response redirects: its Location is in [`ResponseMachine::location`].
+    pub redirect: bool,
 }
 
 /// What the driver does next.
@@ -123,6 +136,14 @@ pub struct ResponseMachine<'r> {
     any_bytes: bool,
     /// Times httparse ran: bounded by reads that could end a head.
     head_parses: u32,
+    /// A redirect's Location (raw bytes, trimmed).
+    location: Vec<u8>,
+    /// Body bytes as framed on the wire (after de-chunking, before decompression).
+    wire_body: u64,
+    /// The body's Content-Encoding decoder, while decoding still matters to the verdict.
+    decoder: Option<Box<ContentDecoder>>,
+    /// The body has a Content-Encoding we decode (wire bytes are not content).
+    encoded: bool,
 }
 
 impl<'r> ResponseMachine<'r> {
@@ -141,7 +162,16 @@ impl<'r> ResponseMachine<'r> {
             body_bytes: 0,
             any_bytes: false,
             head_parses: 0,
+            location: Vec::new(),
+            wire_body: 0,
+            decoder: None,
+            encoded: false,
         }
+    }
+
+    /// The Location of a redirect verdict.
+    pub fn location(&self) -> &[u8] {
+        &self.location
     }
 
     /// The pooled buffers, for reuse.
@@ -254,7 +284,7 @@ impl<'r> ResponseMachine<'r> {
             }
             Phase::Body { framing } => {
                 let short = match framing {
-                    Framing::Length(n) => (self.body_bytes < n).then_some(Detail::ShortBody),
+                    Framing::Length(n) => (self.wire_body < n).then_some(Detail::ShortBody),
                     Framing::Chunked => {
                         (!self.chunked.is_done()).then_some(Detail::UnterminatedChunks)
                     }
@@ -309,9 +339,38 @@ impl<'r> ResponseMachine<'r> {
             return Ok(Some(n)); // stay in Head: the final response follows
         }
         self.status = status;
+        if self.rules.follow_redirects && REDIRECT_STATUSES.contains(&status) {
+            let location = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("location"))
+                .map(|h| h.value.trim_ascii())
+                .filter(|v| !v.is_empty());
+            if let Some(location) = location {
+                self.location.clear();
+                self.location.extend_from_slice(location);
+                let v = Verdict {
+                    redirect: true,
+                    ..self.verdict(Outcome::Ok, Detail::None)
+                };
+                self.phase = Phase::Done(v);
+                return Ok(Some(n));
+            }
+        }
         let no_body =
             self.rules.method == HttpMethod::Head || status == 204 || status == 304 || status < 200;
         let framing = framing(response.headers)?;
+        self.decoder = (self.rules.needs_body() && !no_body)
+            .then_some(())
+            .and_then(|()| {
+                response
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-encoding"))
+                    .and_then(|h| coding_of(h.value))
+                    .map(|c| Box::new(ContentDecoder::new(c)))
+            });
+        self.encoded = self.decoder.is_some();
         if !self.rules.accepts(status) {
             self.phase = Phase::Done(self.verdict(Outcome::HttpStatus, Detail::None));
         } else if no_body || !self.rules.needs_body() || framing == Framing::Length(0) {
@@ -339,11 +398,11 @@ impl<'r> ResponseMachine<'r> {
     fn feed_body(&mut self, framing: Framing, data: &[u8]) -> Progress {
         match framing {
             Framing::Length(total) => {
-                let take = (data.len() as u64).min(total - self.body_bytes) as usize;
+                let take = (data.len() as u64).min(total - self.wire_body) as usize;
                 if let Some(p) = self.body_data(&data[..take]) {
                     return p;
                 }
-                if self.body_bytes == total {
+                if self.wire_body == total {
                     return self.done(self.body_verdict(Detail::None));
                 }
             }
@@ -383,8 +442,42 @@ impl<'r> ResponseMachine<'r> {
         Progress::NeedMore
     }
 
-    /// Counts and scans body bytes; `Some` when that settles the verdict.
+    /// Takes body bytes as framed on the wire: decodes them when the body is compressed and
+    /// the verdict still depends on its content; `Some` when that settles the verdict.
     fn body_data(&mut self, data: &[u8]) -> Option<Progress> {
+        self.wire_body += data.len() as u64;
+        if !self.encoded {
+            return self.decoded(data);
+        }
+        if let Some(mut decoder) = self.decoder.take() {
+            let mut settled = None;
+            let result = decoder.feed(data, |piece| {
+                settled = self.decoded(piece);
+                settled.is_none()
+            });
+            if let Some(p) = settled {
+                return Some(p);
+            }
+            if result.is_err() {
+                return Some(self.finish(Outcome::HttpMalformed, Detail::BadEncoding));
+            }
+            // Decoding matters while keywords are searched or the body might still be
+            // "empty"; after that only the framing (truncation) is left, on wire bytes.
+            let needed =
+                self.rules.keywords.is_some() || self.body_bytes < self.rules.min_body_bytes.max(1);
+            if needed && !decoder.ended() {
+                self.decoder = Some(decoder);
+            }
+        }
+        // The wire is bounded by the budget too (a stream that decodes to nothing).
+        if self.wire_body >= self.rules.body_budget {
+            return Some(self.done(self.body_verdict(Detail::BodyBudget)));
+        }
+        None
+    }
+
+    /// Counts and scans decoded body bytes; `Some` when that settles the verdict.
+    fn decoded(&mut self, data: &[u8]) -> Option<Progress> {
         let budget_left = self.rules.body_budget.saturating_sub(self.body_bytes);
         let take = (data.len() as u64).min(budget_left) as usize;
         let data = &data[..take];
@@ -429,6 +522,7 @@ impl<'r> ResponseMachine<'r> {
             detail,
             status: self.status,
             body_bytes: self.body_bytes,
+            redirect: false,
         }
     }
 
@@ -530,7 +624,9 @@ pub fn write_request(
     out.extend_from_slice(host_header.as_bytes());
     out.extend_from_slice(b"\r\nUser-Agent: ");
     out.extend_from_slice(user_agent.as_bytes());
-    out.extend_from_slice(b"\r\nAccept: */*\r\nConnection: close\r\n");
+    out.extend_from_slice(
+        b"\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\n",
+    );
     let mut budget = MAX_CUSTOM_HEADER_BYTES;
     for (name, value) in headers.iter().take(MAX_CUSTOM_HEADERS) {
         if !header_allowed(name, value) || name.len() + value.len() > budget {

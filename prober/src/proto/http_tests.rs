@@ -9,6 +9,7 @@ fn rules() -> ResponseRules {
         body_budget: 256 * 1024,
         integrity: false,
         min_body_bytes: 0,
+        follow_redirects: false,
     }
 }
 
@@ -59,6 +60,7 @@ fn v(outcome: Outcome, detail: Detail, status: u16, body_bytes: u64) -> Verdict 
         detail,
         status,
         body_bytes,
+        redirect: false,
     }
 }
 
@@ -405,7 +407,7 @@ fn request_is_well_formed_and_headers_are_filtered() {
     assert_eq!(
         String::from_utf8(out).expect("ascii"),
         "HEAD /wp-login.php?x=1 HTTP/1.1\r\nHost: example.test:8080\r\nUser-Agent: jetmon/2.0\r\n\
-         Accept: */*\r\nConnection: close\r\nX-Probe: jetmon\r\n\r\n"
+         Accept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\nX-Probe: jetmon\r\n\r\n"
     );
     let mut out = Vec::new();
     write_request(&mut out, HttpMethod::Get, "a.test", "", "ua", &[]);
@@ -475,6 +477,7 @@ fn response() -> impl Strategy<Value = (Vec<u8>, ResponseRules)> {
                 keywords: Keywords::compile(&words(kw, "needle"), &words(forbid, "ah n"), false),
                 body_budget: budget,
                 integrity: integ,
+                follow_redirects: false,
                 min_body_bytes: 0,
             };
             (wire, rules)
@@ -509,4 +512,136 @@ proptest! {
         let v = run(&r, &bytes, step);
         prop_assert!(v.body_bytes <= r.body_budget);
     }
+}
+
+#[test]
+fn redirects_stop_at_the_head_with_their_location() {
+    let r = ResponseRules {
+        follow_redirects: true,
+        ..integrity()
+    };
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let p = m.feed(b"HTTP/1.1 301 Moved\r\nLocation:  /new?a=1 \r\nContent-Length: 5\r\n\r\nmoved");
+    match p {
+        Progress::Done(v) => {
+            assert!(v.redirect);
+            assert_eq!((v.outcome, v.status), (Outcome::Ok, 301));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.location(), b"/new?a=1");
+    // No Location: judged as a final response (3xx is in the default accepted range).
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let p = m.feed(b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(p, Progress::Done(v(Outcome::Ok, Detail::None, 302, 0)));
+    // 304 is not a redirect; with follow_redirects off nothing is.
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let p = m.feed(b"HTTP/1.1 304 Not Modified\r\nLocation: /x\r\n\r\n");
+    assert!(matches!(p, Progress::Done(v) if !v.redirect));
+    let off = integrity();
+    let mut m = ResponseMachine::new(&off, Vec::new(), Vec::new(), Vec::new());
+    let p = m.feed(b"HTTP/1.1 307 T\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n");
+    assert!(matches!(p, Progress::Done(v) if !v.redirect && v.status == 307));
+}
+
+fn gzip_body(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut c = Compress::new(Compression::default(), false);
+    let mut deflated = Vec::with_capacity(data.len() / 2 + 1024);
+    c.compress_vec(data, &mut deflated, FlushCompress::Finish)
+        .expect("compress");
+    out.extend(deflated);
+    out.extend_from_slice(&[0; 8]);
+    out
+}
+
+fn gzip_response(body: &[u8], declared_len: Option<usize>) -> Vec<u8> {
+    let mut wire = format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        declared_len.unwrap_or(body.len())
+    )
+    .into_bytes();
+    wire.extend_from_slice(body);
+    wire
+}
+
+#[test]
+fn gzip_bodies_are_searched_decoded_and_capped_after_decompression() {
+    let page = b"<html><body>".repeat(2000);
+    let mut page_with_word = page.clone();
+    page_with_word.extend_from_slice(b"Powered by WordPress</body></html>");
+    let gz = gzip_body(&page_with_word);
+    let r = with_keywords(&["wordpress"], &[]);
+    let r = ResponseRules {
+        integrity: true,
+        ..r
+    };
+    for step in [1, 13, 4096, 1 << 20] {
+        let wire = gzip_response(&gz, None);
+        let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+        let mut verdict = None;
+        for chunk in wire.chunks(step) {
+            if let Progress::Done(v) = m.feed(chunk) {
+                verdict = Some(v);
+                break;
+            }
+        }
+        let v = verdict.unwrap_or_else(|| m.end_of_stream());
+        assert_eq!(
+            (v.outcome, v.detail),
+            (Outcome::Ok, Detail::None),
+            "step {step}"
+        );
+        assert_eq!(
+            v.body_bytes,
+            page_with_word.len() as u64,
+            "decoded bytes counted"
+        );
+    }
+    // A bomb: 64 MiB of zeros in ~64 KiB. The budget (256 KiB) applies to decoded bytes.
+    let bomb = gzip_body(&vec![0u8; 64 << 20]);
+    let wire = gzip_response(&bomb, None);
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let v = match m.feed(&wire) {
+        Progress::Done(v) => v,
+        Progress::NeedMore => m.end_of_stream(),
+    };
+    assert_eq!(
+        (v.outcome, v.detail),
+        (Outcome::KeywordMissing, Detail::BodyBudget)
+    );
+    assert!(v.body_bytes <= r.body_budget, "{}", v.body_bytes);
+}
+
+#[test]
+fn broken_or_truncated_gzip_is_reported() {
+    let r = integrity();
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let v = match m.feed(&gzip_response(b"this is not gzip", None)) {
+        Progress::Done(v) => v,
+        Progress::NeedMore => m.end_of_stream(),
+    };
+    assert_eq!(
+        (v.outcome, v.detail),
+        (Outcome::HttpMalformed, Detail::BadEncoding)
+    );
+    // Content-Length counts compressed bytes: a short compressed body is truncated.
+    let gz = gzip_body(&b"hello world ".repeat(100));
+    let wire = gzip_response(&gz[..gz.len() / 2], Some(gz.len()));
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    assert_eq!(m.feed(&wire), Progress::NeedMore);
+    let v = m.end_of_stream();
+    assert_eq!(
+        (v.outcome, v.detail),
+        (Outcome::BodyTruncated, Detail::ShortBody)
+    );
+    // An empty page, compressed, is still empty.
+    let wire = gzip_response(&gzip_body(b""), None);
+    let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+    let v = match m.feed(&wire) {
+        Progress::Done(v) => v,
+        Progress::NeedMore => m.end_of_stream(),
+    };
+    assert_eq!(v.outcome, Outcome::BodyEmpty);
 }

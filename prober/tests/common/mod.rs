@@ -2,6 +2,8 @@
 //! `perf/fleet start`) and a stand-in for control that owns a prober's rings.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -115,6 +117,8 @@ pub struct Prober {
     pub stats: Vec<ShardStats>,
     /// Certificate issuer and SAN count of the last HTTPS result of each check.
     pub certs: std::collections::HashMap<u64, (String, u16)>,
+    /// Final URL of the last redirected result of each check.
+    pub final_urls: std::collections::HashMap<u64, String>,
     /// Index of the next record in the result ring (it starts empty).
     next_index: u64,
 }
@@ -174,6 +178,7 @@ impl Prober {
             encoder: FrameEncoder::new(),
             stats: Vec::new(),
             certs: Default::default(),
+            final_urls: Default::default(),
             next_index: 0,
         }
     }
@@ -214,6 +219,9 @@ impl Prober {
                     KIND_CHECK_RESULT => {
                         let frame = decode_result(r.payload).unwrap();
                         let result = frame.result;
+                        if let Some(url) = frame.extras.final_url {
+                            self.final_urls.insert(result.check_id, url.to_owned());
+                        }
                         if let Some(issuer) = frame.extras.cert_issuer {
                             self.certs.insert(
                                 result.check_id,
@@ -237,6 +245,16 @@ impl Prober {
             }
         }
         out
+    }
+
+    /// The prober's resident memory (VmRSS, KiB).
+    pub fn rss_kb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The prober's stderr so far.

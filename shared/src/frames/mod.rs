@@ -47,6 +47,10 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 pub const MAX_ISSUER_BYTES: usize = 1024;
 /// Result flag: the probe started later than the prober's lateness threshold.
 pub const FLAG_LATE: u8 = 1;
+/// A redirect in the chain went from https to http.
+pub const FLAG_REDIRECT_DOWNGRADE: u8 = 2;
+/// The chain ended on another host than the check's.
+pub const FLAG_REDIRECT_HOST_CHANGED: u8 = 4;
 
 const VERIFIER: VerifierOptions = VerifierOptions {
     max_depth: 16,
