@@ -408,13 +408,15 @@ pub async fn tcp(
     }
 }
 
-fn remaining(deadline: Instant) -> Option<Duration> {
+/// Time left before `deadline`, None once it has passed.
+pub(crate) fn remaining(deadline: Instant) -> Option<Duration> {
     deadline
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero())
 }
 
-fn micros(d: Duration) -> u32 {
+/// A duration in whole microseconds, saturating at u32::MAX (~71 minutes).
+pub(crate) fn micros(d: Duration) -> u32 {
     d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 

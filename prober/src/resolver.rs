@@ -14,6 +14,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::probe::remaining;
+
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UdpSocket};
 use hickory_proto::rr::RecordType;
@@ -185,12 +187,6 @@ async fn tcp<T>(
     let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut answer).await?;
     parse(&answer).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-}
-
-fn remaining(deadline: Instant) -> Option<Duration> {
-    deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]

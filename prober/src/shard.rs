@@ -28,7 +28,7 @@ use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError};
 use jetmon_shared::shutdown;
 
-use crate::probe::{self, ProbeBuffers, ProbeReport};
+use crate::probe::{self, ProbeBuffers, ProbeReport, micros};
 use crate::proto::dns::{self, Answer, Cached, DnsCache};
 use crate::proto::redirect;
 use crate::proto::safety::ProbeSafety;
@@ -730,24 +730,53 @@ impl Shard {
         let shard = rc.clone();
         glommio::spawn_local(async move {
             let started = Instant::now();
-            let answer = resolver::query(&servers, first, &name, rtype, deadline, |b, id| {
-                match dns::parse_response(b, id, &name, rtype) {
-                    Ok(Answer::Truncated) => Ok(Parsed::Truncated),
-                    Ok(a) => Ok(Parsed::Done(a)),
-                    Err(e) => e.as_answer().map(Parsed::Done).ok_or(e),
-                }
-            })
+            let (answer, canary) = Shard::query_addresses(
+                &shard,
+                &servers,
+                first,
+                &canary_name,
+                &name,
+                rtype,
+                deadline,
+            )
             .await;
-            let canary =
-                Shard::canary_if_needed(&shard, &answer, &servers, first, &canary_name, deadline)
-                    .await;
-            let took_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let took_us = micros(started.elapsed());
             let mut s = shard.borrow_mut();
             let now_ms = s.clock.unix_us(Instant::now()) / 1000;
             s.dns.canary_result(canary, now_ms);
             s.resolved(name, rtype, answer, took_us);
         })
         .detach();
+    }
+
+    /// Asks our resolvers for a name's addresses of one type, and the canary when the answer
+    /// may be our resolvers' failure rather than the name's.
+    async fn query_addresses(
+        shard: &Rc<RefCell<Shard>>,
+        servers: &[SocketAddr],
+        first: usize,
+        canary_name: &str,
+        name: &str,
+        rtype: RecordType,
+        deadline: Instant,
+    ) -> (Result<Answer, NoAnswer>, Option<bool>) {
+        let answer =
+            resolver::query(
+                servers,
+                first,
+                name,
+                rtype,
+                deadline,
+                |b, id| match dns::parse_response(b, id, name, rtype) {
+                    Ok(Answer::Truncated) => Ok(Parsed::Truncated),
+                    Ok(a) => Ok(Parsed::Done(a)),
+                    Err(e) => e.as_answer().map(Parsed::Done).ok_or(e),
+                },
+            )
+            .await;
+        let canary =
+            Shard::canary_if_needed(shard, &answer, servers, first, canary_name, deadline).await;
+        (answer, canary)
     }
 
     /// When a query failed in a way that may be ours and we have no recent evidence either
@@ -871,17 +900,16 @@ impl Shard {
                     }
                 }
             };
-            let answer = resolver::query(&servers, first, &name, rtype, deadline, |b, id| {
-                match dns::parse_response(b, id, &name, rtype) {
-                    Ok(Answer::Truncated) => Ok(Parsed::Truncated),
-                    Ok(a) => Ok(Parsed::Done(a)),
-                    Err(e) => e.as_answer().map(Parsed::Done).ok_or(e),
-                }
-            })
+            let (answer, canary) = Shard::query_addresses(
+                shard,
+                &servers,
+                first,
+                &canary_name,
+                &name,
+                rtype,
+                deadline,
+            )
             .await;
-            let canary =
-                Shard::canary_if_needed(shard, &answer, &servers, first, &canary_name, deadline)
-                    .await;
             let mut s = shard.borrow_mut();
             let now_ms = s.clock.unix_us(Instant::now()) / 1000;
             s.dns.canary_result(canary, now_ms);
@@ -1030,7 +1058,7 @@ impl Shard {
                 deadline,
             )
             .await;
-            let took_us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            let took_us = micros(started.elapsed());
             let mut s = shard.borrow_mut();
             let now_ms = s.clock.unix_us(Instant::now()) / 1000;
             s.dns.canary_result(canary, now_ms);
@@ -1245,10 +1273,6 @@ struct Extras {
     issuer: String,
     san_count: u16,
     cipher: u16,
-}
-
-fn micros(d: Duration) -> u32 {
-    d.as_micros().min(u128::from(u32::MAX)) as u32
 }
 
 /// Where resolving a target got to.

@@ -376,6 +376,12 @@ impl Config {
             r.parse::<SocketAddr>()
                 .map_err(|_| ("prober.resolvers", format!("{r:?} is not ip:port")))?;
         }
+        if let Some(file) = p.tls_extra_ca_file.as_ref().filter(|f| !f.is_file()) {
+            return Err((
+                "prober.tls_extra_ca_file",
+                format!("{}: no such file", file.display()),
+            ));
+        }
         let canary = &p.resolver_canary;
         if canary.is_empty()
             || canary.len() > 253
@@ -539,6 +545,14 @@ mod tests {
             (
                 "[prober]\nresolvers = [\"dns.example\"]",
                 "prober.resolvers",
+            ),
+            (
+                "[prober]\ntls_extra_ca_file = \"/nonexistent/ca.pem\"",
+                "prober.tls_extra_ca_file",
+            ),
+            (
+                "[prober]\nresolver_canary = \"bad name!\"",
+                "prober.resolver_canary",
             ),
             ("[prober]\nring_prefix = \"../x\"", "prober.ring_prefix"),
             (

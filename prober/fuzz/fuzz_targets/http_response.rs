@@ -20,6 +20,9 @@ struct Input {
     budget: u16,
     min_body: u8,
     accept_500: bool,
+    redirects: bool,
+    /// Prefix the body with a gzip header, to reach the content decoder often.
+    gzip: bool,
 }
 
 fn run(rules: &ResponseRules, pieces: &[&[u8]]) -> Verdict {
@@ -41,7 +44,15 @@ fuzz_target!(|input: Input| {
         body_budget: u64::from(input.budget) + 1,
         integrity: input.integrity,
         min_body_bytes: u64::from(input.min_body),
+        follow_redirects: input.redirects,
     };
+    let mut data = input.data;
+    if input.gzip {
+        let mut framed = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff".to_vec();
+        framed.extend_from_slice(&data);
+        data = framed;
+    }
+    let input = Input { data, ..input };
     let whole = run(&rules, &[&input.data]);
     let mut points: Vec<usize> = input.cuts.iter().map(|c| usize::from(*c) % (input.data.len() + 1)).collect();
     points.sort_unstable();

@@ -3,11 +3,21 @@
 //! an address the safety filter passes is public).
 #![no_main]
 
+use jetmon_prober::proto::redirect::next_hop;
 use jetmon_prober::proto::safety::{ProbeSafety, classify};
 use jetmon_prober::target::{HostsFile, Resolution, Target, resolve_local};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &str| {
+    // A Location from a hostile server: whatever it resolves to must be a target we accept.
+    for base in ["http://example.test/a/b?c", "https://[2001:db8::1]:8443/"] {
+        if let Ok(hop) = next_hop(base, input.as_bytes()) {
+            let t = Target::parse_url(&hop.url).expect("next_hop returns parseable targets");
+            assert!(hop.url.len() <= jetmon_shared::check::MAX_URL_BYTES);
+            assert!(!hop.url.contains('#'), "{}", hop.url);
+            let _ = ProbeSafety::default().check_host(t.host);
+        }
+    }
     let safety = ProbeSafety::default();
     let hosts = HostsFile::parse("127.0.0.1 localhost\n10.0.0.5 intranet.example\n");
     for parsed in [Target::parse_url(input), Target::parse_host_port(input)] {
