@@ -445,10 +445,15 @@ impl<'r> ResponseMachine<'r> {
     /// Takes body bytes as framed on the wire: decodes them when the body is compressed and
     /// the verdict still depends on its content; `Some` when that settles the verdict.
     fn body_data(&mut self, data: &[u8]) -> Option<Progress> {
+        let wire_before = self.wire_body;
         self.wire_body += data.len() as u64;
         if !self.encoded {
             return self.decoded(data);
         }
+        // The decoder sees the same prefix of the wire, bounded by the budget, however the
+        // body was split into reads: the verdict cannot depend on the split.
+        let room = self.rules.body_budget.saturating_sub(wire_before);
+        let data = &data[..(data.len() as u64).min(room) as usize];
         if let Some(mut decoder) = self.decoder.take() {
             let mut settled = None;
             let result = decoder.feed(data, |piece| {

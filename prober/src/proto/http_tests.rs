@@ -645,3 +645,32 @@ fn broken_or_truncated_gzip_is_reported() {
     };
     assert_eq!(v.outcome, Outcome::BodyEmpty);
 }
+
+#[test]
+fn a_gzip_error_past_the_budget_gives_the_same_verdict_for_any_split() {
+    // Found by the http_response fuzzer: fed whole, the decoder used to reach a corrupt byte
+    // beyond the wire budget that a split read never reached.
+    let mut gz = gzip_body(&b"abcdefgh".repeat(4000));
+    let corrupt_at = gz.len() - 20;
+    gz[corrupt_at] ^= 0xff;
+    let wire = gzip_response(&gz, None);
+    let r = ResponseRules {
+        body_budget: 64,
+        ..integrity()
+    };
+    let run = |step: usize| {
+        let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+        for chunk in wire.chunks(step) {
+            if let Progress::Done(v) = m.feed(chunk) {
+                return (v.outcome, v.detail);
+            }
+        }
+        let v = m.end_of_stream();
+        (v.outcome, v.detail)
+    };
+    let whole = run(wire.len());
+    assert_eq!(whole, (Outcome::Ok, Detail::BodyBudget));
+    for step in [1, 3, 50, 90, 200] {
+        assert_eq!(run(step), whole, "step {step}");
+    }
+}
