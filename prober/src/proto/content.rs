@@ -135,15 +135,17 @@ impl ContentDecoder {
         }
         loop {
             let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
-            let status = inflate
-                .decompress(input, &mut self.out, FlushDecompress::None)
-                .map_err(|_| BadEncoding)?;
+            let result = inflate.decompress(input, &mut self.out, FlushDecompress::None);
             let used = (inflate.total_in() - in_before) as usize;
             let made = (inflate.total_out() - out_before) as usize;
             input = &input[used..];
+            // What was decoded before an error is delivered first: if the caller has seen
+            // enough by then, the error does not matter (the same verdict as when the bytes
+            // came in smaller reads and decoding stopped before reaching the error).
             if made > 0 && !sink(&self.out[..made]) {
                 return Ok(());
             }
+            let status = result.map_err(|_| BadEncoding)?;
             match status {
                 Status::StreamEnd => {
                     self.stage = Stage::Ended;

@@ -456,9 +456,11 @@ impl<'r> ResponseMachine<'r> {
         let data = &data[..(data.len() as u64).min(room) as usize];
         if let Some(mut decoder) = self.decoder.take() {
             let mut settled = None;
+            let mut enough = false;
             let result = decoder.feed(data, |piece| {
                 settled = self.decoded(piece);
-                settled.is_none()
+                enough = self.decoded_enough();
+                settled.is_none() && !enough
             });
             if let Some(p) = settled {
                 return Some(p);
@@ -466,11 +468,7 @@ impl<'r> ResponseMachine<'r> {
             if result.is_err() {
                 return Some(self.finish(Outcome::HttpMalformed, Detail::BadEncoding));
             }
-            // Decoding matters while keywords are searched or the body might still be
-            // "empty"; after that only the framing (truncation) is left, on wire bytes.
-            let needed =
-                self.rules.keywords.is_some() || self.body_bytes < self.rules.min_body_bytes.max(1);
-            if needed && !decoder.ended() {
+            if !enough && !decoder.ended() {
                 self.decoder = Some(decoder);
             }
         }
@@ -479,6 +477,13 @@ impl<'r> ResponseMachine<'r> {
             return Some(self.done(self.body_verdict(Detail::BodyBudget)));
         }
         None
+    }
+
+    /// Decoding matters while keywords are searched or the body might still be "empty";
+    /// after that only the framing (truncation) is left to judge, on wire bytes. Decoding
+    /// stops at that point exactly, whatever the reads, so the verdict does not depend on them.
+    fn decoded_enough(&self) -> bool {
+        self.rules.keywords.is_none() && self.body_bytes >= self.rules.min_body_bytes.max(1)
     }
 
     /// Counts and scans decoded body bytes; `Some` when that settles the verdict.
