@@ -458,6 +458,15 @@ impl<'r> ResponseMachine<'r> {
             let mut settled = None;
             let mut enough = false;
             let result = decoder.feed(data, |piece| {
+                // Without keywords, only the first min_body bytes matter: take exactly those,
+                // so how much one inflate call happened to produce cannot change the verdict.
+                let piece = if self.rules.keywords.is_none() {
+                    let want = self.rules.min_body_bytes.max(1)
+                        - self.body_bytes.min(self.rules.min_body_bytes.max(1));
+                    &piece[..(piece.len() as u64).min(want) as usize]
+                } else {
+                    piece
+                };
                 settled = self.decoded(piece);
                 enough = self.decoded_enough();
                 settled.is_none() && !enough

@@ -703,3 +703,30 @@ fn decoding_stops_at_the_same_point_whatever_the_reads() {
         assert_eq!(run(step), whole, "step {step}");
     }
 }
+
+#[test]
+fn how_much_one_inflate_call_yields_cannot_change_the_verdict() {
+    // Third http_response fuzzer finding: 35 bytes of raw deflate that expand past the 258-byte
+    // budget in one inflate call when read whole, but in smaller pieces when split.
+    let mut wire = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff".to_vec();
+    wire.extend_from_slice(b"\x0a\x55\x73\x3a\x73\x39\x0a\x0a\x51\x48\x41\x73\x2f\x31\x2e\x31\x20\x31\x32\x39\x0a\x55\x73\x2f\x01\x01\x01\x01\x01");
+    let r = ResponseRules {
+        min_body_bytes: 1,
+        body_budget: 258,
+        ..integrity()
+    };
+    let run = |step: usize| {
+        let mut m = ResponseMachine::new(&r, Vec::new(), Vec::new(), Vec::new());
+        for chunk in wire.chunks(step) {
+            if let Progress::Done(v) = m.feed(chunk) {
+                return (v.outcome, v.detail);
+            }
+        }
+        let v = m.end_of_stream();
+        (v.outcome, v.detail)
+    };
+    let whole = run(wire.len());
+    for step in [1, 2, 5, 17, 50] {
+        assert_eq!(run(step), whole, "step {step}");
+    }
+}
