@@ -1,0 +1,961 @@
+//! The event engine, sans-IO: results, verdicts and configuration go in, effects come out —
+//! durable transitions, re-check and verification requests, site projections. No tokio, no
+//! sqlx, no clock: time is an argument (`now_us`, Unix µs). The store makes the effects
+//! durable; the ingest decides what goes in. See docs/events.md for the rules and why.
+//!
+//! One engine owns a partition of sites (all checks of a site live in one partition), so a
+//! site's transitions are produced by exactly one writer, in order.
+
+mod window;
+
+use std::collections::{BTreeMap, HashMap};
+
+use jetmon_shared::check::ProbeOrigin;
+use jetmon_shared::outcome::{Outcome, OutcomeClass};
+use jetmon_shared::state::{Reason, Severity, State};
+
+pub use window::Window;
+
+/// Seconds in a day, for certificate thresholds.
+const DAY_S: i64 = 86_400;
+/// A check that produced no result for this many intervals is Unknown (`no result`).
+pub const SILENCE_INTERVALS: u64 = 2;
+
+/// What an event is about, besides its site and check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum EventKind {
+    /// Is the check passing: Seems Down → Down → closed, or Maintenance.
+    Availability = 0,
+    /// We could not tell (monitor-side outcomes, silence).
+    Unknown = 1,
+    /// The leaf certificate's expiry (30 / 14 / 7 / 0 days).
+    TlsExpiry = 2,
+    /// The check is paused: not monitored time.
+    Paused = 3,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Availability,
+        EventKind::Unknown,
+        EventKind::TlsExpiry,
+        EventKind::Paused,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Availability => "availability",
+            EventKind::Unknown => "unknown",
+            EventKind::TlsExpiry => "tls_expiry",
+            EventKind::Paused => "paused",
+        }
+    }
+}
+
+/// An event's identity: at most one open event per identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    pub site_id: u64,
+    pub check_id: u64,
+    pub kind: EventKind,
+}
+
+/// Who caused a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// This host's prober (`local:<host>`, the host filled in by the store).
+    Local,
+    Veriflier(String),
+    Operator(String),
+    System(&'static str),
+}
+
+/// What the engine knows of a check (from its configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub check_id: u64,
+    pub site_id: u64,
+    pub interval_ms: u32,
+    /// Fast local re-checks after a first failure, and their spacing.
+    pub retries: u8,
+    pub retry_spacing_ms: u32,
+    /// A non-critical check's Down makes its site Degraded, not Down.
+    pub critical: bool,
+    pub paused: bool,
+    /// Maintenance windows (failures inside are swallowed).
+    pub maintenance: Vec<Window>,
+}
+
+/// One probe result, as the engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultIn {
+    pub check_id: u64,
+    pub outcome: Outcome,
+    /// When the probe started (Unix µs).
+    pub at_us: u64,
+    pub origin: ProbeOrigin,
+    /// The leaf certificate's notAfter (Unix s); 0 = no certificate.
+    pub cert_not_after_s: i64,
+}
+
+/// A veriflier round's outcome for a Seems Down event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub check_id: u64,
+    pub event_id: u64,
+    /// Verifliers that saw the check fail; the quorum that was required.
+    pub down_votes: u8,
+    pub quorum: u8,
+    pub source: String,
+}
+
+/// What the engine is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A check's configuration, new or changed.
+    Configure(CheckConfig),
+    /// The check is gone: its open events close (`superseded`).
+    Remove {
+        check_id: u64,
+    },
+    Result(ResultIn),
+    Verified(Verdict),
+    /// Time passes: silent checks become Unknown.
+    Tick,
+}
+
+/// One durable change to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub event_id: u64,
+    pub identity: Identity,
+    /// None when this transition opens the event.
+    pub before: Option<(State, Severity)>,
+    /// None when this transition closes the event.
+    pub after: Option<(State, Severity)>,
+    pub reason: Reason,
+    pub source: Source,
+    pub at_us: u64,
+    /// When the incident started (its first failure); never moves.
+    pub started_at_us: u64,
+    /// Small facts worth keeping with the transition (outcome code, days left, votes…).
+    pub detail: Vec<(&'static str, i64)>,
+}
+
+/// The site row's projection (fast reads and the legacy `site_status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    pub site_id: u64,
+    pub state: State,
+    pub severity: Severity,
+    pub active_event_id: Option<u64>,
+    pub active_event_count: u32,
+    pub site_status: u8,
+    /// The earliest certificate expiry among the site's checks (Unix s).
+    pub ssl_expiry_s: Option<i64>,
+    pub last_status_change_us: u64,
+}
+
+/// What the engine asks the world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Transition(Transition),
+    /// Probe the check again soon (fast local re-checks).
+    Recheck {
+        check_id: u64,
+        count: u8,
+        spacing_ms: u32,
+    },
+    /// Ask the verifliers about a Seems Down event.
+    Verify {
+        check_id: u64,
+        event_id: u64,
+    },
+    Projection(Projection),
+}
+
+/// An open event as the engine tracks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenEvent {
+    pub id: u64,
+    pub state: State,
+    pub severity: Severity,
+    pub started_at_us: u64,
+    /// Failed local attempts (first failure + re-checks) of a Seems Down event.
+    pub failures: u8,
+    /// Waiting for a veriflier verdict.
+    pub verifying: bool,
+    /// TLS expiry: the threshold (days) currently reported.
+    pub threshold_days: i64,
+}
+
+#[derive(Debug, Clone)]
+struct CheckEntry {
+    cfg: CheckConfig,
+    open: BTreeMap<EventKind, OpenEvent>,
+    last_result_us: Option<u64>,
+    cert_not_after_s: i64,
+}
+
+/// Allocates event ids that no other partition allocates: `next`, `next + stride`, …
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventIds {
+    pub next: u64,
+    pub stride: u64,
+}
+
+impl EventIds {
+    fn take(&mut self) -> u64 {
+        let id = self.next;
+        self.next += self.stride;
+        id
+    }
+}
+
+/// One partition's state.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    checks: HashMap<u64, CheckEntry>,
+    sites: HashMap<u64, (Vec<u64>, Projection)>,
+    ids: EventIds,
+    /// Verifliers configured; 0 = local attempts alone confirm.
+    verifliers: usize,
+}
+
+impl Engine {
+    pub fn new(ids: EventIds, verifliers: usize) -> Engine {
+        Engine {
+            checks: HashMap::new(),
+            sites: HashMap::new(),
+            ids,
+            verifliers,
+        }
+    }
+
+    /// The open events of a check, by kind.
+    pub fn open_events(&self, check_id: u64) -> impl Iterator<Item = (EventKind, &OpenEvent)> {
+        self.checks
+            .get(&check_id)
+            .into_iter()
+            .flat_map(|c| c.open.iter().map(|(k, e)| (*k, e)))
+    }
+
+    /// The site's current projection.
+    pub fn projection(&self, site_id: u64) -> Option<&Projection> {
+        self.sites.get(&site_id).map(|(_, p)| p)
+    }
+
+    /// Restores a check and its open events (after a restart, from the store).
+    pub fn restore(&mut self, cfg: CheckConfig, open: Vec<(EventKind, OpenEvent)>) {
+        for (_, e) in &open {
+            if e.id >= self.ids.next {
+                let steps = (e.id - self.ids.next) / self.ids.stride + 1;
+                self.ids.next += steps * self.ids.stride;
+            }
+        }
+        let site_id = cfg.site_id;
+        let check_id = cfg.check_id;
+        self.checks.insert(
+            check_id,
+            CheckEntry {
+                cfg,
+                open: open.into_iter().collect(),
+                last_result_us: None,
+                cert_not_after_s: 0,
+            },
+        );
+        let site = self
+            .sites
+            .entry(site_id)
+            .or_insert_with(|| (Vec::new(), up_projection(site_id)));
+        if !site.0.contains(&check_id) {
+            site.0.push(check_id);
+        }
+    }
+
+    /// Applies one input at `now_us`, appending what must happen to `out`.
+    pub fn apply(&mut self, input: Input, now_us: u64, out: &mut Vec<Effect>) {
+        match input {
+            Input::Configure(cfg) => self.configure(cfg, now_us, out),
+            Input::Remove { check_id } => {
+                if let Some(mut entry) = self.checks.remove(&check_id) {
+                    let site_id = entry.cfg.site_id;
+                    let kinds: Vec<EventKind> = entry.open.keys().copied().collect();
+                    for kind in kinds {
+                        close(
+                            &mut entry,
+                            kind,
+                            Reason::Superseded,
+                            Source::System("config"),
+                            now_us,
+                            out,
+                        );
+                    }
+                    if let Some(site) = self.sites.get_mut(&site_id) {
+                        site.0.retain(|c| *c != check_id);
+                    }
+                    self.project(site_id, now_us, out);
+                }
+            }
+            Input::Result(r) => self.result(r, now_us, out),
+            Input::Verified(v) => self.verified(v, now_us, out),
+            Input::Tick => self.tick(now_us, out),
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.ids.take()
+    }
+
+    fn configure(&mut self, cfg: CheckConfig, now_us: u64, out: &mut Vec<Effect>) {
+        let site_id = cfg.site_id;
+        let check_id = cfg.check_id;
+        let paused = cfg.paused;
+        match self.checks.get_mut(&check_id) {
+            Some(entry) => entry.cfg = cfg,
+            None => {
+                self.checks.insert(
+                    check_id,
+                    CheckEntry {
+                        cfg,
+                        open: BTreeMap::new(),
+                        last_result_us: Some(now_us),
+                        cert_not_after_s: 0,
+                    },
+                );
+            }
+        }
+        let site = self
+            .sites
+            .entry(site_id)
+            .or_insert_with(|| (Vec::new(), up_projection(site_id)));
+        if !site.0.contains(&check_id) {
+            site.0.push(check_id);
+        }
+        let Engine { checks, ids, .. } = self;
+        let Some(entry) = checks.get_mut(&check_id) else {
+            return;
+        };
+        let was_paused = entry.open.contains_key(&EventKind::Paused);
+        if paused && !was_paused {
+            // Paused is not monitored time: whatever was open is closed by the operator.
+            for kind in [EventKind::Availability, EventKind::Unknown] {
+                close(
+                    entry,
+                    kind,
+                    Reason::ManualOverride,
+                    Source::System("pause"),
+                    now_us,
+                    out,
+                );
+            }
+            open(
+                entry,
+                ids.take(),
+                EventKind::Paused,
+                State::Paused,
+                Severity::UP,
+                now_us,
+                now_us,
+                Source::System("pause"),
+                Reason::Opened,
+                vec![],
+                out,
+            );
+        } else if !paused && was_paused {
+            close(
+                entry,
+                EventKind::Paused,
+                Reason::ManualOverride,
+                Source::System("resume"),
+                now_us,
+                out,
+            );
+            entry.last_result_us = Some(now_us);
+        }
+        self.project(site_id, now_us, out);
+    }
+
+    fn result(&mut self, r: ResultIn, now_us: u64, out: &mut Vec<Effect>) {
+        let verifliers = self.verifliers;
+        let Some(site_id) = self.checks.get(&r.check_id).map(|c| c.cfg.site_id) else {
+            return; // a result for a check removed meanwhile
+        };
+        let Engine { checks, ids, .. } = self;
+        let Some(entry) = checks.get_mut(&r.check_id) else {
+            return;
+        };
+        if entry.open.contains_key(&EventKind::Paused) {
+            return; // results in flight when the check was paused
+        }
+        entry.last_result_us = Some(entry.last_result_us.map_or(r.at_us, |t| t.max(r.at_us)));
+        let mut take_id = || ids.take();
+        let source = Source::Local;
+        let detail = vec![("outcome", i64::from(r.outcome.code()))];
+        let in_maintenance = entry.cfg.maintenance.iter().any(|w| w.contains(r.at_us));
+
+        // Certificate expiry, from every HTTPS result.
+        if r.cert_not_after_s != 0 {
+            entry.cert_not_after_s = r.cert_not_after_s;
+            tls_expiry(entry, r.cert_not_after_s, now_us, &mut take_id, out);
+        }
+
+        match r.outcome.class() {
+            OutcomeClass::MonitorSide => {
+                if !entry.open.contains_key(&EventKind::Unknown) {
+                    let id = take_id();
+                    open(
+                        entry,
+                        id,
+                        EventKind::Unknown,
+                        State::Unknown,
+                        Severity::UP,
+                        r.at_us,
+                        now_us,
+                        Source::System("prober"),
+                        Reason::Opened,
+                        detail,
+                        out,
+                    );
+                }
+            }
+            OutcomeClass::Up | OutcomeClass::Advisory => {
+                close(
+                    entry,
+                    EventKind::Unknown,
+                    Reason::ProbeCleared,
+                    source.clone(),
+                    now_us,
+                    out,
+                );
+                let reason = match entry.open.get(&EventKind::Availability).map(|e| e.state) {
+                    Some(State::Down) => Reason::VerifierCleared,
+                    _ => Reason::ProbeCleared,
+                };
+                close(entry, EventKind::Availability, reason, source, now_us, out);
+            }
+            OutcomeClass::SiteFailure => {
+                close(
+                    entry,
+                    EventKind::Unknown,
+                    Reason::ProbeCleared,
+                    source.clone(),
+                    now_us,
+                    out,
+                );
+                let retries = entry.cfg.retries;
+                let spacing = entry.cfg.retry_spacing_ms;
+                match entry.open.get(&EventKind::Availability).copied() {
+                    None if in_maintenance => {
+                        let id = take_id();
+                        open(
+                            entry,
+                            id,
+                            EventKind::Availability,
+                            State::Maintenance,
+                            Severity::UP,
+                            r.at_us,
+                            now_us,
+                            source,
+                            Reason::MaintenanceSwallowed,
+                            detail,
+                            out,
+                        );
+                    }
+                    None => {
+                        let id = take_id();
+                        open(
+                            entry,
+                            id,
+                            EventKind::Availability,
+                            State::SeemsDown,
+                            Severity::SEEMS_DOWN,
+                            r.at_us,
+                            now_us,
+                            source,
+                            Reason::Opened,
+                            detail,
+                            out,
+                        );
+                        if retries > 0 {
+                            out.push(Effect::Recheck {
+                                check_id: r.check_id,
+                                count: retries,
+                                spacing_ms: spacing,
+                            });
+                        } else {
+                            escalate(entry, r.check_id, verifliers, now_us, out);
+                        }
+                    }
+                    Some(e) if e.state == State::SeemsDown && in_maintenance => {
+                        change(
+                            entry,
+                            EventKind::Availability,
+                            State::Maintenance,
+                            Severity::UP,
+                            Reason::MaintenanceSwallowed,
+                            source,
+                            now_us,
+                            detail,
+                            out,
+                        );
+                    }
+                    Some(e) if e.state == State::SeemsDown && !e.verifying => {
+                        if let Some(open) = entry.open.get_mut(&EventKind::Availability) {
+                            open.failures = open.failures.saturating_add(1);
+                        }
+                        // The first failure plus every re-check failed: confirm.
+                        let failures = entry
+                            .open
+                            .get(&EventKind::Availability)
+                            .map_or(0, |e| e.failures);
+                        if failures > retries
+                            && matches!(
+                                r.origin,
+                                ProbeOrigin::Recheck
+                                    | ProbeOrigin::Scheduled
+                                    | ProbeOrigin::TriggerNow
+                            )
+                        {
+                            escalate(entry, r.check_id, verifliers, now_us, out);
+                        }
+                    }
+                    Some(e) if e.state == State::Maintenance && !in_maintenance => {
+                        // The window ended with the site still failing: a real incident now.
+                        change(
+                            entry,
+                            EventKind::Availability,
+                            State::SeemsDown,
+                            Severity::SEEMS_DOWN,
+                            Reason::StateChange,
+                            source,
+                            now_us,
+                            detail,
+                            out,
+                        );
+                        if let Some(open) = entry.open.get_mut(&EventKind::Availability) {
+                            open.failures = 1;
+                        }
+                        if retries > 0 {
+                            out.push(Effect::Recheck {
+                                check_id: r.check_id,
+                                count: retries,
+                                spacing_ms: spacing,
+                            });
+                        } else {
+                            escalate(entry, r.check_id, verifliers, now_us, out);
+                        }
+                    }
+                    Some(_) => {} // already Down, verifying, or swallowed
+                }
+            }
+        }
+        self.project(site_id, now_us, out);
+    }
+
+    fn verified(&mut self, v: Verdict, now_us: u64, out: &mut Vec<Effect>) {
+        let Some(entry) = self.checks.get_mut(&v.check_id) else {
+            return;
+        };
+        let site_id = entry.cfg.site_id;
+        let Some(e) = entry.open.get(&EventKind::Availability).copied() else {
+            return; // cleared meanwhile
+        };
+        if e.id != v.event_id || !e.verifying || e.state != State::SeemsDown {
+            return; // a late verdict about another incident
+        }
+        let detail = vec![
+            ("down_votes", i64::from(v.down_votes)),
+            ("quorum", i64::from(v.quorum)),
+        ];
+        if v.down_votes >= v.quorum && v.quorum > 0 {
+            change(
+                entry,
+                EventKind::Availability,
+                State::Down,
+                Severity::DOWN,
+                Reason::VerifierConfirmed,
+                Source::Veriflier(v.source),
+                now_us,
+                detail,
+                out,
+            );
+            if let Some(open) = entry.open.get_mut(&EventKind::Availability) {
+                open.verifying = false;
+            }
+        } else {
+            close_with(
+                entry,
+                EventKind::Availability,
+                Reason::FalseAlarm,
+                Source::Veriflier(v.source),
+                now_us,
+                detail,
+                out,
+            );
+        }
+        self.project(site_id, now_us, out);
+    }
+
+    fn tick(&mut self, now_us: u64, out: &mut Vec<Effect>) {
+        let mut silent = Vec::new();
+        for (id, entry) in &self.checks {
+            if entry.cfg.paused || entry.open.contains_key(&EventKind::Unknown) {
+                continue;
+            }
+            let limit = u64::from(entry.cfg.interval_ms) * 1000 * SILENCE_INTERVALS;
+            if entry
+                .last_result_us
+                .is_some_and(|t| now_us.saturating_sub(t) > limit)
+            {
+                silent.push(*id);
+            }
+        }
+        silent.sort_unstable();
+        for check_id in silent {
+            let id = self.next_id();
+            if let Some(entry) = self.checks.get_mut(&check_id) {
+                let site_id = entry.cfg.site_id;
+                let since = entry.last_result_us.unwrap_or(now_us);
+                open(
+                    entry,
+                    id,
+                    EventKind::Unknown,
+                    State::Unknown,
+                    Severity::UP,
+                    since,
+                    now_us,
+                    Source::System("silence"),
+                    Reason::Opened,
+                    vec![("no_result_for_ms", ((now_us - since) / 1000) as i64)],
+                    out,
+                );
+                self.project(site_id, now_us, out);
+            }
+        }
+    }
+
+    /// Recomputes the site's projection; emits it when it changed.
+    fn project(&mut self, site_id: u64, now_us: u64, out: &mut Vec<Effect>) {
+        let Some((checks, old)) = self.sites.get(&site_id) else {
+            return;
+        };
+        let mut worst: Option<(u8, State, Severity, u64)> = None;
+        let mut count = 0u32;
+        let mut expiry: Option<i64> = None;
+        for c in checks {
+            let Some(entry) = self.checks.get(c) else {
+                continue;
+            };
+            if entry.cert_not_after_s != 0 {
+                expiry =
+                    Some(expiry.map_or(entry.cert_not_after_s, |e| e.min(entry.cert_not_after_s)));
+            }
+            for (kind, e) in &entry.open {
+                count += 1;
+                // Rollup: a non-critical check's Down is its site's Degraded.
+                let (state, severity) = if !entry.cfg.critical
+                    && *kind == EventKind::Availability
+                    && matches!(e.state, State::Down | State::SeemsDown)
+                {
+                    (State::Degraded, Severity::DEGRADED)
+                } else {
+                    (e.state, e.severity)
+                };
+                let rank = rank(state);
+                if worst.is_none_or(|w| rank > w.0 || (rank == w.0 && e.id < w.3)) {
+                    worst = Some((rank, state, severity, e.id));
+                }
+            }
+        }
+        let (state, severity, active) = match worst {
+            Some((_, s, sev, id)) => (s, sev, Some(id)),
+            None => (State::Up, Severity::UP, None),
+        };
+        let changed_state = state != old.state;
+        let p = Projection {
+            site_id,
+            state,
+            severity,
+            active_event_id: active,
+            active_event_count: count,
+            site_status: state.legacy_site_status(),
+            ssl_expiry_s: expiry,
+            last_status_change_us: if changed_state {
+                now_us
+            } else {
+                old.last_status_change_us
+            },
+        };
+        if &p != old {
+            out.push(Effect::Projection(p.clone()));
+            if let Some(site) = self.sites.get_mut(&site_id) {
+                site.1 = p;
+            }
+        }
+    }
+}
+
+/// Site-rollup order: Down > Seems Down > Degraded > Warning > Maintenance > Unknown > Paused > Up.
+fn rank(s: State) -> u8 {
+    match s {
+        State::Down => 8,
+        State::SeemsDown => 7,
+        State::Degraded => 6,
+        State::Warning => 5,
+        State::Maintenance => 4,
+        State::Unknown => 3,
+        State::Paused => 2,
+        State::Up => 0,
+    }
+}
+
+fn up_projection(site_id: u64) -> Projection {
+    Projection {
+        site_id,
+        state: State::Up,
+        severity: Severity::UP,
+        active_event_id: None,
+        active_event_count: 0,
+        site_status: 1,
+        ssl_expiry_s: None,
+        last_status_change_us: 0,
+    }
+}
+
+/// All local attempts failed: ask the verifliers, or confirm alone when there are none.
+fn escalate(
+    entry: &mut CheckEntry,
+    check_id: u64,
+    verifliers: usize,
+    now_us: u64,
+    out: &mut Vec<Effect>,
+) {
+    let Some(e) = entry.open.get_mut(&EventKind::Availability) else {
+        return;
+    };
+    if verifliers > 0 {
+        e.verifying = true;
+        out.push(Effect::Verify {
+            check_id,
+            event_id: e.id,
+        });
+    } else {
+        let failures = i64::from(e.failures);
+        change(
+            entry,
+            EventKind::Availability,
+            State::Down,
+            Severity::DOWN,
+            Reason::VerifierConfirmed,
+            Source::Local,
+            now_us,
+            vec![("local_failures", failures)],
+            out,
+        );
+    }
+}
+
+/// TLS expiry thresholds: ≤ 30 days Warning, ≤ 14 Warning again (a new notification), ≤ 7
+/// Degraded, expired Down; a renewal (> 30 days) closes the event.
+fn tls_expiry(
+    entry: &mut CheckEntry,
+    not_after_s: i64,
+    now_us: u64,
+    take_id: &mut impl FnMut() -> u64,
+    out: &mut Vec<Effect>,
+) {
+    let now_s = (now_us / 1_000_000) as i64;
+    let days_left = (not_after_s - now_s).div_euclid(DAY_S);
+    let (threshold, state, severity) = if not_after_s <= now_s {
+        (0, State::Down, Severity::DOWN)
+    } else if days_left < 7 {
+        (7, State::Degraded, Severity::DEGRADED)
+    } else if days_left < 14 {
+        (14, State::Warning, Severity::WARNING)
+    } else if days_left < 30 {
+        (30, State::Warning, Severity::WARNING)
+    } else {
+        close_with(
+            entry,
+            EventKind::TlsExpiry,
+            Reason::ProbeCleared,
+            Source::Local,
+            now_us,
+            vec![("days_left", days_left)],
+            out,
+        );
+        return;
+    };
+    let detail = vec![("days_left", days_left), ("threshold_days", threshold)];
+    match entry.open.get(&EventKind::TlsExpiry).copied() {
+        None => {
+            let id = take_id();
+            open(
+                entry,
+                id,
+                EventKind::TlsExpiry,
+                state,
+                severity,
+                now_us,
+                now_us,
+                Source::Local,
+                Reason::Opened,
+                detail,
+                out,
+            );
+            if let Some(e) = entry.open.get_mut(&EventKind::TlsExpiry) {
+                e.threshold_days = threshold;
+            }
+        }
+        Some(e) if e.threshold_days != threshold => {
+            let reason = if threshold < e.threshold_days {
+                Reason::SeverityEscalation
+            } else {
+                Reason::SeverityDeescalation
+            };
+            change(
+                entry,
+                EventKind::TlsExpiry,
+                state,
+                severity,
+                reason,
+                Source::Local,
+                now_us,
+                detail,
+                out,
+            );
+            if let Some(e) = entry.open.get_mut(&EventKind::TlsExpiry) {
+                e.threshold_days = threshold;
+            }
+        }
+        Some(_) => {}
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn open(
+    entry: &mut CheckEntry,
+    id: u64,
+    kind: EventKind,
+    state: State,
+    severity: Severity,
+    started_at_us: u64,
+    now_us: u64,
+    source: Source,
+    reason: Reason,
+    detail: Vec<(&'static str, i64)>,
+    out: &mut Vec<Effect>,
+) {
+    let e = OpenEvent {
+        id,
+        state,
+        severity,
+        started_at_us,
+        failures: 1,
+        verifying: false,
+        threshold_days: 0,
+    };
+    entry.open.insert(kind, e);
+    out.push(Effect::Transition(Transition {
+        event_id: id,
+        identity: Identity {
+            site_id: entry.cfg.site_id,
+            check_id: entry.cfg.check_id,
+            kind,
+        },
+        before: None,
+        after: Some((state, severity)),
+        reason,
+        source,
+        at_us: now_us,
+        started_at_us,
+        detail,
+    }));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn change(
+    entry: &mut CheckEntry,
+    kind: EventKind,
+    state: State,
+    severity: Severity,
+    reason: Reason,
+    source: Source,
+    now_us: u64,
+    detail: Vec<(&'static str, i64)>,
+    out: &mut Vec<Effect>,
+) {
+    let identity = Identity {
+        site_id: entry.cfg.site_id,
+        check_id: entry.cfg.check_id,
+        kind,
+    };
+    let Some(e) = entry.open.get_mut(&kind) else {
+        return;
+    };
+    if (e.state, e.severity) == (state, severity)
+        && reason != Reason::SeverityEscalation
+        && reason != Reason::SeverityDeescalation
+    {
+        return;
+    }
+    let before = (e.state, e.severity);
+    e.state = state;
+    e.severity = severity;
+    out.push(Effect::Transition(Transition {
+        event_id: e.id,
+        identity,
+        before: Some(before),
+        after: Some((state, severity)),
+        reason,
+        source,
+        at_us: now_us,
+        started_at_us: e.started_at_us,
+        detail,
+    }));
+}
+
+fn close(
+    entry: &mut CheckEntry,
+    kind: EventKind,
+    reason: Reason,
+    source: Source,
+    now_us: u64,
+    out: &mut Vec<Effect>,
+) {
+    close_with(entry, kind, reason, source, now_us, Vec::new(), out);
+}
+
+fn close_with(
+    entry: &mut CheckEntry,
+    kind: EventKind,
+    reason: Reason,
+    source: Source,
+    now_us: u64,
+    detail: Vec<(&'static str, i64)>,
+    out: &mut Vec<Effect>,
+) {
+    let Some(e) = entry.open.remove(&kind) else {
+        return;
+    };
+    out.push(Effect::Transition(Transition {
+        event_id: e.id,
+        identity: Identity {
+            site_id: entry.cfg.site_id,
+            check_id: entry.cfg.check_id,
+            kind,
+        },
+        before: Some((e.state, e.severity)),
+        after: None,
+        reason,
+        source,
+        at_us: now_us,
+        started_at_us: e.started_at_us,
+        detail,
+    }));
+}
+
+#[cfg(test)]
+mod tests;
