@@ -2,3 +2,4 @@
 //! storage and the API. The `jetmon` binary (src/main.rs) is the command line around it.
 
 pub mod engine;
+pub mod sla;
