@@ -16,6 +16,10 @@ use flate2::{Decompress, FlushDecompress, Status};
 pub const PIECE_BYTES: usize = 8 * 1024;
 /// Longest gzip header we accept (file name and comment included).
 pub const MAX_GZIP_HEADER_BYTES: usize = 1024;
+/// Compressed bytes given to the inflater per call. Calls cover fixed offsets of the
+/// compressed stream — never "whatever one read brought" — so where an error is noticed, and
+/// what was decoded before it, cannot depend on how the body was split into reads.
+pub const INFLATE_STEP_BYTES: usize = 512;
 
 /// The codings we decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,8 @@ pub struct ContentDecoder {
     stage: Stage,
     inflate: Option<Decompress>,
     pending: Vec<u8>,
+    /// Compressed bytes waiting for a whole step (or the end of the body).
+    staged: Vec<u8>,
     out: Vec<u8>,
 }
 
@@ -77,6 +83,7 @@ impl ContentDecoder {
             },
             inflate: None,
             pending: Vec::new(),
+            staged: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -86,8 +93,44 @@ impl ContentDecoder {
         matches!(self.stage, Stage::Ended)
     }
 
+    /// Decodes what is left staged at the end of the body (or when the caller stops reading).
+    pub fn finish(&mut self, mut sink: impl FnMut(&[u8]) -> bool) -> Result<(), BadEncoding> {
+        if !matches!(self.stage, Stage::Inflating) || self.staged.is_empty() {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let result = self.inflate_all(&staged, &mut sink).map(|_| ());
+        self.staged = staged;
+        self.staged.clear();
+        result
+    }
+
+    /// Feeds compressed bytes in whole steps; a partial step waits for more (or `finish`).
+    fn stage(
+        &mut self,
+        mut input: &[u8],
+        sink: &mut impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), BadEncoding> {
+        while !input.is_empty() && matches!(self.stage, Stage::Inflating) {
+            let take = (INFLATE_STEP_BYTES - self.staged.len()).min(input.len());
+            self.staged.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.staged.len() == INFLATE_STEP_BYTES {
+                let step = std::mem::take(&mut self.staged);
+                let result = self.inflate_all(&step, sink);
+                self.staged = step;
+                self.staged.clear();
+                if !result? {
+                    return Ok(()); // the caller has seen enough
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Decodes `input`, handing each decoded piece to `sink`, which returns false to stop
-    /// (the caller has seen enough). Bytes of a header split across reads are kept.
+    /// (the caller has seen enough). Bytes of a header split across reads are kept; the
+    /// compressed stream is inflated in fixed steps (call `finish` at the end of the body).
     pub fn feed(
         &mut self,
         input: &[u8],
@@ -95,7 +138,7 @@ impl ContentDecoder {
     ) -> Result<(), BadEncoding> {
         let zlib = match self.stage {
             Stage::Ended => return Ok(()),
-            Stage::Inflating => return self.inflate_all(input, &mut sink),
+            Stage::Inflating => return self.stage(input, &mut sink),
             Stage::GzipHeader | Stage::DeflateStart if input.is_empty() => return Ok(()),
             Stage::GzipHeader => {
                 self.pending.extend_from_slice(input);
@@ -119,14 +162,15 @@ impl ContentDecoder {
         self.inflate = Some(Decompress::new(zlib));
         self.stage = Stage::Inflating;
         let rest = std::mem::take(&mut self.pending);
-        self.inflate_all(&rest, &mut sink)
+        self.stage(&rest, &mut sink)
     }
 
+    /// Inflates one step; Ok(false) when the sink said stop.
     fn inflate_all(
         &mut self,
         mut input: &[u8],
         sink: &mut impl FnMut(&[u8]) -> bool,
-    ) -> Result<(), BadEncoding> {
+    ) -> Result<bool, BadEncoding> {
         let Some(inflate) = self.inflate.as_mut() else {
             return Err(BadEncoding);
         };
@@ -143,18 +187,18 @@ impl ContentDecoder {
             // enough by then, the error does not matter (the same verdict as when the bytes
             // came in smaller reads and decoding stopped before reaching the error).
             if made > 0 && !sink(&self.out[..made]) {
-                return Ok(());
+                return Ok(false);
             }
             let status = result.map_err(|_| BadEncoding)?;
             match status {
                 Status::StreamEnd => {
                     self.stage = Stage::Ended;
-                    return Ok(());
+                    return Ok(true);
                 }
                 Status::Ok | Status::BufError => {
                     // Out of input and the output was not filled: wait for more bytes.
                     if (input.is_empty() && made < self.out.len()) || (used == 0 && made == 0) {
-                        return Ok(());
+                        return Ok(true);
                     }
                 }
             }
@@ -256,6 +300,10 @@ mod tests {
                 true
             })?;
         }
+        d.finish(|piece| {
+            got.extend_from_slice(piece);
+            true
+        })?;
         Ok(got)
     }
 

@@ -283,6 +283,9 @@ impl<'r> ResponseMachine<'r> {
                 self.verdict(Outcome::HttpMalformed, detail)
             }
             Phase::Body { framing } => {
+                if let Some(Progress::Done(v)) = self.run_decoder(None) {
+                    return v;
+                }
                 let short = match framing {
                     Framing::Length(n) => (self.wire_body < n).then_some(Detail::ShortBody),
                     Framing::Chunked => {
@@ -403,7 +406,7 @@ impl<'r> ResponseMachine<'r> {
                     return p;
                 }
                 if self.wire_body == total {
-                    return self.done(self.body_verdict(Detail::None));
+                    return self.end_of_body(Detail::None);
                 }
             }
             Framing::UntilClose => {
@@ -423,7 +426,7 @@ impl<'r> ResponseMachine<'r> {
                                         return p;
                                     }
                                 }
-                                Chunk::End => return self.done(self.body_verdict(Detail::None)),
+                                Chunk::End => return self.end_of_body(Detail::None),
                                 Chunk::NeedMore => break,
                             }
                         }
@@ -454,36 +457,57 @@ impl<'r> ResponseMachine<'r> {
         // body was split into reads: the verdict cannot depend on the split.
         let room = self.rules.body_budget.saturating_sub(wire_before);
         let data = &data[..(data.len() as u64).min(room) as usize];
-        if let Some(mut decoder) = self.decoder.take() {
-            let mut settled = None;
-            let mut enough = false;
-            let result = decoder.feed(data, |piece| {
-                // Without keywords, only the first min_body bytes matter: take exactly those,
-                // so how much one inflate call happened to produce cannot change the verdict.
-                let piece = if self.rules.keywords.is_none() {
-                    let want = self.rules.min_body_bytes.max(1)
-                        - self.body_bytes.min(self.rules.min_body_bytes.max(1));
-                    &piece[..(piece.len() as u64).min(want) as usize]
-                } else {
-                    piece
-                };
-                settled = self.decoded(piece);
-                enough = self.decoded_enough();
-                settled.is_none() && !enough
-            });
-            if let Some(p) = settled {
-                return Some(p);
-            }
-            if result.is_err() {
-                return Some(self.finish(Outcome::HttpMalformed, Detail::BadEncoding));
-            }
-            if !enough && !decoder.ended() {
-                self.decoder = Some(decoder);
-            }
+        if let Some(p) = self.run_decoder(Some(data)) {
+            return Some(p);
         }
         // The wire is bounded by the budget too (a stream that decodes to nothing).
         if self.wire_body >= self.rules.body_budget {
-            return Some(self.done(self.body_verdict(Detail::BodyBudget)));
+            return Some(self.end_of_body(Detail::BodyBudget));
+        }
+        None
+    }
+
+    /// The body ended (or reading stops at the budget): decode what is still staged, then
+    /// judge.
+    fn end_of_body(&mut self, detail: Detail) -> Progress {
+        if let Some(p) = self.run_decoder(None) {
+            return p;
+        }
+        self.done(self.body_verdict(detail))
+    }
+
+    /// Feeds the decoder (`None` = the body ended: flush it). `Some` when decoding settled the
+    /// verdict (a keyword, the budget, or invalid data); the decoder is kept while it matters.
+    fn run_decoder(&mut self, input: Option<&[u8]>) -> Option<Progress> {
+        let mut decoder = self.decoder.take()?;
+        let mut settled = None;
+        let mut enough = false;
+        let sink = |piece: &[u8]| {
+            // Without keywords, only the first min_body bytes matter: take exactly those,
+            // so how much one inflate call happened to produce cannot change the verdict.
+            let piece = if self.rules.keywords.is_none() {
+                let want = self.rules.min_body_bytes.max(1)
+                    - self.body_bytes.min(self.rules.min_body_bytes.max(1));
+                &piece[..(piece.len() as u64).min(want) as usize]
+            } else {
+                piece
+            };
+            settled = self.decoded(piece);
+            enough = self.decoded_enough();
+            settled.is_none() && !enough
+        };
+        let result = match input {
+            Some(data) => decoder.feed(data, sink),
+            None => decoder.finish(sink),
+        };
+        if let Some(p) = settled {
+            return Some(p);
+        }
+        if result.is_err() {
+            return Some(self.finish(Outcome::HttpMalformed, Detail::BadEncoding));
+        }
+        if !enough && !decoder.ended() {
+            self.decoder = Some(decoder);
         }
         None
     }
