@@ -90,6 +90,14 @@ macro_rules! wire_enum {
                     $($ty::$variant => $name,)*
                 }
             }
+
+            /// The value with this name (case-sensitive, as `name` spells it).
+            pub fn from_name(name: &str) -> Option<$ty> {
+                match name {
+                    $($name => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
         }
     };
 }

@@ -272,6 +272,11 @@ impl Engine {
         if !site.0.contains(&check_id) {
             site.0.push(check_id);
         }
+        // The stored projection already says this: recompute it without emitting it, so the
+        // next change is measured against the truth (not against "Up").
+        let mut scratch = Vec::new();
+        let since = open_since(self.checks.get(&check_id));
+        self.project(site_id, since, &mut scratch);
     }
 
     /// Applies one input at `now_us`, appending what must happen to `out`.
@@ -695,6 +700,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// When the latest of a check's open events started (0 when none).
+fn open_since(entry: Option<&CheckEntry>) -> u64 {
+    entry
+        .into_iter()
+        .flat_map(|e| e.open.values())
+        .map(|e| e.started_at_us)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Site-rollup order: Down > Seems Down > Degraded > Warning > Maintenance > Unknown > Paused > Up.

@@ -1,0 +1,649 @@
+//! The store: SQLite (embedded, the default) or PostgreSQL (fleets), through one code path on
+//! sqlx's `Any` driver with one migration folder per backend (`migrations/`). Events are the
+//! truth: an event row, its transition and the site projection are written in one
+//! transaction, batched (group commit). Healthy checks cause no write here.
+//!
+//! SQL uses `$1, $2, …` placeholders, each once and in order, which both backends read the
+//! same way. Integers are i64 on the wire (ids and Unix µs fit).
+
+mod migrate;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::state::{Reason, Severity, State};
+use sqlx::pool::{Pool, PoolOptions};
+use sqlx::{Any, Row, Transaction};
+
+use crate::engine::{CheckConfig, EventKind, OpenEvent, Projection, Source, Transition, Window};
+
+pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            bail!("unsupported database URL (use sqlite:PATH or postgres://…)")
+        }
+    }
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One batch of durable changes, written in one transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub transitions: Vec<Transition>,
+    pub projections: Vec<Projection>,
+    /// (shard, ring position): ingest resumes here after a restart.
+    pub positions: Vec<(u16, u64)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.transitions.is_empty() && self.projections.is_empty() && self.positions.is_empty()
+    }
+}
+
+/// A site row for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteRow {
+    pub id: u64,
+    pub name: String,
+    pub state: State,
+    pub severity: Severity,
+    pub site_status: u8,
+    pub active_event_count: u32,
+    pub last_status_change_us: Option<u64>,
+    pub ssl_expiry_s: Option<i64>,
+}
+
+/// A stored check: what the prober needs and what the engine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheck {
+    pub spec: CheckSpec,
+    pub engine: CheckConfig,
+}
+
+/// An event row (for tests and the API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub id: u64,
+    pub site_id: u64,
+    pub check_id: u64,
+    pub kind: u8,
+    pub state: State,
+    pub severity: Severity,
+    pub started_us: u64,
+    pub ended_us: Option<u64>,
+    pub resolution: Option<Reason>,
+}
+
+pub struct Store {
+    pool: Pool<Any>,
+    backend: Backend,
+    /// `local:<host>` in transition sources.
+    host: String,
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn state_of(code: i64) -> State {
+    u8::try_from(code)
+        .ok()
+        .and_then(State::from_code)
+        .unwrap_or(State::Unknown)
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if needed) and applies pending migrations.
+    pub async fn open(url: &str, host: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let shown = redact(url);
+        let mut options = PoolOptions::<Any>::new().acquire_timeout(Duration::from_secs(10));
+        let connect_url = match backend {
+            Backend::Sqlite => {
+                // One writer; WAL lets readers (the API, `jetmon sites list`) run beside it.
+                options = options.max_connections(4).after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
+                             PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;",
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                });
+                if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                }
+            }
+            Backend::Postgres => {
+                options = options.max_connections(8);
+                url.to_owned()
+            }
+        };
+        let pool = options
+            .connect(&connect_url)
+            .await
+            .with_context(|| format!("connecting to {shown}"))?;
+        let store = Store {
+            pool,
+            backend,
+            host: host.to_owned(),
+        };
+        migrate::run(&store.pool, backend)
+            .await
+            .with_context(|| format!("migrating {shown}"))?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn source(&self, s: &Source) -> String {
+        match s {
+            Source::Local => format!("local:{}", self.host),
+            Source::Veriflier(name) => format!("veriflier:{name}"),
+            Source::Operator(who) => format!("operator:{who}"),
+            Source::System(what) => format!("system:{what}"),
+        }
+    }
+
+    /// Writes a batch in one transaction: event rows, their transitions, site projections and
+    /// ingest positions together, or nothing.
+    pub async fn apply(&self, batch: &Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for t in &batch.transitions {
+            self.write_transition(&mut tx, t).await?;
+        }
+        for p in &batch.projections {
+            sqlx::query(
+                "UPDATE sites SET current_state = $1, current_severity = $2, active_event_id = $3, \
+                 active_event_count = $4, site_status = $5, ssl_expiry_at = $6, \
+                 last_status_change_at = $7 WHERE id = $8",
+            )
+            .bind(i64::from(p.state.code()))
+            .bind(i64::from(p.severity.0))
+            .bind(p.active_event_id.map(i))
+            .bind(i64::from(p.active_event_count))
+            .bind(i64::from(p.site_status))
+            .bind(p.ssl_expiry_s)
+            .bind((p.last_status_change_us > 0).then(|| i(p.last_status_change_us)))
+            .bind(i(p.site_id))
+            .execute(&mut *tx)
+            .await
+            .context("updating a site projection")?;
+        }
+        for (shard, position) in &batch.positions {
+            sqlx::query(
+                "INSERT INTO ingest_positions (shard, position, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (shard) DO UPDATE SET position = excluded.position, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(i64::from(*shard))
+            .bind(i(*position))
+            .bind(i(now_us()))
+            .execute(&mut *tx)
+            .await
+            .context("saving an ingest position")?;
+        }
+        tx.commit().await.context("committing a batch")?;
+        Ok(())
+    }
+
+    async fn write_transition(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        t: &Transition,
+    ) -> Result<()> {
+        let kind = i64::from(t.identity.kind as u8);
+        match (t.before, t.after) {
+            (None, Some((state, severity))) => {
+                sqlx::query(
+                    "INSERT INTO events (id, site_id, check_id, kind, state, severity, started_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(i(t.event_id))
+                .bind(i(t.identity.site_id))
+                .bind(i(t.identity.check_id))
+                .bind(kind)
+                .bind(i64::from(state.code()))
+                .bind(i64::from(severity.0))
+                .bind(i(t.started_at_us))
+                .execute(&mut **tx)
+                .await
+                .context("opening an event")?;
+            }
+            (Some(_), Some((state, severity))) => {
+                sqlx::query("UPDATE events SET state = $1, severity = $2 WHERE id = $3 AND ended_at IS NULL")
+                    .bind(i64::from(state.code()))
+                    .bind(i64::from(severity.0))
+                    .bind(i(t.event_id))
+                    .execute(&mut **tx)
+                    .await
+                    .context("updating an event")?;
+            }
+            (Some(_), None) => {
+                sqlx::query(
+                    "UPDATE events SET ended_at = $1, resolution_reason = $2 WHERE id = $3 AND ended_at IS NULL",
+                )
+                .bind(i(t.at_us))
+                .bind(i64::from(t.reason.code()))
+                .bind(i(t.event_id))
+                .execute(&mut **tx)
+                .await
+                .context("closing an event")?;
+            }
+            (None, None) => return Ok(()),
+        }
+        let metadata = serde_json::Value::Object(
+            t.detail
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                .collect(),
+        )
+        .to_string();
+        sqlx::query(
+            "INSERT INTO transitions (event_id, site_id, state_before, severity_before, state_after, \
+             severity_after, reason, source, metadata, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(i(t.event_id))
+        .bind(i(t.identity.site_id))
+        .bind(t.before.map(|(s, _)| i64::from(s.code())))
+        .bind(t.before.map(|(_, sev)| i64::from(sev.0)))
+        .bind(t.after.map(|(s, _)| i64::from(s.code())))
+        .bind(t.after.map(|(_, sev)| i64::from(sev.0)))
+        .bind(i64::from(t.reason.code()))
+        .bind(self.source(&t.source))
+        .bind(metadata)
+        .bind(i(t.at_us))
+        .execute(&mut **tx)
+        .await
+        .context("appending a transition")?;
+        Ok(())
+    }
+
+    /// Adds a site; returns its id.
+    pub async fn add_site(&self, name: &str) -> Result<u64> {
+        let row = sqlx::query("INSERT INTO sites (name, created_at) VALUES ($1, $2) RETURNING id")
+            .bind(name.to_owned())
+            .bind(i(now_us()))
+            .fetch_one(&self.pool)
+            .await
+            .context("adding a site")?;
+        Ok(u(row.try_get::<i64, _>(0)?))
+    }
+
+    /// Adds a check to a site; returns its id. `spec.check_id` and `site_id` are ignored.
+    pub async fn add_check(&self, site_id: u64, spec: &CheckSpec, critical: bool) -> Result<u64> {
+        let settings = settings_json(spec);
+        let now = i(now_us());
+        let row = sqlx::query(
+            "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
+             retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
+        .bind(i(site_id))
+        .bind(i64::from(spec.check_type as u8))
+        .bind(spec.target.clone())
+        .bind(i64::from(spec.interval_ms))
+        .bind(i64::from(spec.timeout_ms))
+        .bind(i64::from(spec.retries))
+        .bind(i64::from(spec.retry_spacing_ms))
+        .bind(i64::from(critical))
+        .bind(i64::from(spec.paused))
+        .bind(settings)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .context("adding a check")?;
+        Ok(u(row.try_get::<i64, _>(0)?))
+    }
+
+    /// Every check with what the prober and the engine need (maintenance windows included).
+    pub async fn checks(&self) -> Result<Vec<StoredCheck>> {
+        let windows = self.windows().await?;
+        let rows = sqlx::query(
+            "SELECT id, site_id, check_type, target, interval_ms, timeout_ms, retries, \
+             retry_spacing_ms, critical, paused, settings, generation FROM checks ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("loading checks")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id = u(r.try_get::<i64, _>(0)?);
+            let site_id = u(r.try_get::<i64, _>(1)?);
+            let check_type = u8::try_from(r.try_get::<i64, _>(2)?)
+                .ok()
+                .and_then(CheckType::from_code)
+                .unwrap_or_default();
+            let target: String = r.try_get(3)?;
+            let mut spec = CheckSpec::new(id, site_id, check_type, &target);
+            spec.interval_ms = u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(spec.interval_ms);
+            spec.timeout_ms = u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(spec.timeout_ms);
+            spec.retries = u8::try_from(r.try_get::<i64, _>(6)?).unwrap_or(spec.retries);
+            spec.retry_spacing_ms =
+                u32::try_from(r.try_get::<i64, _>(7)?).unwrap_or(spec.retry_spacing_ms);
+            let critical = r.try_get::<i64, _>(8)? != 0;
+            spec.paused = r.try_get::<i64, _>(9)? != 0;
+            apply_settings(&mut spec, &r.try_get::<String, _>(10)?);
+            spec.generation = u32::try_from(r.try_get::<i64, _>(11)?).unwrap_or(1);
+            let maintenance = windows
+                .iter()
+                .filter(|(site, check, _)| *site == site_id && check.is_none_or(|c| c == id))
+                .map(|(_, _, w)| *w)
+                .collect();
+            let engine = CheckConfig {
+                check_id: id,
+                site_id,
+                interval_ms: spec.interval_ms,
+                retries: spec.retries,
+                retry_spacing_ms: spec.retry_spacing_ms,
+                critical,
+                paused: spec.paused,
+                maintenance,
+            };
+            out.push(StoredCheck { spec, engine });
+        }
+        Ok(out)
+    }
+
+    async fn windows(&self) -> Result<Vec<(u64, Option<u64>, Window)>> {
+        let rows = sqlx::query(
+            "SELECT site_id, check_id, from_at, to_at, weekly_start_s, weekly_duration_s \
+             FROM maintenance_windows",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("loading maintenance windows")?;
+        let mut out = Vec::new();
+        for r in rows {
+            let site = u(r.try_get::<i64, _>(0)?);
+            let check = r.try_get::<Option<i64>, _>(1)?.map(u);
+            let window = match (
+                r.try_get::<Option<i64>, _>(2)?,
+                r.try_get::<Option<i64>, _>(3)?,
+                r.try_get::<Option<i64>, _>(4)?,
+                r.try_get::<Option<i64>, _>(5)?,
+            ) {
+                (Some(from), Some(to), _, _) => Window::OneOff {
+                    from_us: u(from),
+                    to_us: u(to),
+                },
+                (_, _, Some(start), Some(duration)) => Window::Weekly {
+                    start_s: u32::try_from(start).unwrap_or(0),
+                    duration_s: u32::try_from(duration).unwrap_or(0),
+                },
+                _ => continue,
+            };
+            out.push((site, check, window));
+        }
+        Ok(out)
+    }
+
+    /// Adds a maintenance window for a site (or one of its checks).
+    pub async fn add_window(&self, site_id: u64, check_id: Option<u64>, w: Window) -> Result<()> {
+        let (from, to, start, duration) = match w {
+            Window::OneOff { from_us, to_us } => (Some(i(from_us)), Some(i(to_us)), None, None),
+            Window::Weekly {
+                start_s,
+                duration_s,
+            } => (
+                None,
+                None,
+                Some(i64::from(start_s)),
+                Some(i64::from(duration_s)),
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO maintenance_windows (site_id, check_id, from_at, to_at, weekly_start_s, \
+             weekly_duration_s, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(i(site_id))
+        .bind(check_id.map(i))
+        .bind(from)
+        .bind(to)
+        .bind(start)
+        .bind(duration)
+        .bind(i(now_us()))
+        .execute(&self.pool)
+        .await
+        .context("adding a maintenance window")?;
+        Ok(())
+    }
+
+    /// Open events, to restore the engine after a restart.
+    pub async fn open_events(&self) -> Result<Vec<(u64, EventKind, OpenEvent)>> {
+        let rows = self.events_where("ended_at IS NULL").await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|e| {
+                let kind = *EventKind::ALL.get(usize::from(e.kind))?;
+                let threshold_days = match e.state {
+                    State::Down => 0,
+                    State::Degraded => 7,
+                    _ => 30,
+                };
+                Some((
+                    e.check_id,
+                    kind,
+                    OpenEvent {
+                        id: e.id,
+                        state: e.state,
+                        severity: e.severity,
+                        started_at_us: e.started_us,
+                        failures: 1,
+                        verifying: false,
+                        threshold_days,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Every event (for tests and small listings).
+    pub async fn events(&self) -> Result<Vec<EventRow>> {
+        self.events_where("1 = 1").await
+    }
+
+    async fn events_where(&self, filter: &str) -> Result<Vec<EventRow>> {
+        let sql = format!(
+            "SELECT id, site_id, check_id, kind, state, severity, started_at, ended_at, \
+             resolution_reason FROM events WHERE {filter} ORDER BY id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .context("loading events")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(EventRow {
+                id: u(r.try_get::<i64, _>(0)?),
+                site_id: u(r.try_get::<i64, _>(1)?),
+                check_id: u(r.try_get::<i64, _>(2)?),
+                kind: u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(u8::MAX),
+                state: state_of(r.try_get::<i64, _>(4)?),
+                severity: Severity(u8::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0)),
+                started_us: u(r.try_get::<i64, _>(6)?),
+                ended_us: r.try_get::<Option<i64>, _>(7)?.map(u),
+                resolution: r
+                    .try_get::<Option<i64>, _>(8)?
+                    .and_then(|c| u8::try_from(c).ok())
+                    .and_then(Reason::from_code),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Transitions stored (count), for tests and metrics.
+    pub async fn transition_count(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM transitions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u(row.try_get::<i64, _>(0)?))
+    }
+
+    /// The largest event id in use (the engine allocates above it).
+    pub async fn max_event_id(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT MAX(id) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?.map_or(0, u))
+    }
+
+    /// Durable ring positions by shard.
+    pub async fn positions(&self) -> Result<HashMap<u16, u64>> {
+        let rows = sqlx::query("SELECT shard, position FROM ingest_positions")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let shard = u16::try_from(r.try_get::<i64, _>(0)?).unwrap_or(u16::MAX);
+            out.insert(shard, u(r.try_get::<i64, _>(1)?));
+        }
+        Ok(out)
+    }
+
+    /// Sites with their projection, by id.
+    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, current_state, current_severity, site_status, active_event_count, \
+             last_status_change_at, ssl_expiry_at FROM sites ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("loading sites")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(SiteRow {
+                id: u(r.try_get::<i64, _>(0)?),
+                name: r.try_get(1)?,
+                state: state_of(r.try_get::<i64, _>(2)?),
+                severity: Severity(u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0)),
+                site_status: u8::try_from(r.try_get::<i64, _>(4)?).unwrap_or(1),
+                active_event_count: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                last_status_change_us: r.try_get::<Option<i64>, _>(6)?.map(u),
+                ssl_expiry_s: r.try_get::<Option<i64>, _>(7)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The CheckSpec fields without a column of their own, as JSON.
+fn settings_json(spec: &CheckSpec) -> String {
+    let mut m = serde_json::Map::new();
+    if !spec.keywords.is_empty() {
+        m.insert("keywords".into(), spec.keywords.clone().into());
+    }
+    if !spec.forbidden_keywords.is_empty() {
+        m.insert(
+            "forbidden_keywords".into(),
+            spec.forbidden_keywords.clone().into(),
+        );
+    }
+    if spec.method != jetmon_shared::check::HttpMethod::Get {
+        m.insert("method".into(), spec.method.name().into());
+    }
+    if spec.redirect_policy != jetmon_shared::check::RedirectPolicy::Follow {
+        m.insert("redirect_policy".into(), spec.redirect_policy.name().into());
+    }
+    if let Some(b) = &spec.tcp_banner {
+        m.insert("tcp_banner".into(), b.clone().into());
+    }
+    if !spec.dns_expected.is_empty() {
+        m.insert("dns_record_type".into(), spec.dns_record_type.name().into());
+        m.insert("dns_expected".into(), spec.dns_expected.clone().into());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+fn apply_settings(spec: &mut CheckSpec, json: &str) {
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return;
+    };
+    let strings = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    spec.keywords = strings(m.get("keywords"));
+    spec.forbidden_keywords = strings(m.get("forbidden_keywords"));
+    spec.dns_expected = strings(m.get("dns_expected"));
+    let name = |k: &str| m.get(k).and_then(|v| v.as_str());
+    if let Some(x) = name("method").and_then(jetmon_shared::check::HttpMethod::from_name) {
+        spec.method = x;
+    }
+    if let Some(x) =
+        name("redirect_policy").and_then(jetmon_shared::check::RedirectPolicy::from_name)
+    {
+        spec.redirect_policy = x;
+    }
+    if let Some(x) =
+        name("dns_record_type").and_then(jetmon_shared::check::DnsRecordType::from_name)
+    {
+        spec.dns_record_type = x;
+    }
+    spec.tcp_banner = name("tcp_banner").map(str::to_owned);
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,274 @@
+//! The store on both backends, with the same suite: real SQLite files and a real PostgreSQL
+//! (`perf/postgres`, started by `.ci/test`; its URL in JETMON_TEST_PG_URL).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use jetmon_control::engine::{
+    CheckConfig, Effect, Engine, EventIds, EventKind, Input, ResultIn, Window,
+};
+use jetmon_control::store::{Batch, Store};
+use jetmon_shared::check::{CheckSpec, CheckType, HttpMethod, ProbeOrigin};
+use jetmon_shared::outcome::Outcome;
+use jetmon_shared::state::{Reason, State};
+
+const S: u64 = 1_000_000;
+const T0: u64 = 1_795_996_800 * S;
+
+/// A fresh, empty database of each backend.
+struct Db {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("jetmon.db").display());
+    Db {
+        url,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Db {
+    let base = std::env::var("JETMON_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "JETMON_TEST_PG_URL is not set: start a test PostgreSQL with `perf/postgres start` and \
+             export JETMON_TEST_PG_URL=$(perf/postgres url), or run the tests with .ci/test"
+        )
+    });
+    let name = format!(
+        "jetmon_t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {base}: {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let url = match base.rfind('/') {
+        Some(slash) => format!("{}/{name}", &base[..slash]),
+        None => panic!("odd URL {base}"),
+    };
+    Db { url, _dir: None }
+}
+
+fn cfg(check_id: u64, site_id: u64) -> CheckConfig {
+    CheckConfig {
+        check_id,
+        site_id,
+        interval_ms: 60_000,
+        retries: 1,
+        retry_spacing_ms: 10_000,
+        critical: true,
+        paused: false,
+        maintenance: Vec::new(),
+    }
+}
+
+fn result(check_id: u64, outcome: Outcome, at: u64, origin: ProbeOrigin) -> Input {
+    Input::Result(ResultIn {
+        check_id,
+        outcome,
+        at_us: at,
+        origin,
+        cert_not_after_s: 0,
+    })
+}
+
+fn batch(effects: &[Effect], positions: &[(u16, u64)]) -> Batch {
+    let mut b = Batch::default();
+    for e in effects {
+        match e {
+            Effect::Transition(t) => b.transitions.push(t.clone()),
+            Effect::Projection(p) => b.projections.push(p.clone()),
+            _ => {}
+        }
+    }
+    b.positions = positions.to_vec();
+    b
+}
+
+async fn suite(db: Db) {
+    let store = Store::open(&db.url, "test-host").await.unwrap();
+    // Sites and checks round-trip, settings included.
+    let site = store.add_site("example.test").await.unwrap();
+    let mut spec = CheckSpec::new(0, 0, CheckType::Http, "https://example.test/");
+    spec.keywords = vec!["Powered by".into()];
+    spec.method = HttpMethod::Head;
+    spec.retries = 1;
+    let check = store.add_check(site, &spec, true).await.unwrap();
+    let other = store
+        .add_check(
+            site,
+            &CheckSpec::new(0, 0, CheckType::Tcp, "example.test:22"),
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .add_window(
+            site,
+            Some(other),
+            Window::Weekly {
+                start_s: 0,
+                duration_s: 3600,
+            },
+        )
+        .await
+        .unwrap();
+    let checks = store.checks().await.unwrap();
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].spec.keywords, vec!["Powered by".to_owned()]);
+    assert_eq!(checks[0].spec.method, HttpMethod::Head);
+    assert_eq!(
+        (checks[0].spec.check_id, checks[0].spec.site_id),
+        (check, site)
+    );
+    assert!(!checks[1].engine.critical);
+    assert_eq!(checks[1].engine.maintenance.len(), 1);
+
+    // An incident through the engine into the store.
+    let mut engine = Engine::new(EventIds { next: 1, stride: 1 }, 0);
+    let mut fx = Vec::new();
+    engine.apply(Input::Configure(cfg(check, site)), T0, &mut fx);
+    engine.apply(
+        result(check, Outcome::HttpStatus, T0 + S, ProbeOrigin::Scheduled),
+        T0 + S,
+        &mut fx,
+    );
+    store.apply(&batch(&fx, &[(0, 10)])).await.unwrap();
+    fx.clear();
+    engine.apply(
+        result(
+            check,
+            Outcome::HttpStatus,
+            T0 + 11 * S,
+            ProbeOrigin::Recheck,
+        ),
+        T0 + 11 * S,
+        &mut fx,
+    );
+    store.apply(&batch(&fx, &[(0, 20)])).await.unwrap();
+    let sites = store.sites().await.unwrap();
+    assert_eq!(
+        (
+            sites[0].state,
+            sites[0].site_status,
+            sites[0].active_event_count
+        ),
+        (State::Down, 2, 1)
+    );
+    let events = store.events().await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].state, events[0].started_us, events[0].ended_us),
+        (State::Down, T0 + S, None)
+    );
+    assert_eq!(store.transition_count().await.unwrap(), 2);
+    assert_eq!(store.positions().await.unwrap().get(&0), Some(&20));
+
+    // At most one open event per identity, enforced by the database itself.
+    let mut dup = batch(&fx, &[]);
+    dup.transitions.retain(|t| t.before.is_none());
+    let mut open_again = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Transition(t) => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap();
+    open_again.event_id = 999;
+    open_again.before = None;
+    dup.transitions = vec![open_again];
+    dup.projections.clear();
+    assert!(
+        store.apply(&dup).await.is_err(),
+        "a second open event for one identity"
+    );
+    assert_eq!(
+        store.transition_count().await.unwrap(),
+        2,
+        "the failed batch left nothing"
+    );
+
+    // Restart: a new store and engine resume from what is durable.
+    store.close().await;
+    let store = Store::open(&db.url, "test-host").await.unwrap();
+    let max = store.max_event_id().await.unwrap();
+    let mut engine = Engine::new(
+        EventIds {
+            next: max + 1,
+            stride: 1,
+        },
+        0,
+    );
+    let open = store.open_events().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].1, EventKind::Availability);
+    for c in store.checks().await.unwrap() {
+        let mine: Vec<_> = open
+            .iter()
+            .filter(|o| o.0 == c.engine.check_id)
+            .map(|o| (o.1, o.2))
+            .collect();
+        engine.restore(c.engine, mine);
+    }
+    let mut fx = Vec::new();
+    engine.apply(
+        result(check, Outcome::Ok, T0 + 71 * S, ProbeOrigin::Scheduled),
+        T0 + 71 * S,
+        &mut fx,
+    );
+    store.apply(&batch(&fx, &[(0, 30)])).await.unwrap();
+    let events = store.events().await.unwrap();
+    assert_eq!(events[0].ended_us, Some(T0 + 71 * S));
+    assert_eq!(events[0].resolution, Some(Reason::VerifierCleared));
+    let sites = store.sites().await.unwrap();
+    assert_eq!((sites[0].state, sites[0].site_status), (State::Up, 1));
+    assert_eq!(store.transition_count().await.unwrap(), 3);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_on_sqlite() {
+    suite(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_on_postgres() {
+    suite(postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_clearly() {
+    let db = sqlite().await;
+    let store = Store::open(&db.url, "h").await.unwrap();
+    store.close().await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jetmon_migrations (version, description, applied_at) VALUES (99, 'future', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let err = match Store::open(&db.url, "h").await {
+        Ok(_) => panic!("opened a newer schema"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("schema version 99"), "{err}");
+}
