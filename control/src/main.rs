@@ -31,7 +31,8 @@ struct Cli {
 enum Cmd {
     /// Run Jetmon: create the rings, start and supervise the prober, until SIGTERM or Ctrl-C.
     Up {
-        /// Also configure a handful of demo checks against loopback targets.
+        /// Also start a small built-in demo fleet on 127.0.0.1:18090 (an always-up site, a
+        /// flapping one, a slow one, a broken one) and monitor it: no internet needed.
         #[arg(long)]
         demo: bool,
         /// Stop by itself after this many seconds (for scripts and smoke tests).
@@ -43,6 +44,17 @@ enum Cmd {
     Config(ConfigCmd),
     /// Show each shard's rings: occupancy, frames, peers' pids and heartbeats.
     Rings,
+    /// Create or upgrade the database schema (`jetmon up` does this too).
+    Migrate,
+    /// Sites and their state.
+    #[command(subcommand)]
+    Sites(SitesCmd),
+}
+
+#[derive(Subcommand)]
+enum SitesCmd {
+    /// One line per site: id, state, legacy site_status, open events, since when, name.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +75,18 @@ fn main() -> ExitCode {
         ),
         Cmd::Config(ConfigCmd::Check) => config_check(&config),
         Cmd::Rings => rings(&config),
+        Cmd::Migrate => with_store(&config, |store| async move {
+            let backend = store.backend();
+            store.close().await;
+            println!("jetmon: the {backend:?} schema is up to date");
+            Ok(())
+        }),
+        Cmd::Sites(SitesCmd::List) => with_store(&config, |store| async move {
+            let sites = store.sites().await?;
+            store.close().await;
+            print_sites(&sites);
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -70,6 +94,50 @@ fn main() -> ExitCode {
             eprintln!("jetmon: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Opens the store (migrating it) on a small runtime and runs `f` with it.
+fn with_store<F, Fut>(config: &Config, f: F) -> Result<()>
+where
+    F: FnOnce(jetmon_control::store::Store) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = jetmon_control::store::Store::open(&config.control.database_url, "cli").await?;
+        f(store).await
+    })
+}
+
+fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
+    if sites.is_empty() {
+        println!("no sites yet (try `jetmon up --demo`)");
+        return;
+    }
+    println!(
+        "{:>6}  {:<12} {:>6} {:>6}  {:<20}  name",
+        "id", "state", "status", "events", "since"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    for s in sites {
+        let since = s.last_status_change_us.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{} s ago", now.saturating_sub(t) / 1_000_000),
+        );
+        println!(
+            "{:>6}  {:<12} {:>6} {:>6}  {:<20}  {}",
+            s.id,
+            s.state.name(),
+            s.site_status,
+            s.active_event_count,
+            since,
+            s.name
+        );
     }
 }
 

@@ -14,11 +14,15 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use jetmon_shared::check::{CheckSpec, CheckType, bucket_of, shard_of_bucket};
+use jetmon_control::demo;
+use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
+use jetmon_control::ingest::Ingest;
+use jetmon_control::store::{Batch, Store};
+use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
     Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ShardStats,
-    decode_stats,
+    decode_result, decode_stats,
 };
 use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError, RingFile};
@@ -32,12 +36,20 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_millis(100);
+/// Records read per shard per tick at most (a batch stays small enough to commit quickly).
+const MAX_RECORDS_PER_TICK: usize = 50_000;
+/// How often the engine's clock advances (silent checks become Unknown).
+const ENGINE_TICK: Duration = Duration::from_secs(1);
+/// Ingest positions are saved at least this often even when only healthy results came.
+const POSITIONS_EVERY: Duration = Duration::from_secs(5);
 
 struct ShardRings {
     commands: Producer,
     results: Consumer,
     /// Result frames received (and released) since start.
     results_seen: u64,
+    /// Frames rejected as invalid.
+    rejected: u64,
     /// The shard's latest counters.
     stats: Option<ShardStats>,
 }
@@ -78,6 +90,7 @@ pub fn up(
                 commands,
                 results,
                 results_seen: 0,
+                rejected: 0,
                 stats: None,
             })
         })
@@ -89,7 +102,65 @@ pub fn up(
         prober.display()
     );
     let mut encoder = FrameEncoder::new();
-    let checks = if demo { demo_checks() } else { Vec::new() };
+    // The store: migrate, then rebuild the engine from what is durable.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the store's runtime")?;
+    let host = hostname();
+    let store = rt.block_on(Store::open(&config.control.database_url, &host))?;
+    eprintln!(
+        "jetmon: database {}",
+        crate_redact(&config.control.database_url)
+    );
+    if demo {
+        let addr = demo::start()?;
+        let added = rt.block_on(add_demo_sites(&store))?;
+        eprintln!(
+            "jetmon: demo fleet on http://{addr}/ ({} demo sites{}); watch them with `jetmon sites list`",
+            demo::SITES.len(),
+            if added { ", added to the database" } else { "" }
+        );
+    }
+    let stored = rt.block_on(store.checks())?;
+    let open = rt.block_on(store.open_events())?;
+    let max_event = rt.block_on(store.max_event_id())?;
+    let mut engine = Engine::new(
+        EventIds {
+            next: max_event + 1,
+            stride: 1,
+        },
+        0,
+    );
+    let checks: Vec<CheckSpec> = stored.iter().map(|c| c.spec.clone()).collect();
+    for c in stored {
+        let mine = open
+            .iter()
+            .filter(|o| o.0 == c.engine.check_id)
+            .map(|o| (o.1, o.2))
+            .collect();
+        engine.restore(c.engine, mine);
+    }
+    let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
+    for (i, s) in shards.iter().enumerate() {
+        let published = s.results.ring().stats().frames_published;
+        if ingest.position(i as u16) > published {
+            eprintln!(
+                "jetmon: shard {i}: the result ring is newer than the stored position; starting it afresh"
+            );
+            ingest.reset_shard(i as u16);
+        }
+    }
+    eprintln!(
+        "jetmon: {} check(s), {} open event(s) restored",
+        checks.len(),
+        open.len()
+    );
+    let mut pending: Option<Batch> = None;
+    let mut last_engine_tick = Instant::now();
+    let mut last_positions = Instant::now();
+    let mut last_store_error: Option<Instant> = None;
+    let mut commands: Vec<Command> = Vec::new();
     let started = Instant::now();
     let mut backoff = RESTART_BACKOFF_MIN;
     let mut prober_state = match shards.first().map(|s| s.results.producer_status()) {
@@ -108,24 +179,77 @@ pub fn up(
     loop {
         let stop = shutdown::requested() || duration.is_some_and(|d| started.elapsed() >= d);
         if stop {
-            return drain(prober_state, &mut shards, &mut encoder);
-        }
-        for s in &mut shards {
-            s.results.heartbeat();
-            // Results are not stored yet (the event engine and store come next): count them,
-            // keep the latest counters, and release the space.
-            while let Some(record) = s.results.pop()? {
-                match record.kind {
-                    KIND_CHECK_RESULT => s.results_seen += 1,
-                    KIND_SHARD_STATS => {
-                        if let Ok(stats) = decode_stats(record.payload) {
-                            s.stats = Some(stats);
-                        }
-                    }
-                    _ => {}
+            let drained = drain(prober_state, &mut shards, &mut encoder);
+            // What the prober finished while draining is stored before we go.
+            let now_us = unix_us();
+            read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            let mut batch = pending.take().unwrap_or_default();
+            merge(&mut batch, ingest.take_batch());
+            if let Err(e) = rt.block_on(store.apply(&batch)) {
+                eprintln!("jetmon: could not store the last batch: {e:#}");
+            } else {
+                for s in &mut shards {
+                    s.results.commit();
                 }
             }
-            s.results.commit();
+            rt.block_on(store.close());
+            return drained;
+        }
+        let now_us = unix_us();
+        for s in &mut shards {
+            s.results.heartbeat();
+        }
+        if pending.is_none() {
+            read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            if last_engine_tick.elapsed() >= ENGINE_TICK {
+                last_engine_tick = Instant::now();
+                ingest.apply(Input::Tick, now_us, &mut commands);
+            }
+            let batch = ingest.take_batch();
+            let changes = !batch.transitions.is_empty() || !batch.projections.is_empty();
+            if changes
+                || (!batch.positions.is_empty() && last_positions.elapsed() >= POSITIONS_EVERY)
+            {
+                pending = Some(batch);
+            } else {
+                // Healthy results only: nothing durable came of them, release them.
+                for s in &mut shards {
+                    s.results.commit();
+                }
+            }
+        }
+        // The ring's read position advances only once the batch is durable; while the
+        // database is away, the batch waits here and the rings back up (then the prober).
+        if let Some(batch) = &pending {
+            match rt.block_on(store.apply(batch)) {
+                Ok(()) => {
+                    pending = None;
+                    last_positions = Instant::now();
+                    last_store_error = None;
+                    for s in &mut shards {
+                        s.results.commit();
+                    }
+                }
+                Err(e) => {
+                    if last_store_error.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                        eprintln!(
+                            "jetmon: storing a batch failed (will retry, nothing is lost): {e:#}"
+                        );
+                        last_store_error = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        for command in commands.drain(..) {
+            let check_id = match &command {
+                Command::Recheck { check_id, .. } => *check_id,
+                _ => continue,
+            };
+            let shard =
+                shard_of_bucket(bucket_of(check_id, config.control.buckets), shard_count) as usize;
+            if let Some(s) = shards.get_mut(shard) {
+                send(&mut s.commands, &mut encoder, &command)?;
+            }
         }
         let stale = shards
             .iter()
@@ -157,6 +281,20 @@ pub fn up(
                 backoff = RESTART_BACKOFF_MIN;
             }
             eprintln!("jetmon: {why}; restarting in {backoff:?}");
+            // Checks due while no prober runs cannot be judged: Unknown, never Down.
+            for spec in &checks {
+                ingest.apply(
+                    Input::Result(ResultIn {
+                        check_id: spec.check_id,
+                        outcome: Outcome::ProberRestart,
+                        at_us: now_us,
+                        origin: jetmon_shared::check::ProbeOrigin::Scheduled,
+                        cert_not_after_s: 0,
+                    }),
+                    now_us,
+                    &mut commands,
+                );
+            }
             next_start = Instant::now() + backoff;
             backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
             prober_state = Prober::None;
@@ -169,7 +307,7 @@ pub fn up(
         }
         if last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
-            status(&shards);
+            status(&shards, &ingest);
         }
         std::thread::sleep(TICK);
     }
@@ -212,7 +350,83 @@ fn kill(pid: u32) {
     }
 }
 
-fn status(shards: &[ShardRings]) {
+/// Reads what the shards produced (bounded per tick) into the engine.
+fn read_results(
+    shards: &mut [ShardRings],
+    ingest: &mut Ingest,
+    now_us: u64,
+    commands: &mut Vec<Command>,
+) -> Result<()> {
+    for (i, s) in shards.iter_mut().enumerate() {
+        for _ in 0..MAX_RECORDS_PER_TICK {
+            let Some(record) = s.results.pop()? else {
+                break;
+            };
+            match record.kind {
+                KIND_CHECK_RESULT => match decode_result(record.payload) {
+                    Ok(frame) => {
+                        s.results_seen += 1;
+                        ingest.result(i as u16, &frame.result, now_us, commands);
+                    }
+                    Err(_) => s.rejected += 1,
+                },
+                KIND_SHARD_STATS => {
+                    if let Ok(stats) = decode_stats(record.payload) {
+                        s.stats = Some(stats);
+                    }
+                }
+                _ => s.rejected += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge(into: &mut Batch, more: Batch) {
+    into.transitions.extend(more.transitions);
+    for p in more.projections {
+        into.projections.retain(|q| q.site_id != p.site_id);
+        into.projections.push(p);
+    }
+    for (shard, pos) in more.positions {
+        into.positions.retain(|(s, _)| *s != shard);
+        into.positions.push((shard, pos));
+    }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn crate_redact(url: &str) -> String {
+    jetmon_control::store::redact(url)
+}
+
+/// Adds the demo sites and their checks unless they are already in the database.
+async fn add_demo_sites(store: &Store) -> Result<bool> {
+    let existing = store.sites().await?;
+    if existing.iter().any(|s| s.name.starts_with("demo: ")) {
+        return Ok(false);
+    }
+    for (name, path) in demo::SITES {
+        let site = store.add_site(name).await?;
+        store.add_check(site, &demo::check_for(path), true).await?;
+    }
+    Ok(true)
+}
+
+fn status(shards: &[ShardRings], ingest: &Ingest) {
     for (i, s) in shards.iter().enumerate() {
         let peer = s.results.producer_status();
         let commands = s.commands.ring().stats();
@@ -235,6 +449,11 @@ fn status(shards: &[ShardRings]) {
             s.results_seen,
         );
     }
+    let st = ingest.stats;
+    eprintln!(
+        "jetmon: ingest: {} results applied, {} replays skipped, {} transitions, {} re-checks asked",
+        st.results, st.duplicates, st.transitions, st.rechecks
+    );
 }
 
 fn drain(prober: Prober, shards: &mut [ShardRings], encoder: &mut FrameEncoder) -> Result<()> {
@@ -326,23 +545,4 @@ fn prober_binary(config: &Config) -> Result<PathBuf> {
             sibling.display()
         )
     }
-}
-
-fn demo_checks() -> Vec<CheckSpec> {
-    // The first sites of the local fleet (`perf/fleet start`); the built-in demo fleet that
-    // needs no setup arrives with the control plane.
-    let targets = [
-        "http://127.0.1.1:18080/",
-        "http://127.0.1.2:18080/",
-        "http://127.0.1.3:18080/",
-    ];
-    targets
-        .iter()
-        .zip(1u64..)
-        .map(|(t, id)| {
-            let mut spec = CheckSpec::new(id, id, CheckType::Http, t);
-            spec.interval_ms = 10_000;
-            spec
-        })
-        .collect()
 }

@@ -26,9 +26,10 @@ fn config(dir: &Path) -> PathBuf {
         &cfg,
         format!(
             "[prober]\nshards = 2\nring_dir = {:?}\nresult_ring_bytes = 65536\ncommand_ring_bytes = 65536\n\
-             [control]\nprober_binary = {:?}\n",
+             [control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             dir,
-            prober_bin()
+            prober_bin(),
+            dir.join("jetmon.db").display()
         ),
     )
     .unwrap();

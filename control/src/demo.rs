@@ -1,0 +1,117 @@
+//! `jetmon up --demo`: a small built-in fleet so a newcomer sees Jetmon work without the
+//! internet or any setup — an HTTP server on loopback with a few sites that behave
+//! differently, and demo checks pointing at them. Bounded: it serves at most
+//! `MAX_CONNECTIONS` at once and lives as long as `jetmon up`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use jetmon_shared::check::{CheckSpec, CheckType};
+
+/// Where the demo fleet listens (loopback only).
+pub const DEMO_ADDR: &str = "127.0.0.1:18090";
+const MAX_CONNECTIONS: usize = 64;
+/// The flapping site is down for the second half of every cycle (seconds; tests shorten it
+/// with JETMON_DEMO_FLAP_CYCLE_S).
+pub const FLAP_CYCLE_S: u64 = 120;
+
+fn flap_cycle_s() -> u64 {
+    std::env::var("JETMON_DEMO_FLAP_CYCLE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v >= 2)
+        .unwrap_or(FLAP_CYCLE_S)
+}
+
+/// The demo sites: (name, path, what it does).
+pub const SITES: &[(&str, &str)] = &[
+    ("demo: always up", "/up"),
+    ("demo: flapping (down 1 minute in 2)", "/flap"),
+    ("demo: slow but fine (0.8 s)", "/slow"),
+    ("demo: broken (HTTP 500)", "/down"),
+];
+
+/// The check of a demo site: every 15 s (tests shorten it with JETMON_DEMO_INTERVAL_S), 3 s
+/// timeout, 2 re-checks 5 s apart (or one interval, when shorter).
+pub fn check_for(path: &str) -> CheckSpec {
+    let interval_s = std::env::var("JETMON_DEMO_INTERVAL_S")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|v| (1..=3600).contains(v))
+        .unwrap_or(15);
+    let mut spec = CheckSpec::new(0, 0, CheckType::Http, &format!("http://{DEMO_ADDR}{path}"));
+    spec.interval_ms = interval_s * 1000;
+    spec.timeout_ms = 3_000;
+    spec.retries = 2;
+    spec.retry_spacing_ms = 5_000.min(interval_s * 1000);
+    spec
+}
+
+/// Starts the demo server in the background.
+pub fn start() -> Result<SocketAddr> {
+    let cycle = flap_cycle_s();
+    let listener = TcpListener::bind(DEMO_ADDR).with_context(|| {
+        format!("starting the demo fleet on {DEMO_ADDR} (is another `jetmon up --demo` running?)")
+    })?;
+    let addr = listener.local_addr()?;
+    let busy = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("jetmon-demo".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if busy.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    continue; // dropped: the prober sees a reset, as from an overloaded site
+                }
+                busy.fetch_add(1, Ordering::Relaxed);
+                let busy = busy.clone();
+                let _ = std::thread::Builder::new()
+                    .name("jetmon-demo-conn".into())
+                    .spawn(move || {
+                        serve(stream, cycle);
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                    });
+            }
+        })
+        .context("starting the demo fleet thread")?;
+    Ok(addr)
+}
+
+fn serve(mut stream: TcpStream, cycle: u64) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request);
+    let path = text.split_whitespace().nth(1).unwrap_or("/");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (status, body) = match path {
+        "/up" => ("200 OK", "the demo site is up"),
+        "/flap" if now % cycle < cycle / 2 => ("200 OK", "up for now"),
+        "/flap" => ("503 Service Unavailable", "down for now"),
+        "/slow" => {
+            std::thread::sleep(Duration::from_millis(800));
+            ("200 OK", "slow but fine")
+        }
+        "/down" => ("500 Internal Server Error", "always broken"),
+        _ => ("404 Not Found", "no such demo site"),
+    };
+    let page = format!("<html><body><p>{body}</p></body></html>\n");
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+            page.len()
+        )
+        .as_bytes(),
+    );
+}

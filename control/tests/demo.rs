@@ -1,0 +1,202 @@
+//! `jetmon up --demo` end to end: real prober, real rings, real SQLite, the built-in demo
+//! fleet. Sites go Seems Down → Down → Up and it shows in the database (what `jetmon sites
+//! list` prints); `kill -9` of the prober gives Unknown, never Down, and a restart; the list
+//! command reads it all. The flapping site's cycle (40 s) and the checks' interval (3 s) are shortened for the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use jetmon_control::store::Store;
+use jetmon_shared::state::{Reason, State};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jetmon");
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let prober = Path::new(BIN).with_file_name("jetmon-prober");
+    let cfg = dir.join("jetmon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"demo\"\nresult_ring_bytes = 1048576\n\
+             command_ring_bytes = 65536\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+            dir,
+            prober,
+            dir.join("jetmon.db").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let mut up = KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["up", "--demo", "--duration", "150"])
+            .env("JETMON_DEMO_FLAP_CYCLE_S", "40")
+            .env("JETMON_DEMO_INTERVAL_S", "3")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let stderr = up.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let expect = |needle: &str, within: Duration| -> String {
+        let deadline = Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no line containing {needle:?}");
+    };
+    let started = expect("started prober pid", Duration::from_secs(30));
+    let pid: i32 = started.rsplit(' ').next().unwrap().parse().unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", dir.path().join("jetmon.db").display());
+    let store = rt.block_on(Store::open(&url, "test")).unwrap();
+    let sites = rt.block_on(store.sites()).unwrap();
+    let id_of = |prefix: &str| {
+        sites
+            .iter()
+            .find(|s| s.name.starts_with(prefix))
+            .unwrap()
+            .id
+    };
+    let (up_site, flapping, broken) = (
+        id_of("demo: always up"),
+        id_of("demo: flapping"),
+        id_of("demo: broken"),
+    );
+    // Within the demo's promise (two minutes), the flapping site has gone Seems Down → Down →
+    // Up, and the broken one is Down.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let went_down_and_up = loop {
+        let t = rt.block_on(store.transitions_of_site(flapping)).unwrap();
+        let down = t
+            .iter()
+            .position(|x| x.2 == Some(State::Down) && x.1 == Some(State::SeemsDown));
+        let opened = t
+            .iter()
+            .position(|x| x.1.is_none() && x.2 == Some(State::SeemsDown));
+        let cleared = t.iter().position(|x| {
+            x.1 == Some(State::Down) && x.2.is_none() && x.3 == Reason::VerifierCleared
+        });
+        if let (Some(o), Some(d), Some(c)) = (opened, down, cleared)
+            && o < d
+            && d < c
+        {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flapping site did not go down and up: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(!went_down_and_up.is_empty());
+    let sites = rt.block_on(store.sites()).unwrap();
+    let broken_row = sites.iter().find(|s| s.id == broken).unwrap();
+    assert_eq!((broken_row.state, broken_row.site_status), (State::Down, 2));
+    let up_row = sites.iter().find(|s| s.id == up_site).unwrap();
+    assert_eq!(up_row.state, State::Up);
+
+    // kill -9 the prober: Unknown (prober_restart), never Down, and a new prober.
+    // SAFETY: kill(2) on the prober child of our child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    expect("prober exited (signal: 9", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = rt.block_on(store.transitions_of_site(up_site)).unwrap();
+        if t.iter()
+            .any(|x| x.1.is_none() && x.2 == Some(State::Unknown))
+        {
+            assert!(
+                t.iter()
+                    .all(|x| x.2 != Some(State::Down) && x.2 != Some(State::SeemsDown)),
+                "the always-up site went down when the prober died: {t:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Unknown after the prober died: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    expect("started prober pid", Duration::from_secs(10));
+    // The new prober's results clear the Unknown.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let t = rt.block_on(store.transitions_of_site(up_site)).unwrap();
+        if t.iter()
+            .any(|x| x.1 == Some(State::Unknown) && x.2.is_none())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Unknown was not cleared: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rt.block_on(store.close());
+
+    // `jetmon sites list` reads the same database.
+    let list = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["sites", "list"])
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("demo: broken") && text.contains("down"),
+        "{text}"
+    );
+
+    // SIGTERM: a clean stop.
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = up.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "jetmon up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
