@@ -91,7 +91,14 @@ fn serve(mut stream: TcpStream, cycle: u64) {
         }
     }
     let text = String::from_utf8_lossy(&request);
-    let path = text.split_whitespace().nth(1).unwrap_or("/");
+    // The query is ignored, so many checks can share one demo site (`/flap?k=7`).
+    let path = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .split('?')
+        .next()
+        .unwrap_or("/");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -103,12 +103,12 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         let t = rt.block_on(store.transitions_of_site(flapping)).unwrap();
         let down = t
             .iter()
-            .position(|x| x.2 == Some(State::Down) && x.1 == Some(State::SeemsDown));
+            .position(|x| x.3 == Some(State::Down) && x.2 == Some(State::SeemsDown));
         let opened = t
             .iter()
-            .position(|x| x.1.is_none() && x.2 == Some(State::SeemsDown));
+            .position(|x| x.2.is_none() && x.3 == Some(State::SeemsDown));
         let cleared = t.iter().position(|x| {
-            x.1 == Some(State::Down) && x.2.is_none() && x.3 == Reason::VerifierCleared
+            x.2 == Some(State::Down) && x.3.is_none() && x.4 == Reason::VerifierCleared
         });
         if let (Some(o), Some(d), Some(c)) = (opened, down, cleared)
             && o < d
@@ -137,11 +137,11 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
     loop {
         let t = rt.block_on(store.transitions_of_site(up_site)).unwrap();
         if t.iter()
-            .any(|x| x.1.is_none() && x.2 == Some(State::Unknown))
+            .any(|x| x.2.is_none() && x.3 == Some(State::Unknown))
         {
             assert!(
                 t.iter()
-                    .all(|x| x.2 != Some(State::Down) && x.2 != Some(State::SeemsDown)),
+                    .all(|x| x.3 != Some(State::Down) && x.3 != Some(State::SeemsDown)),
                 "the always-up site went down when the prober died: {t:?}"
             );
             break;
@@ -158,7 +158,7 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
     loop {
         let t = rt.block_on(store.transitions_of_site(up_site)).unwrap();
         if t.iter()
-            .any(|x| x.1 == Some(State::Unknown) && x.2.is_none())
+            .any(|x| x.2 == Some(State::Unknown) && x.3.is_none())
         {
             break;
         }

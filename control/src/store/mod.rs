@@ -525,13 +525,13 @@ impl Store {
         Ok(out)
     }
 
-    /// A site's transitions in order: (check, before, after, reason).
+    /// A site's transitions in order: (event, check, before, after, reason).
     pub async fn transitions_of_site(
         &self,
         site_id: u64,
-    ) -> Result<Vec<(u64, Option<State>, Option<State>, Reason)>> {
+    ) -> Result<Vec<(u64, u64, Option<State>, Option<State>, Reason)>> {
         let rows = sqlx::query(
-            "SELECT e.check_id, t.state_before, t.state_after, t.reason FROM transitions t \
+            "SELECT t.event_id, e.check_id, t.state_before, t.state_after, t.reason FROM transitions t \
              JOIN events e ON e.id = t.event_id WHERE t.site_id = $1 ORDER BY t.id",
         )
         .bind(i(site_id))
@@ -542,9 +542,10 @@ impl Store {
         for r in rows {
             out.push((
                 u(r.try_get::<i64, _>(0)?),
-                r.try_get::<Option<i64>, _>(1)?.map(state_of),
+                u(r.try_get::<i64, _>(1)?),
                 r.try_get::<Option<i64>, _>(2)?.map(state_of),
-                u8::try_from(r.try_get::<i64, _>(3)?)
+                r.try_get::<Option<i64>, _>(3)?.map(state_of),
+                u8::try_from(r.try_get::<i64, _>(4)?)
                     .ok()
                     .and_then(Reason::from_code)
                     .unwrap_or(Reason::ManualOverride),

@@ -1,0 +1,175 @@
+//! `kill -9` of control during a storm of flips, then restarts: every transition is stored
+//! exactly once. The prober keeps running (each new control adopts it); results wait in the
+//! ring; each control resumes from the durable position. Checked on the stored log itself:
+//! every event's transitions form one unbroken chain (opened once, each `before` equal to the
+//! previous `after`, nothing after the close), which a lost or a repeated transition breaks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jetmon_control::store::Store;
+use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::state::State;
+
+const BIN: &str = env!("CARGO_BIN_EXE_jetmon");
+const CHECKS: u64 = 40;
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(cfg: &Path, log: &Path) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(cfg)
+            .args(["up", "--demo", "--duration", "120"])
+            .env("JETMON_DEMO_FLAP_CYCLE_S", "4")
+            .env("JETMON_DEMO_INTERVAL_S", "1")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let prober = Path::new(BIN).with_file_name("jetmon-prober");
+    let db = dir.path().join("jetmon.db");
+    let cfg = dir.path().join("jetmon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"crash\"\nresult_ring_bytes = 1048576\n\
+             command_ring_bytes = 262144\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+            dir.path(),
+            prober,
+            db.display()
+        ),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", db.display());
+    // A storm: 40 checks on the flapping demo site (down 2 s of every 4), every second, one
+    // quick re-check: each opens and closes events all the time.
+    rt.block_on(async {
+        let store = Store::open(&url, "test").await.unwrap();
+        for k in 0..CHECKS {
+            let site = store.add_site(&format!("storm {k}")).await.unwrap();
+            let mut spec = CheckSpec::new(
+                0,
+                0,
+                CheckType::Http,
+                &format!("http://127.0.0.1:18090/flap?k={k}"),
+            );
+            spec.interval_ms = 1_000;
+            spec.timeout_ms = 900;
+            spec.retries = 1;
+            spec.retry_spacing_ms = 300;
+            store.add_check(site, &spec, true).await.unwrap();
+        }
+        store.close().await;
+    });
+    let log = dir.path().join("up.log");
+    let mut up = start(&cfg, &log);
+    let mut kills = 0;
+    let began = Instant::now();
+    for wait_ms in [4_000u64, 2_500, 3_300, 1_700] {
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        // SAFETY: kill(2) on our own child (control), mid-storm.
+        unsafe { libc::kill(up.0.id() as i32, libc::SIGKILL) };
+        let _ = up.0.wait();
+        kills += 1;
+        // The demo port and the rings outlive the dead control only in the kernel's view for a
+        // moment; the next control takes them over.
+        std::thread::sleep(Duration::from_millis(300));
+        up = start(&cfg, &log);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let stop = Instant::now();
+    while up.0.try_wait().unwrap().is_none() {
+        assert!(
+            stop.elapsed() < Duration::from_secs(15),
+            "jetmon up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(kills, 4);
+    assert!(
+        text.matches("adopting prober pid").count() >= 3,
+        "each new control adopts the running prober:\n{text}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(60));
+
+    // The stored log, event by event.
+    let (events, transitions) = rt.block_on(async {
+        let store = Store::open(&url, "test").await.unwrap();
+        let events = store.events().await.unwrap();
+        let mut transitions = Vec::new();
+        for site in store.sites().await.unwrap() {
+            transitions.extend(store.transitions_of_site(site.id).await.unwrap());
+        }
+        store.close().await;
+        (events, transitions)
+    });
+    assert!(
+        transitions.len() >= 100,
+        "a storm of flips: {} transitions",
+        transitions.len()
+    );
+    eprintln!(
+        "crash test: {} transitions over {} events, {} control kills",
+        transitions.len(),
+        events.len(),
+        kills
+    );
+    // One unbroken chain per event.
+    let mut chain: BTreeMap<u64, (bool, Option<State>)> = BTreeMap::new(); // (seen, last after)
+    for (event, check, before, after, reason) in &transitions {
+        let entry = chain.entry(*event).or_insert((false, None));
+        match before {
+            None => assert!(
+                !entry.0,
+                "event {event} (check {check}) opened twice ({reason:?})"
+            ),
+            Some(b) => {
+                assert!(entry.0, "event {event}: a transition before its opening");
+                assert_eq!(
+                    entry.1,
+                    Some(*b),
+                    "event {event} (check {check}): a transition from {b:?} but it was at {:?} ({reason:?})",
+                    entry.1
+                );
+            }
+        }
+        *entry = (true, *after);
+    }
+    // The event rows agree with where their chains ended.
+    for e in &events {
+        let (_, last) = chain.get(&e.id).copied().unwrap_or((false, None));
+        match e.ended_us {
+            None => assert_eq!(last, Some(e.state), "open event {}", e.id),
+            Some(_) => assert_eq!(last, None, "closed event {} has a later transition", e.id),
+        }
+    }
+}
