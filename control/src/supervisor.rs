@@ -35,7 +35,7 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a draining prober may take before it is killed.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(25);
 /// Records read per shard per tick at most (a batch stays small enough to commit quickly).
 const MAX_RECORDS_PER_TICK: usize = 50_000;
 /// How often the engine's clock advances (silent checks become Unknown).

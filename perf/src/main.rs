@@ -14,6 +14,7 @@ use jetmon_shared::ring::{Consumer, PushError, RingFile, monotonic_us};
 
 mod density;
 mod http;
+mod ingest;
 mod prober;
 mod record;
 
@@ -102,6 +103,27 @@ enum Scenario {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// P7: control's ingest on one core: ring → verified decode → event engine → SQLite
+    /// batches, with a few checks flipping (events opening and closing).
+    Ingest {
+        /// Checks reporting in turn (all in the database, one site each).
+        #[arg(long, default_value_t = 10_000)]
+        checks: u32,
+        #[arg(long, default_value_t = 20)]
+        duration_s: u64,
+        /// One check in this many flips between failing and passing.
+        #[arg(long, default_value_t = 100)]
+        flip_every: u32,
+        /// Frames offered per second (0 = as fast as ingest takes them). The durability
+        /// latency means something only below capacity.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Where the database and the ring live (a fresh one each run).
+        #[arg(long, default_value = "/tmp/jetmon-perf-ingest")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// (internal) The producing process of `ring`.
     #[command(hide = true)]
     RingPeer {
@@ -145,6 +167,23 @@ fn main() -> Result<()> {
             record.as_deref(),
         ),
         Scenario::RingPeer { path, frames, mode } => ring_peer(&path, frames, mode),
+        Scenario::Ingest {
+            checks,
+            duration_s,
+            flip_every,
+            rate,
+            dir,
+            record,
+        } => {
+            let line = ingest::run(&ingest::IngestArgs {
+                checks,
+                duration: Duration::from_secs(duration_s),
+                flip_every,
+                rate,
+                dir,
+            })?;
+            finish("ingest", &line, record.as_deref())
+        }
         Scenario::Http {
             duration_s,
             warmup_s,
