@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod engine;
+pub mod import;
 pub mod ingest;
 pub mod sla;
 pub mod store;

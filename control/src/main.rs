@@ -55,6 +55,16 @@ enum Cmd {
 enum SitesCmd {
     /// One line per site: id, state, legacy site_status, open events, since when, name.
     List,
+    /// Add sites from a file: CSV lines `url[,interval_s[,keyword]]` (a `url,…` header and
+    /// `#` comments are skipped) or JSON lines `{"url": …, "interval_s": …, "keyword": …}`.
+    /// One site with one HTTP check per row; interval 10..=86400 s (default 60). Targets must
+    /// pass probe safety (open private ranges with prober.allow_cidrs). Bad rows are reported
+    /// as FILE:LINE: problem and skipped; good rows are kept. Exit code 1 when any row was
+    /// rejected.
+    Import {
+        /// The file to read ("-" = standard input).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,6 +91,7 @@ fn main() -> ExitCode {
             println!("jetmon: the {backend:?} schema is up to date");
             Ok(())
         }),
+        Cmd::Sites(SitesCmd::Import { file }) => import(&config, &file),
         Cmd::Sites(SitesCmd::List) => with_store(&config, |store| async move {
             let sites = store.sites().await?;
             store.close().await;
@@ -95,6 +106,50 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn import(config: &Config, file: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let safety = jetmon_prober::proto::safety::ProbeSafety::new(config.prober.allow_list());
+    let (rows, bad) = jetmon_control::import::parse(&text, &safety);
+    for b in &bad {
+        eprintln!("{}:{}: {}", file.display(), b.line, b.problem);
+    }
+    let total = rows.len();
+    with_store(config, |store| async move {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "importing {bar:40} {pos}/{len} sites ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut done = 0;
+        for chunk in rows.chunks(jetmon_control::import::BATCH_ROWS) {
+            let batch: Vec<(String, jetmon_shared::check::CheckSpec)> = chunk
+                .iter()
+                .map(|r| (r.url.clone(), r.spec.clone()))
+                .collect();
+            done += store.add_sites_with_checks(&batch).await?;
+            bar.set_position(done as u64);
+        }
+        bar.finish_and_clear();
+        store.close().await;
+        println!("imported {done} site(s); {} row(s) rejected", bad.len());
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "{} row(s) rejected (listed above); the others were imported",
+                bad.len()
+            )
+        }
+    })
 }
 
 /// Opens the store (migrating it) on a small runtime and runs `f` with it.

@@ -349,6 +349,44 @@ impl Store {
         Ok(u(row.try_get::<i64, _>(0)?))
     }
 
+    /// Adds one site with one check per entry, all in one transaction; returns how many.
+    pub async fn add_sites_with_checks(&self, rows: &[(String, CheckSpec)]) -> Result<usize> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let now = i(now_us());
+        for (name, spec) in rows {
+            let row =
+                sqlx::query("INSERT INTO sites (name, created_at) VALUES ($1, $2) RETURNING id")
+                    .bind(name.clone())
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("adding a site")?;
+            let site: i64 = row.try_get(0)?;
+            sqlx::query(
+                "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
+                 retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(site)
+            .bind(i64::from(spec.check_type as u8))
+            .bind(spec.target.clone())
+            .bind(i64::from(spec.interval_ms))
+            .bind(i64::from(spec.timeout_ms))
+            .bind(i64::from(spec.retries))
+            .bind(i64::from(spec.retry_spacing_ms))
+            .bind(1i64)
+            .bind(i64::from(spec.paused))
+            .bind(settings_json(spec))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("adding a check")?;
+        }
+        tx.commit().await.context("committing an import batch")?;
+        Ok(rows.len())
+    }
+
     /// Every check with what the prober and the engine need (maintenance windows included).
     pub async fn checks(&self) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;

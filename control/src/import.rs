@@ -1,0 +1,199 @@
+//! `jetmon sites import FILE`: sites from CSV (`url[,interval_s[,keyword]]`) or JSON lines
+//! (`{"url": …, "interval_s": …, "keyword": …}`), one site with one HTTP check per row. Bad
+//! rows are reported with their line number and skipped; good rows are kept. Parsing is pure
+//! (this file); the command around it writes in batches.
+
+use jetmon_prober::proto::safety::ProbeSafety;
+use jetmon_prober::target::Target;
+use jetmon_shared::check::{CheckSpec, CheckType};
+
+/// Rows written per transaction.
+pub const BATCH_ROWS: usize = 1_000;
+/// Intervals accepted (seconds).
+pub const MIN_INTERVAL_S: u32 = 10;
+pub const MAX_INTERVAL_S: u32 = 86_400;
+/// Default interval when a row gives none.
+pub const DEFAULT_INTERVAL_S: u32 = 60;
+
+/// One good row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub line: usize,
+    pub url: String,
+    pub spec: CheckSpec,
+}
+
+/// One bad row: its line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub line: usize,
+    pub problem: String,
+}
+
+/// Parses a whole file; JSON lines when the first meaningful line starts with `{`.
+pub fn parse(text: &str, safety: &ProbeSafety) -> (Vec<Row>, Vec<BadRow>) {
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    let json = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .is_some_and(|l| l.starts_with('{'));
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if !json && line_is_header(l) {
+            continue;
+        }
+        let parsed = if json { parse_json(l) } else { parse_csv(l) };
+        match parsed.and_then(|(url, interval, keyword)| build(url, interval, keyword, safety)) {
+            Ok(spec) => rows.push(Row {
+                line,
+                url: spec.target.clone(),
+                spec,
+            }),
+            Err(problem) => bad.push(BadRow { line, problem }),
+        }
+    }
+    (rows, bad)
+}
+
+fn line_is_header(l: &str) -> bool {
+    l.split(',')
+        .next()
+        .is_some_and(|f| f.trim().eq_ignore_ascii_case("url"))
+}
+
+type Fields = (String, Option<u32>, Option<String>);
+
+fn parse_csv(l: &str) -> Result<Fields, String> {
+    let mut fields = l.splitn(3, ',').map(str::trim);
+    let url = fields.next().unwrap_or_default().to_owned();
+    let interval = match fields.next().filter(|f| !f.is_empty()) {
+        Some(f) => Some(
+            f.parse::<u32>()
+                .map_err(|_| format!("interval_s {f:?} is not a whole number of seconds"))?,
+        ),
+        None => None,
+    };
+    let keyword = fields
+        .next()
+        .filter(|f| !f.is_empty())
+        .map(|k| k.trim_matches('"').to_owned());
+    Ok((url, interval, keyword))
+}
+
+fn parse_json(l: &str) -> Result<Fields, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(l).map_err(|e| format!("not a JSON object: {e}"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    for key in obj.keys() {
+        if !matches!(key.as_str(), "url" | "interval_s" | "keyword") {
+            return Err(format!("unknown field {key:?} (url, interval_s, keyword)"));
+        }
+    }
+    let url = obj
+        .get("url")
+        .and_then(|u| u.as_str())
+        .ok_or("\"url\" is missing or not a string")?
+        .to_owned();
+    let interval = match obj.get("interval_s") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or("\"interval_s\" is not a whole number of seconds")?,
+        ),
+    };
+    let keyword = match obj.get("keyword") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(v.as_str().ok_or("\"keyword\" is not a string")?.to_owned()),
+    };
+    Ok((url, interval, keyword))
+}
+
+fn build(
+    url: String,
+    interval: Option<u32>,
+    keyword: Option<String>,
+    safety: &ProbeSafety,
+) -> Result<CheckSpec, String> {
+    let target = Target::parse_url(&url).map_err(|e| format!("url {url:?}: {e}"))?;
+    safety.check_host(target.host).map_err(|why| {
+        format!("url {url:?}: unsafe target ({why:?}); allow it with prober.allow_cidrs")
+    })?;
+    if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+        safety.check_addr(ip).map_err(|why| {
+            format!("url {url:?}: unsafe target ({why:?}); allow it with prober.allow_cidrs")
+        })?;
+    }
+    let interval = interval.unwrap_or(DEFAULT_INTERVAL_S);
+    if !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&interval) {
+        return Err(format!(
+            "interval_s {interval} is outside {MIN_INTERVAL_S}..={MAX_INTERVAL_S}"
+        ));
+    }
+    let mut spec = CheckSpec::new(1, 1, CheckType::Http, &url);
+    spec.interval_ms = interval * 1000;
+    if let Some(k) = keyword {
+        spec.keywords = vec![k];
+    }
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn safety() -> ProbeSafety {
+        ProbeSafety::new(vec!["127.0.0.0/8".parse().expect("cidr")])
+    }
+
+    #[test]
+    fn csv_rows_good_and_bad_with_line_numbers() {
+        let text = "url,interval_s,keyword\n\
+                    https://example.com/\n\
+                    \n\
+                    # a comment\n\
+                    http://127.0.0.1:8080/health,30,ok\n\
+                    ftp://example.com/,60\n\
+                    https://example.org/,abc\n\
+                    https://example.net/,5\n\
+                    http://10.1.2.3/\n\
+                    https://example.com/shop,120,\"Add to cart\"\n";
+        let (rows, bad) = parse(text, &safety());
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 5, 10]
+        );
+        assert_eq!(rows[1].spec.interval_ms, 30_000);
+        assert_eq!(rows[1].spec.keywords, vec!["ok".to_owned()]);
+        assert_eq!(rows[2].spec.keywords, vec!["Add to cart".to_owned()]);
+        assert_eq!(rows[0].spec.interval_ms, 60_000, "default interval");
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![6, 7, 8, 9]);
+        assert!(bad[0].problem.contains("scheme"), "{bad:?}");
+        assert!(bad[1].problem.contains("whole number"), "{bad:?}");
+        assert!(bad[2].problem.contains("outside"), "{bad:?}");
+        assert!(bad[3].problem.contains("unsafe target"), "{bad:?}");
+    }
+
+    #[test]
+    fn json_lines_with_unknown_fields_named() {
+        let text = "{\"url\": \"https://example.com/\", \"interval_s\": 300}\n\
+                    {\"url\": \"https://example.com/\", \"intervl\": 300}\n\
+                    {\"interval_s\": 300}\n\
+                    not json\n";
+        let (rows, bad) = parse(text, &safety());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].spec.interval_ms, 300_000);
+        assert_eq!(bad.len(), 3);
+        assert!(bad[0].problem.contains("\"intervl\""), "{bad:?}");
+        assert!(bad[1].problem.contains("url"), "{bad:?}");
+        assert!(bad[2].problem.contains("not a JSON object"), "{bad:?}");
+    }
+}
