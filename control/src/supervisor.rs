@@ -42,6 +42,9 @@ const MAX_RECORDS_PER_TICK: usize = 50_000;
 const ENGINE_TICK: Duration = Duration::from_secs(1);
 /// Ingest positions are saved at least this often even when only healthy results came.
 const POSITIONS_EVERY: Duration = Duration::from_secs(5);
+/// How often the check set is looked at for additions, changes and removals
+/// (`jetmon sites import` while `jetmon up` runs).
+const CHECKS_EVERY: Duration = Duration::from_secs(5);
 
 struct ShardRings {
     commands: Producer,
@@ -132,7 +135,9 @@ pub fn up(
         },
         0,
     );
-    let checks: Vec<CheckSpec> = stored.iter().map(|c| c.spec.clone()).collect();
+    let mut checks: Vec<CheckSpec> = stored.iter().map(|c| c.spec.clone()).collect();
+    let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
+    let mut last_checks_poll = Instant::now();
     for c in stored {
         let mine = open
             .iter()
@@ -240,9 +245,31 @@ pub fn up(
                 }
             }
         }
+        if last_checks_poll.elapsed() >= CHECKS_EVERY && pending.is_none() {
+            last_checks_poll = Instant::now();
+            match rt.block_on(store.checks_fingerprint()) {
+                Ok(now) if now != fingerprint => {
+                    fingerprint = now;
+                    match rt.block_on(store.checks()) {
+                        Ok(fresh) => {
+                            let n =
+                                reconcile(&mut checks, fresh, &mut ingest, now_us, &mut commands);
+                            eprintln!(
+                                "jetmon: check set changed: {n} check(s) added, changed or removed"
+                            );
+                        }
+                        Err(e) => eprintln!("jetmon: reloading checks failed: {e:#}"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("jetmon: reading the check set failed: {e:#}"),
+            }
+        }
         for command in commands.drain(..) {
             let check_id = match &command {
                 Command::Recheck { check_id, .. } => *check_id,
+                Command::Upsert(spec) => spec.check_id,
+                Command::Remove { check_id } => *check_id,
                 _ => continue,
             };
             let shard =
@@ -348,6 +375,36 @@ fn kill(pid: u32) {
         // SAFETY: plain kill(2) on a pid we were told is our prober.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
+}
+
+/// Brings the engine and the prober (through `commands`) in line with the stored check set;
+/// returns how many checks changed.
+fn reconcile(
+    known: &mut Vec<CheckSpec>,
+    fresh: Vec<jetmon_control::store::StoredCheck>,
+    ingest: &mut Ingest,
+    now_us: u64,
+    commands: &mut Vec<Command>,
+) -> usize {
+    let mut changed = 0;
+    let old: std::collections::HashMap<u64, CheckSpec> =
+        known.drain(..).map(|c| (c.check_id, c)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in fresh {
+        seen.insert(c.spec.check_id);
+        if old.get(&c.spec.check_id) != Some(&c.spec) {
+            changed += 1;
+            ingest.apply(Input::Configure(c.engine), now_us, commands);
+            commands.push(Command::Upsert(Box::new(c.spec.clone())));
+        }
+        known.push(c.spec);
+    }
+    for id in old.keys().filter(|id| !seen.contains(id)) {
+        changed += 1;
+        ingest.apply(Input::Remove { check_id: *id }, now_us, commands);
+        commands.push(Command::Remove { check_id: *id });
+    }
+    changed
 }
 
 /// Reads what the shards produced (bounded per tick) into the engine.

@@ -31,7 +31,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"demo\"\nresult_ring_bytes = 1048576\n\
-             command_ring_bytes = 65536\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             command_ring_bytes = 65536\nallow_cidrs = [\"127.0.0.0/8\"]\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             dir,
             prober,
             dir.join("jetmon.db").display()
@@ -128,6 +128,26 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
     assert_eq!((broken_row.state, broken_row.site_status), (State::Down, 2));
     let up_row = sites.iter().find(|s| s.id == up_site).unwrap();
     assert_eq!(up_row.state, State::Up);
+
+    // Sites imported while jetmon up runs are picked up (within 5 s) and probed.
+    let csv = dir.path().join("more.csv");
+    std::fs::write(&csv, "http://127.0.0.1:18090/up?imported=1,10\nnot a url\n").unwrap();
+    let import = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["sites", "import"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&import.stderr);
+    assert_eq!(
+        import.status.code(),
+        Some(1),
+        "a rejected row: exit 1\n{err}"
+    );
+    assert!(err.contains("more.csv:2:"), "{err}");
+    assert!(String::from_utf8_lossy(&import.stdout).contains("imported 1 site(s)"));
+    expect("check set changed: 1 check(s)", Duration::from_secs(15));
 
     // kill -9 the prober: Unknown (prober_restart), never Down, and a new prober.
     // SAFETY: kill(2) on the prober child of our child.

@@ -387,6 +387,18 @@ impl Store {
         Ok(rows.len())
     }
 
+    /// A cheap fingerprint of the check set (count, latest update): it changes when checks
+    /// are added, changed or removed.
+    pub async fn checks_fingerprint(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT COUNT(*), MAX(updated_at) FROM checks")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            row.try_get::<i64, _>(0)?,
+            row.try_get::<Option<i64>, _>(1)?.unwrap_or(0),
+        ))
+    }
+
     /// Every check with what the prober and the engine need (maintenance windows included).
     pub async fn checks(&self) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;
