@@ -5,5 +5,6 @@ pub mod demo;
 pub mod engine;
 pub mod import;
 pub mod ingest;
+pub mod oneoff;
 pub mod sla;
 pub mod store;

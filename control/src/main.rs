@@ -46,9 +46,80 @@ enum Cmd {
     Rings,
     /// Create or upgrade the database schema (`jetmon up` does this too).
     Migrate,
+    /// Check one target now, through the real probe engine (a private jetmon-prober), and
+    /// print every phase, the outcome and the certificate. Exit codes: 0 up, 1 the check
+    /// failed, 3 we could not tell (monitor-side, e.g. probe safety or our resolvers).
+    Check(CheckArgs),
     /// Sites and their state.
     #[command(subcommand)]
     Sites(SitesCmd),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// A URL (http, https); host:port with --type tcp; a name with --type dns.
+    target: String,
+    /// http, tcp or dns.
+    #[arg(long = "type", default_value = "http")]
+    check_type: String,
+    /// GET or HEAD.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Deadline for the whole check, seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u32,
+    /// Required keyword in the body (repeat for several).
+    #[arg(long)]
+    keyword: Vec<String>,
+    /// Forbidden keyword in the body (repeat for several).
+    #[arg(long)]
+    forbid: Vec<String>,
+    /// Keywords match case-sensitively.
+    #[arg(long)]
+    case_sensitive: bool,
+    /// Do not judge truncation and empty bodies.
+    #[arg(long)]
+    no_integrity: bool,
+    /// A 200 with fewer body bytes is `body_empty`.
+    #[arg(long)]
+    min_body: Option<u32>,
+    /// Accepted statuses, e.g. 200-299 (repeat for several; default 1-399).
+    #[arg(long)]
+    accept: Vec<String>,
+    /// Extra request header "Name: value" (repeat for several).
+    #[arg(long)]
+    header: Vec<String>,
+    /// follow, fail or alert.
+    #[arg(long, default_value = "follow")]
+    redirects: String,
+    /// Most redirects followed (1..=10).
+    #[arg(long)]
+    max_redirects: Option<u8>,
+    /// v4_first, v6_first, v4_only or v6_only.
+    #[arg(long, default_value = "v4_first")]
+    ip: String,
+    /// A PEM file of extra CA certificates to trust.
+    #[arg(long, value_name = "FILE")]
+    extra_ca: Option<PathBuf>,
+    /// DNS server ip:port to use (repeat for several; default: the configuration's, else
+    /// /etc/resolv.conf).
+    #[arg(long, value_name = "IP:PORT")]
+    resolver: Vec<String>,
+    /// Allow probing this private range (probe safety refuses it otherwise).
+    #[arg(long, value_name = "CIDR")]
+    allow_cidr: Vec<String>,
+    /// --type tcp: the banner the server must send first.
+    #[arg(long)]
+    banner: Option<String>,
+    /// --type dns: A, AAAA, CNAME, MX or TXT.
+    #[arg(long, default_value = "A")]
+    record: String,
+    /// --type dns: a value that must be among the records (repeat for several).
+    #[arg(long)]
+    expect: Vec<String>,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -76,7 +147,17 @@ enum ConfigCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = Config::load_or_exit("jetmon", cli.config.as_deref());
+    if let Cmd::Check(args) = &cli.command {
+        return match check(&config, args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("jetmon: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
+        Cmd::Check(_) => Ok(()),
         Cmd::Up { demo, duration } => supervisor::up(
             &config,
             cli.config.as_deref(),
@@ -106,6 +187,87 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds the check from the flags (every error names the flag), runs it, prints it.
+fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
+    use anyhow::{Context, bail};
+    use jetmon_shared::check::{
+        CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
+    };
+    let name = |flag: &str, v: &str, all: &[&str]| -> anyhow::Error {
+        anyhow::anyhow!("--{flag} {v:?}: expected one of {}", all.join(", "))
+    };
+    let check_type = CheckType::from_name(&a.check_type)
+        .ok_or_else(|| name("type", &a.check_type, &["http", "tcp", "dns"]))?;
+    let mut spec = CheckSpec::new(1, 1, check_type, &a.target);
+    spec.method = HttpMethod::from_name(&a.method.to_ascii_uppercase())
+        .ok_or_else(|| name("method", &a.method, &["GET", "HEAD"]))?;
+    spec.timeout_ms = a.timeout.saturating_mul(1000);
+    spec.keywords = a.keyword.clone();
+    spec.forbidden_keywords = a.forbid.clone();
+    spec.keyword_case_sensitive = a.case_sensitive;
+    spec.check_integrity = !a.no_integrity;
+    spec.min_body_bytes = a.min_body.unwrap_or(0);
+    for range in &a.accept {
+        let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+        let parse = |s: &str| s.trim().parse::<u16>().ok();
+        match (parse(lo), parse(hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => spec.accepted_statuses.push((lo, hi)),
+            _ => bail!("--accept {range:?}: expected a status or a range like 200-299"),
+        }
+    }
+    for h in &a.header {
+        let Some((k, v)) = h.split_once(':') else {
+            bail!("--header {h:?}: expected \"Name: value\"");
+        };
+        spec.headers
+            .push((k.trim().to_owned(), v.trim().to_owned()));
+    }
+    spec.redirect_policy = RedirectPolicy::from_name(&a.redirects)
+        .ok_or_else(|| name("redirects", &a.redirects, &["follow", "fail", "alert"]))?;
+    if let Some(m) = a.max_redirects {
+        spec.max_redirects = m;
+    }
+    spec.ip_preference = IpPreference::from_name(&a.ip)
+        .ok_or_else(|| name("ip", &a.ip, &["v4_first", "v6_first", "v4_only", "v6_only"]))?;
+    spec.tcp_banner = a.banner.clone();
+    spec.dns_record_type = DnsRecordType::from_name(&a.record.to_ascii_uppercase())
+        .ok_or_else(|| name("record", &a.record, &["A", "AAAA", "CNAME", "MX", "TXT"]))?;
+    spec.dns_expected = a.expect.clone();
+    spec.validate().context("the check")?;
+    for r in &a.resolver {
+        r.parse::<std::net::SocketAddr>()
+            .map_err(|_| anyhow::anyhow!("--resolver {r:?}: expected ip:port"))?;
+    }
+    for c in &a.allow_cidr {
+        c.parse::<jetmon_shared::cidr::Cidr>()
+            .map_err(|e| anyhow::anyhow!("--allow-cidr {c:?}: {e}"))?;
+    }
+    if let Some(ca) = &a.extra_ca {
+        if !ca.is_file() {
+            bail!("--extra-ca {}: no such file", ca.display());
+        }
+    }
+    let prober = match &config.control.prober_binary {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("jetmon-prober"),
+    };
+    let opts = jetmon_control::oneoff::ProberOptions {
+        resolvers: a.resolver.clone(),
+        extra_ca_file: a.extra_ca.clone(),
+        allow_cidrs: a.allow_cidr.clone(),
+    };
+    let r = jetmon_control::oneoff::probe(config, &prober, spec, &opts)?;
+    if a.json {
+        println!("{}", jetmon_control::oneoff::json(&a.target, &r));
+    } else {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        print!("{}", jetmon_control::oneoff::render(&a.target, &r, now_s));
+    }
+    Ok(jetmon_control::oneoff::exit_code(r.result.outcome))
 }
 
 fn import(config: &Config, file: &std::path::Path) -> Result<()> {

@@ -1,0 +1,269 @@
+//! `jetmon check URL`: one probe through the real engine. A private `jetmon-prober` (one
+//! shard, its own rings in a temporary directory) gets the check and a trigger-now, the result
+//! frame is printed, the prober drains. So DNS, TLS, redirects, content checks and probe
+//! safety are exactly what the fleet does — no second implementation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use jetmon_shared::check::CheckSpec;
+use jetmon_shared::config::Config;
+use jetmon_shared::frames::{
+    Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, ProbeResult, decode_result,
+};
+use jetmon_shared::outcome::{Outcome, OutcomeClass};
+use jetmon_shared::ring::{PushError, RingFile};
+
+/// What the probe found, with the variable-length facts copied out of the frame.
+#[derive(Debug, Clone)]
+pub struct OneOff {
+    pub result: ProbeResult,
+    pub final_url: Option<String>,
+    pub cert_issuer: Option<String>,
+    pub cert_san_count: u16,
+}
+
+/// Removes the temporary directory however we leave.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Options that go to the private prober's configuration.
+#[derive(Debug, Default, Clone)]
+pub struct ProberOptions {
+    pub resolvers: Vec<String>,
+    pub extra_ca_file: Option<PathBuf>,
+    pub allow_cidrs: Vec<String>,
+}
+
+/// Runs `spec` once and returns the result.
+pub fn probe(
+    config: &Config,
+    prober: &Path,
+    spec: CheckSpec,
+    opts: &ProberOptions,
+) -> Result<OneOff> {
+    let dir = std::env::temp_dir().join(format!("jetmon-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let _cleanup = TempDir(dir.clone());
+    let toml_list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut resolvers = opts.resolvers.clone();
+    if resolvers.is_empty() {
+        resolvers = config.prober.resolvers.clone();
+    }
+    let mut allow = config.prober.allow_cidrs.clone();
+    allow.extend(opts.allow_cidrs.iter().cloned());
+    let ca = opts
+        .extra_ca_file
+        .clone()
+        .or_else(|| config.prober.tls_extra_ca_file.clone());
+    let mut toml = format!(
+        "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"check\"\nresult_ring_bytes = 65536\n\
+         command_ring_bytes = 65536\nio_memory_bytes = {}\nuser_agent = {:?}\nresolvers = [{}]\n\
+         allow_cidrs = [{}]\nresolver_canary = {:?}\n",
+        dir.display().to_string(),
+        config.prober.io_memory_bytes,
+        config.prober.user_agent,
+        toml_list(&resolvers),
+        toml_list(&allow),
+        config.prober.resolver_canary,
+    );
+    if let Some(ca) = ca {
+        toml.push_str(&format!(
+            "tls_extra_ca_file = {:?}\n",
+            ca.display().to_string()
+        ));
+    }
+    let cfg_path = dir.join("prober.toml");
+    std::fs::write(&cfg_path, toml)?;
+    let mut commands =
+        RingFile::open_or_create(&dir.join("check-commands-0"), 65536)?.producer()?;
+    let mut results = RingFile::open_or_create(&dir.join("check-results-0"), 65536)?.consumer()?;
+    let log = std::fs::File::create(dir.join("prober.log"))?;
+    let mut child = Process::new(prober)
+        .arg("--config")
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .with_context(|| format!("starting {}", prober.display()))?;
+    let mut encoder = FrameEncoder::new();
+    let mut send = |c: &Command| -> Result<()> {
+        match commands.try_push(KIND_COMMAND, encoder.command(c)) {
+            Ok(()) => {
+                commands.flush();
+                Ok(())
+            }
+            Err(PushError::Full) => bail!("the private prober's command ring is full"),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let timeout = Duration::from_millis(u64::from(spec.timeout_ms));
+    let mut spec = spec;
+    spec.check_id = 1;
+    spec.site_id = 1;
+    spec.interval_ms = 86_400_000; // it runs when triggered, not on a schedule
+    send(&Command::Upsert(Box::new(spec)))?;
+    send(&Command::TriggerNow {
+        check_id: 1,
+        request_id: 1,
+    })?;
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    let found = loop {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(dir.join("prober.log")).unwrap_or_default();
+            bail!("the prober stopped ({status}): {}", log.trim());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        if !results.wait(Duration::from_millis(20)) {
+            continue;
+        }
+        let mut hit = None;
+        while let Some(record) = results.pop()? {
+            if record.kind != KIND_CHECK_RESULT {
+                continue;
+            }
+            if let Ok(frame) = decode_result(record.payload)
+                && frame.result.request_id == 1
+            {
+                hit = Some(OneOff {
+                    result: frame.result,
+                    final_url: frame.extras.final_url.map(str::to_owned),
+                    cert_issuer: frame.extras.cert_issuer.map(str::to_owned),
+                    cert_san_count: frame.extras.cert_san_count,
+                });
+            }
+        }
+        results.commit();
+        if hit.is_some() {
+            break hit;
+        }
+    };
+    let _ = send(&Command::Drain { deadline_ms: 1000 });
+    let stop = Instant::now();
+    while child.try_wait()?.is_none() {
+        if stop.elapsed() > Duration::from_secs(3) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    found.context("no result from the prober in time")
+}
+
+/// Exit code for a result: 0 up (or advisory), 1 the check failed, 3 we could not tell.
+pub fn exit_code(outcome: Outcome) -> u8 {
+    match outcome.class() {
+        OutcomeClass::Up | OutcomeClass::Advisory => 0,
+        OutcomeClass::SiteFailure => 1,
+        OutcomeClass::MonitorSide => 3,
+    }
+}
+
+fn ms(us: u32) -> String {
+    if us == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1} ms", f64::from(us) / 1000.0)
+    }
+}
+
+fn tls_version(v: u16) -> &'static str {
+    match v {
+        0x0304 => "TLS 1.3",
+        0x0303 => "TLS 1.2",
+        0x0302 => "TLS 1.1",
+        0x0301 => "TLS 1.0",
+        _ => "-",
+    }
+}
+
+/// Human-readable lines.
+pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
+    let p = &r.result.phases;
+    let mut out = format!(
+        "{target}\n  outcome   {} ({}){}\n",
+        r.result.outcome.name(),
+        r.result.outcome.code(),
+        if r.result.detail != 0 {
+            format!(", detail {}", r.result.detail)
+        } else {
+            String::new()
+        }
+    );
+    if r.result.http_status != 0 {
+        out.push_str(&format!("  status    HTTP {}\n", r.result.http_status));
+    }
+    out.push_str(&format!(
+        "  phases    dns {}  connect {}  tls {}  ttfb {}  total {}\n",
+        ms(p.dns_us),
+        ms(p.connect_us),
+        ms(p.tls_us),
+        ms(p.ttfb_us),
+        ms(p.total_us)
+    ));
+    out.push_str(&format!("  read      {} bytes\n", r.result.bytes_read));
+    if r.result.redirect_count > 0 {
+        out.push_str(&format!(
+            "  redirects {} → {}\n",
+            r.result.redirect_count,
+            r.final_url.as_deref().unwrap_or("?")
+        ));
+    }
+    if r.result.cert_not_after_s != 0 {
+        let days = (r.result.cert_not_after_s - now_s).div_euclid(86_400);
+        out.push_str(&format!(
+            "  tls       {}; certificate by {:?}, {} SAN(s), expires in {days} day(s) (notAfter {})\n",
+            tls_version(r.result.tls_version),
+            r.cert_issuer.as_deref().unwrap_or("?"),
+            r.cert_san_count,
+            r.result.cert_not_after_s
+        ));
+    }
+    out
+}
+
+/// One JSON object for scripts.
+pub fn json(target: &str, r: &OneOff) -> String {
+    let p = &r.result.phases;
+    serde_json::json!({
+        "target": target,
+        "outcome": r.result.outcome.name(),
+        "outcome_code": r.result.outcome.code(),
+        "class": match r.result.outcome.class() {
+            OutcomeClass::Up => "up",
+            OutcomeClass::SiteFailure => "site_failure",
+            OutcomeClass::Advisory => "advisory",
+            OutcomeClass::MonitorSide => "monitor_side",
+        },
+        "detail": r.result.detail,
+        "http_status": r.result.http_status,
+        "phases_us": {
+            "dns": p.dns_us, "connect": p.connect_us, "tls": p.tls_us,
+            "ttfb": p.ttfb_us, "total": p.total_us,
+        },
+        "bytes_read": r.result.bytes_read,
+        "redirect_count": r.result.redirect_count,
+        "final_url": r.final_url,
+        "tls_version": (r.result.tls_version != 0).then(|| tls_version(r.result.tls_version)),
+        "cert_not_after": (r.result.cert_not_after_s != 0).then_some(r.result.cert_not_after_s),
+        "cert_issuer": r.cert_issuer,
+        "cert_san_count": r.cert_san_count,
+    })
+    .to_string()
+}
