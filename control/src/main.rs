@@ -49,7 +49,7 @@ enum Cmd {
     /// Check one target now, through the real probe engine (a private jetmon-prober), and
     /// print every phase, the outcome and the certificate. Exit codes: 0 up, 1 the check
     /// failed, 3 we could not tell (monitor-side, e.g. probe safety or our resolvers).
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Sites and their state.
     #[command(subcommand)]
     Sites(SitesCmd),
@@ -244,10 +244,8 @@ fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
         c.parse::<jetmon_shared::cidr::Cidr>()
             .map_err(|e| anyhow::anyhow!("--allow-cidr {c:?}: {e}"))?;
     }
-    if let Some(ca) = &a.extra_ca {
-        if !ca.is_file() {
-            bail!("--extra-ca {}: no such file", ca.display());
-        }
+    if let Some(ca) = a.extra_ca.as_ref().filter(|ca| !ca.is_file()) {
+        bail!("--extra-ca {}: no such file", ca.display());
     }
     let prober = match &config.control.prober_binary {
         Some(p) => p.clone(),
