@@ -13,6 +13,7 @@ use jetmon_shared::frames::{
 use jetmon_shared::ring::{Consumer, PushError, RingFile, monotonic_us};
 
 mod density;
+mod detection;
 mod http;
 mod ingest;
 mod prober;
@@ -124,6 +125,24 @@ enum Scenario {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// P5: detection end to end: `jetmon up` watching fleet sites, some flipped to 500 and
+    /// back; time to Seems Down, to Down and to recovery, and false downs.
+    Detection {
+        #[arg(long, default_value_t = 1000)]
+        sites: u32,
+        #[arg(long, default_value_t = 50)]
+        flipped: u32,
+        #[arg(long, default_value_t = 30)]
+        interval_s: u32,
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+        #[arg(long, default_value = "perf/fleet")]
+        fleet_script: PathBuf,
+        #[arg(long, default_value = "/tmp/jetmon-perf-detection")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// (internal) The producing process of `ring`.
     #[command(hide = true)]
     RingPeer {
@@ -167,6 +186,30 @@ fn main() -> Result<()> {
             record.as_deref(),
         ),
         Scenario::RingPeer { path, frames, mode } => ring_peer(&path, frames, mode),
+        Scenario::Detection {
+            sites,
+            flipped,
+            interval_s,
+            port,
+            fleet_script,
+            dir,
+            record,
+        } => {
+            let jetmon = std::env::current_exe()?.with_file_name("jetmon");
+            let line = detection::run(
+                &detection::DetectionArgs {
+                    sites,
+                    flipped,
+                    interval_s,
+                    port,
+                    fleet_script,
+                    dir,
+                },
+                &jetmon,
+                &prober_binary()?,
+            )?;
+            finish("detection", &line, record.as_deref())
+        }
         Scenario::Ingest {
             checks,
             duration_s,

@@ -1,0 +1,172 @@
+//! P5: detection, end to end — the whole product (`jetmon up`: prober, ingest, engine,
+//! SQLite) watching N fleet sites at a 30 s interval; a set of them is flipped to HTTP 500 at
+//! once, then back. Measured from the store, as a user would see it: when each flipped site
+//! became Seems Down and Down, when it recovered, and whether any other site went Down.
+//! Local confirmation only (2 re-checks 10 s apart) until verifliers exist.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use jetmon_control::store::Store;
+use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::state::State;
+
+pub struct DetectionArgs {
+    pub sites: u32,
+    pub flipped: u32,
+    pub interval_s: u32,
+    pub port: u16,
+    pub fleet_script: PathBuf,
+    pub dir: PathBuf,
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child: SIGTERM first, for a clean drain.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn p95(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 * 0.95).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn set(args: &DetectionArgs, site: u32, mode: &str) -> Result<()> {
+    let status = Command::new(&args.fleet_script)
+        .args(["set", &format!("{}:{}", crate::fleet_addr(site), args.port), mode])
+        .status()?;
+    if !status.success() {
+        bail!("perf/fleet set failed");
+    }
+    Ok(())
+}
+
+pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String> {
+    let _ = std::fs::remove_dir_all(&args.dir);
+    std::fs::create_dir_all(&args.dir)?;
+    let db = args.dir.join("jetmon.db");
+    let cfg = args.dir.join("jetmon.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"detect\"\nallow_cidrs = [\"127.0.0.0/8\"]\n\
+             [control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+            args.dir.display().to_string(),
+            prober.display().to_string(),
+            db.display()
+        ),
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("sqlite:{}", db.display());
+    let store = rt.block_on(Store::open(&url, "bench"))?;
+    let mut site_of = Vec::new(); // fleet site number -> site id
+    rt.block_on(async {
+        for n in 1..=args.sites {
+            let target = format!("http://{}:{}/", crate::fleet_addr(n), args.port);
+            let id = store.add_site(&target).await?;
+            let mut spec = CheckSpec::new(0, 0, CheckType::Http, &target);
+            spec.interval_ms = args.interval_s * 1000;
+            spec.timeout_ms = 5_000;
+            spec.retries = 2;
+            spec.retry_spacing_ms = 10_000;
+            store.add_check(id, &spec, true).await?;
+            site_of.push(id);
+        }
+        anyhow::Ok(())
+    })?;
+    let log = std::fs::File::create(args.dir.join("up.log"))?;
+    let _up = KillOnDrop(
+        Command::new(jetmon)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("up")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", jetmon.display()))?,
+    );
+    // Every check runs at least once, all Up.
+    std::thread::sleep(Duration::from_secs(u64::from(args.interval_s) + 10));
+    let every = (args.sites / args.flipped.max(1)).max(1);
+    let flipped: Vec<u32> = (1..=args.sites).filter(|n| n % every == 0).take(args.flipped as usize).collect();
+    for n in &flipped {
+        set(args, *n, "500")?;
+    }
+    std::thread::sleep(Duration::from_millis(1_100)); // nginx sees the mode files
+    let flip_at = Instant::now();
+    let (mut to_seems, mut to_down) = (vec![None; flipped.len()], vec![None; flipped.len()]);
+    let limit = Duration::from_secs(u64::from(args.interval_s) * 2 + 60);
+    while flip_at.elapsed() < limit && to_down.iter().any(Option::is_none) {
+        let sites = rt.block_on(store.sites())?;
+        for (i, n) in flipped.iter().enumerate() {
+            let id = site_of[(*n - 1) as usize];
+            if let Some(s) = sites.iter().find(|s| s.id == id) {
+                if to_seems[i].is_none() && matches!(s.state, State::SeemsDown | State::Down) {
+                    to_seems[i] = Some(flip_at.elapsed().as_secs_f64());
+                }
+                if to_down[i].is_none() && s.state == State::Down {
+                    to_down[i] = Some(flip_at.elapsed().as_secs_f64());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for n in &flipped {
+        set(args, *n, "up")?;
+    }
+    std::thread::sleep(Duration::from_millis(1_100));
+    let back_at = Instant::now();
+    let mut recovered = vec![None; flipped.len()];
+    while back_at.elapsed() < limit && recovered.iter().any(Option::is_none) {
+        let sites = rt.block_on(store.sites())?;
+        for (i, n) in flipped.iter().enumerate() {
+            let id = site_of[(*n - 1) as usize];
+            if recovered[i].is_none() && sites.iter().any(|s| s.id == id && s.state == State::Up) {
+                recovered[i] = Some(back_at.elapsed().as_secs_f64());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // False downs: a site never flipped that reached Down at any point.
+    let flipped_ids: Vec<u64> = flipped.iter().map(|n| site_of[(*n - 1) as usize]).collect();
+    let events = rt.block_on(store.events())?;
+    let false_downs = events
+        .iter()
+        .filter(|e| !flipped_ids.contains(&e.site_id) && e.state == State::Down)
+        .count();
+    rt.block_on(store.close());
+    let detected = to_down.iter().filter(|t| t.is_some()).count();
+    let mut seems: Vec<f64> = to_seems.iter().flatten().copied().collect();
+    let mut down: Vec<f64> = to_down.iter().flatten().copied().collect();
+    let mut rec: Vec<f64> = recovered.iter().flatten().copied().collect();
+    Ok(format!(
+        "RESULT scenario=detection sites={} flipped={} detected={detected} false_downs={false_downs} \
+         flip_to_seems_down_p95_s={:.1} flip_to_down_p95_s={:.1} recovery_p95_s={:.1} recovered={} \
+         interval_s={} retries=2 retry_spacing_s=10 verifliers=0",
+        args.sites,
+        flipped.len(),
+        p95(&mut seems),
+        p95(&mut down),
+        p95(&mut rec),
+        rec.len(),
+        args.interval_s,
+    ))
+}
