@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use jetmon_control::demo;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
 use jetmon_control::ingest::Ingest;
+use jetmon_control::metrics;
 use jetmon_control::store::{Batch, Store};
 use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
@@ -161,6 +162,10 @@ pub fn up(
         checks.len(),
         open.len()
     );
+    let (metrics_addr, metrics_text) = metrics::start(&config.control.api_listen)?;
+    eprintln!("jetmon: metrics on http://{metrics_addr}/metrics");
+    let mut counters = Counters::new();
+    let mut last_metrics = Instant::now();
     let mut pending: Option<Batch> = None;
     let mut last_engine_tick = Instant::now();
     let mut last_positions = Instant::now();
@@ -226,8 +231,14 @@ pub fn up(
         // The ring's read position advances only once the batch is durable; while the
         // database is away, the batch waits here and the rings back up (then the prober).
         if let Some(batch) = &pending {
-            match rt.block_on(store.apply(batch)) {
+            let began = Instant::now();
+            let stored = rt.block_on(store.apply(batch));
+            let _ = counters
+                .batch_us
+                .record(began.elapsed().as_micros().max(1) as u64);
+            match stored {
                 Ok(()) => {
+                    counters.batches += 1;
                     pending = None;
                     last_positions = Instant::now();
                     last_store_error = None;
@@ -236,6 +247,7 @@ pub fn up(
                     }
                 }
                 Err(e) => {
+                    counters.store_errors += 1;
                     if last_store_error.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                         eprintln!(
                             "jetmon: storing a batch failed (will retry, nothing is lost): {e:#}"
@@ -308,6 +320,7 @@ pub fn up(
                 backoff = RESTART_BACKOFF_MIN;
             }
             eprintln!("jetmon: {why}; restarting in {backoff:?}");
+            counters.prober_restarts += 1;
             // Checks due while no prober runs cannot be judged: Unknown, never Down.
             for spec in &checks {
                 ingest.apply(
@@ -331,6 +344,18 @@ pub fn up(
             eprintln!("jetmon: started prober pid {}", c.id());
             send_checks(&mut shards, &mut encoder, &checks, config.control.buckets)?;
             prober_state = Prober::Child(c, Instant::now());
+        }
+        if last_metrics.elapsed() >= Duration::from_secs(1) {
+            last_metrics = Instant::now();
+            let prober_pid = match &prober_state {
+                Prober::Child(c, _) => c.id(),
+                Prober::Adopted(pid, _) => *pid,
+                Prober::None => 0,
+            };
+            let text = render_metrics(&shards, &ingest, &counters, prober_pid, pending.is_some());
+            if let Ok(mut t) = metrics_text.lock() {
+                *t = text;
+            }
         }
         if last_status.elapsed() >= STATUS_EVERY {
             last_status = Instant::now();
@@ -375,6 +400,200 @@ fn kill(pid: u32) {
         // SAFETY: plain kill(2) on a pid we were told is our prober.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
+}
+
+/// Counters only the supervisor sees (the rest come from the shards' stats and the rings).
+struct Counters {
+    batches: u64,
+    store_errors: u64,
+    prober_restarts: u64,
+    /// Time to make a batch durable, µs.
+    batch_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Counters {
+    fn new() -> Counters {
+        Counters {
+            batches: 0,
+            store_errors: 0,
+            prober_restarts: 0,
+            batch_us: hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 2)
+                .expect("constant histogram bounds are valid"),
+        }
+    }
+}
+
+/// A per-shard metric family: name, type, help, how to read it.
+type PerShard = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ShardRings) -> f64,
+);
+
+fn render_metrics(
+    shards: &[ShardRings],
+    ingest: &Ingest,
+    c: &Counters,
+    prober_pid: u32,
+    store_waiting: bool,
+) -> String {
+    let mut t = metrics::Text::default();
+    t.family(
+        "jetmon_checks_completed_total",
+        "counter",
+        "Probes completed, by shard and outcome (since the prober started).",
+    );
+    for (i, s) in shards.iter().enumerate() {
+        let shard = i.to_string();
+        for (outcome, n) in s.stats.iter().flat_map(|st| st.completed.iter()) {
+            t.sample(
+                "jetmon_checks_completed_total",
+                &[("shard", &shard), ("outcome", outcome.name())],
+                *n as f64,
+            );
+        }
+    }
+    let per_shard: [PerShard; 7] = [
+        (
+            "jetmon_checks_configured",
+            "gauge",
+            "Checks configured on the shard.",
+            |s| s.stats.as_ref().map_or(0.0, |x| x.checks as f64),
+        ),
+        (
+            "jetmon_checks_in_flight",
+            "gauge",
+            "Probes running now.",
+            |s| s.stats.as_ref().map_or(0.0, |x| f64::from(x.in_flight)),
+        ),
+        (
+            "jetmon_check_start_lateness_p99_seconds",
+            "gauge",
+            "p99 of how late probes started, over the last second.",
+            |s| {
+                s.stats
+                    .as_ref()
+                    .map_or(0.0, |x| x.lateness_p99_us as f64 / 1e6)
+            },
+        ),
+        (
+            "jetmon_checks_missed_total",
+            "counter",
+            "Checks whose time passed without a start.",
+            |s| s.stats.as_ref().map_or(0.0, |x| x.missed as f64),
+        ),
+        (
+            "jetmon_result_ring_used_bytes",
+            "gauge",
+            "Result ring bytes not yet released by control.",
+            |s| s.results.ring().stats().used_bytes as f64,
+        ),
+        (
+            "jetmon_result_ring_stalls_total",
+            "counter",
+            "Times the prober found the result ring full.",
+            |s| s.results.ring().stats().producer_stalls as f64,
+        ),
+        (
+            "jetmon_frames_rejected_total",
+            "counter",
+            "Frames control refused as invalid.",
+            |s| s.rejected as f64,
+        ),
+    ];
+    for (name, kind, help, f) in per_shard {
+        t.family(name, kind, help);
+        for (i, s) in shards.iter().enumerate() {
+            t.sample(name, &[("shard", &i.to_string())], f(s));
+        }
+    }
+    let st = ingest.stats;
+    for (name, kind, help, v) in [
+        (
+            "jetmon_frames_ingested_total",
+            "counter",
+            "Result frames applied to the event engine.",
+            st.results as f64,
+        ),
+        (
+            "jetmon_ingest_replays_skipped_total",
+            "counter",
+            "Frames skipped as already durable (replays after a restart).",
+            st.duplicates as f64,
+        ),
+        (
+            "jetmon_transitions_total",
+            "counter",
+            "Transitions produced (and written).",
+            st.transitions as f64,
+        ),
+        (
+            "jetmon_rechecks_requested_total",
+            "counter",
+            "Fast re-check rounds asked of the prober.",
+            st.rechecks as f64,
+        ),
+        (
+            "jetmon_db_batches_total",
+            "counter",
+            "Batches made durable.",
+            c.batches as f64,
+        ),
+        (
+            "jetmon_db_errors_total",
+            "counter",
+            "Batches that failed to store (retried).",
+            c.store_errors as f64,
+        ),
+        (
+            "jetmon_db_waiting",
+            "gauge",
+            "1 while a batch waits for the database.",
+            if store_waiting { 1.0 } else { 0.0 },
+        ),
+        (
+            "jetmon_prober_restarts_total",
+            "counter",
+            "Times the prober was restarted.",
+            c.prober_restarts as f64,
+        ),
+    ] {
+        t.family(name, kind, help);
+        t.sample(name, &[], v);
+    }
+    t.family(
+        "jetmon_db_batch_seconds",
+        "summary",
+        "Time to make a batch durable.",
+    );
+    for q in ["0.5", "0.99", "1"] {
+        let v = c.batch_us.value_at_quantile(q.parse().unwrap_or(1.0)) as f64 / 1e6;
+        t.sample("jetmon_db_batch_seconds", &[("quantile", q)], v);
+    }
+    t.sample(
+        "jetmon_db_batch_seconds_count",
+        &[],
+        c.batch_us.len() as f64,
+    );
+    t.family(
+        "jetmon_process_resident_bytes",
+        "gauge",
+        "Resident memory of control and the prober.",
+    );
+    t.sample(
+        "jetmon_process_resident_bytes",
+        &[("process", "control")],
+        metrics::rss_bytes(std::process::id()) as f64,
+    );
+    if prober_pid != 0 {
+        t.sample(
+            "jetmon_process_resident_bytes",
+            &[("process", "prober")],
+            metrics::rss_bytes(prober_pid) as f64,
+        );
+    }
+    t.finish()
 }
 
 /// Brings the engine and the prober (through `commands`) in line with the stored check set;

@@ -55,7 +55,7 @@ fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition() {
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"crash\"\nresult_ring_bytes = 1048576\n\
-             command_ring_bytes = 262144\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             command_ring_bytes = 262144\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             dir.path(),
             prober,
             db.display()

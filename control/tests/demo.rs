@@ -31,7 +31,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"demo\"\nresult_ring_bytes = 1048576\n\
-             command_ring_bytes = 65536\nallow_cidrs = [\"127.0.0.0/8\"]\n[control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             command_ring_bytes = 65536\nallow_cidrs = [\"127.0.0.0/8\"]\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             dir,
             prober,
             dir.join("jetmon.db").display()
@@ -74,6 +74,13 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         }
         panic!("no line containing {needle:?}");
     };
+    let metrics_line = expect("metrics on http://", Duration::from_secs(30));
+    let metrics_addr = metrics_line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
     let started = expect("started prober pid", Duration::from_secs(30));
     let pid: i32 = started.rsplit(' ').next().unwrap().parse().unwrap();
 
@@ -128,6 +135,27 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
     assert_eq!((broken_row.state, broken_row.site_status), (State::Down, 2));
     let up_row = sites.iter().find(|s| s.id == up_site).unwrap();
     assert_eq!(up_row.state, State::Up);
+
+    // /metrics (Prometheus text): ingest, transitions, memory of both processes.
+    let body = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&metrics_addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    };
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for needle in [
+        "# TYPE jetmon_transitions_total counter",
+        "jetmon_frames_ingested_total ",
+        "jetmon_checks_completed_total{shard=\"0\",outcome=\"ok\"}",
+        "jetmon_process_resident_bytes{process=\"prober\"}",
+        "jetmon_db_batch_seconds{quantile=\"0.99\"}",
+    ] {
+        assert!(body.contains(needle), "no {needle:?} in /metrics:\n{body}");
+    }
 
     // Sites imported while jetmon up runs are picked up (within 5 s) and probed.
     let csv = dir.path().join("more.csv");

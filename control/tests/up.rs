@@ -26,7 +26,7 @@ fn config(dir: &Path) -> PathBuf {
         &cfg,
         format!(
             "[prober]\nshards = 2\nring_dir = {:?}\nresult_ring_bytes = 65536\ncommand_ring_bytes = 65536\n\
-             [control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             [control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             dir,
             prober_bin(),
             dir.join("jetmon.db").display()

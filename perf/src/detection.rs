@@ -50,7 +50,11 @@ fn p95(v: &mut [f64]) -> f64 {
 
 fn set(args: &DetectionArgs, site: u32, mode: &str) -> Result<()> {
     let status = Command::new(&args.fleet_script)
-        .args(["set", &format!("{}:{}", crate::fleet_addr(site), args.port), mode])
+        .args([
+            "set",
+            &format!("{}:{}", crate::fleet_addr(site), args.port),
+            mode,
+        ])
         .status()?;
     if !status.success() {
         bail!("perf/fleet set failed");
@@ -67,7 +71,7 @@ pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String>
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"detect\"\nallow_cidrs = [\"127.0.0.0/8\"]\n\
-             [control]\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             [control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
             args.dir.display().to_string(),
             prober.display().to_string(),
             db.display()
@@ -106,7 +110,10 @@ pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String>
     // Every check runs at least once, all Up.
     std::thread::sleep(Duration::from_secs(u64::from(args.interval_s) + 10));
     let every = (args.sites / args.flipped.max(1)).max(1);
-    let flipped: Vec<u32> = (1..=args.sites).filter(|n| n % every == 0).take(args.flipped as usize).collect();
+    let flipped: Vec<u32> = (1..=args.sites)
+        .filter(|n| n % every == 0)
+        .take(args.flipped as usize)
+        .collect();
     for n in &flipped {
         set(args, *n, "500")?;
     }

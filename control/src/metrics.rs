@@ -1,0 +1,123 @@
+//! `GET /metrics` (Prometheus text format 0.0.4) on `control.api_listen` (loopback by
+//! default). The supervisor renders the text once a second; this thread only serves the
+//! latest copy, so a scrape never touches the hot path. Until the REST API lands (and takes
+//! over the listener), this small server is all that listens there.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// The latest rendered text, shared with the server thread.
+pub type Shared = Arc<Mutex<String>>;
+
+/// Binds `addr` (port 0 = any free port) and serves `/metrics` from a background thread.
+pub fn start(addr: &str) -> Result<(SocketAddr, Shared)> {
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!("listening on {addr} (control.api_listen) for /metrics: is another jetmon running?")
+    })?;
+    let bound = listener.local_addr()?;
+    let text: Shared = Arc::new(Mutex::new(String::new()));
+    let shared = text.clone();
+    std::thread::Builder::new()
+        .name("jetmon-metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+                let mut buf = [0u8; 2048];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("");
+                let (status, kind, body) = if path == "/metrics" {
+                    let body = shared.lock().map(|t| t.clone()).unwrap_or_default();
+                    ("200 OK", "text/plain; version=0.0.4", body)
+                } else {
+                    ("404 Not Found", "text/plain", "try /metrics\n".to_owned())
+                };
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        })
+        .context("starting the metrics thread")?;
+    Ok((bound, text))
+}
+
+/// Builds the exposition text: one `# HELP`/`# TYPE` per family, then its samples.
+#[derive(Default)]
+pub struct Text {
+    out: String,
+}
+
+impl Text {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.out, "{k}=\"{v}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Resident memory of a process, bytes (0 when unknown).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_text_is_well_formed_and_escaped() {
+        let mut t = Text::default();
+        t.family("jetmon_x_total", "counter", "Things.");
+        t.sample(
+            "jetmon_x_total",
+            &[("shard", "0"), ("outcome", "a\"b")],
+            3.0,
+        );
+        t.sample("jetmon_x_total", &[], 1.5);
+        assert_eq!(
+            t.finish(),
+            "# HELP jetmon_x_total Things.\n# TYPE jetmon_x_total counter\n\
+             jetmon_x_total{shard=\"0\",outcome=\"a\\\"b\"} 3\njetmon_x_total 1.5\n"
+        );
+        assert!(rss_bytes(std::process::id()) > 0);
+    }
+}
