@@ -11,16 +11,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-/// The latest rendered text, shared with the server thread.
-pub type Shared = Arc<Mutex<String>>;
+/// The latest rendered text and readiness, shared with the server thread.
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub text: Arc<Mutex<String>>,
+    /// Why control is not ready (None = ready): e.g. the database is unreachable.
+    pub not_ready: Arc<Mutex<Option<String>>>,
+}
 
-/// Binds `addr` (port 0 = any free port) and serves `/metrics` from a background thread.
+/// Binds `addr` (port 0 = any free port) and serves `/metrics`, `/ready` (200, or 503 with
+/// the reason) and `/health` (200 while the process runs) from a background thread.
 pub fn start(addr: &str) -> Result<(SocketAddr, Shared)> {
     let listener = TcpListener::bind(addr).with_context(|| {
         format!("listening on {addr} (control.api_listen) for /metrics: is another jetmon running?")
     })?;
     let bound = listener.local_addr()?;
-    let text: Shared = Arc::new(Mutex::new(String::new()));
+    let text = Shared::default();
     let shared = text.clone();
     std::thread::Builder::new()
         .name("jetmon-metrics".into())
@@ -33,11 +39,17 @@ pub fn start(addr: &str) -> Result<(SocketAddr, Shared)> {
                 let n = stream.read(&mut buf).unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
-                let (status, kind, body) = if path == "/metrics" {
-                    let body = shared.lock().map(|t| t.clone()).unwrap_or_default();
-                    ("200 OK", "text/plain; version=0.0.4", body)
-                } else {
-                    ("404 Not Found", "text/plain", "try /metrics\n".to_owned())
+                let (status, kind, body) = match path {
+                    "/metrics" => {
+                        let body = shared.text.lock().map(|t| t.clone()).unwrap_or_default();
+                        ("200 OK", "text/plain; version=0.0.4", body)
+                    }
+                    "/ready" => match shared.not_ready.lock().ok().and_then(|r| r.clone()) {
+                        None => ("200 OK", "text/plain", "ready\n".to_owned()),
+                        Some(why) => ("503 Service Unavailable", "text/plain", format!("{why}\n")),
+                    },
+                    "/health" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                    _ => ("404 Not Found", "text/plain", "try /metrics, /ready or /health\n".to_owned()),
                 };
                 let _ = stream.write_all(
                     format!(

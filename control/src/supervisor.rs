@@ -239,6 +239,9 @@ pub fn up(
             match stored {
                 Ok(()) => {
                     counters.batches += 1;
+                    if let Ok(mut r) = metrics_text.not_ready.lock() {
+                        *r = None;
+                    }
                     pending = None;
                     last_positions = Instant::now();
                     last_store_error = None;
@@ -248,6 +251,9 @@ pub fn up(
                 }
                 Err(e) => {
                     counters.store_errors += 1;
+                    if let Ok(mut r) = metrics_text.not_ready.lock() {
+                        *r = Some(format!("database unavailable: {e:#}"));
+                    }
                     if last_store_error.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                         eprintln!(
                             "jetmon: storing a batch failed (will retry, nothing is lost): {e:#}"
@@ -353,7 +359,7 @@ pub fn up(
                 Prober::None => 0,
             };
             let text = render_metrics(&shards, &ingest, &counters, prober_pid, pending.is_some());
-            if let Ok(mut t) = metrics_text.lock() {
+            if let Ok(mut t) = metrics_text.text.lock() {
                 *t = text;
             }
         }

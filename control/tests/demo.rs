@@ -15,6 +15,13 @@ use jetmon_shared::state::{Reason, State};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jetmon");
 
+/// The demo fleet has one fixed address: these tests take turns.
+static DEMO_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    DEMO_PORT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
@@ -43,6 +50,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
+    let _turn = take_turn();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let mut up = KillOnDrop(
@@ -147,6 +155,19 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         s
     };
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let ready = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&metrics_addr).unwrap();
+        c.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    };
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
     for needle in [
         "# TYPE jetmon_transitions_total counter",
         "jetmon_frames_ingested_total ",
@@ -247,4 +268,126 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn a_locked_database_holds_batches_back_and_loses_nothing() {
+    let _turn = take_turn();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let log_path = dir.path().join("up.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _up = KillOnDrop(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["up", "--demo", "--duration", "90"])
+            .env("JETMON_DEMO_FLAP_CYCLE_S", "6")
+            .env("JETMON_DEMO_INTERVAL_S", "1")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = Instant::now();
+    let addr = loop {
+        if let Some(line) = read_log()
+            .lines()
+            .find(|l| l.contains("metrics on http://"))
+        {
+            break line
+                .split("http://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    // Another process takes the write lock for 12 s (longer than the 5 s busy timeout).
+    let db = dir.path().join("jetmon.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", db.display());
+    let before = rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        sqlx::raw_sql("BEGIN EXCLUSIVE")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let mut saw_503 = false;
+        let hold = Instant::now();
+        while hold.elapsed() < Duration::from_secs(12) {
+            if http_get(&addr, "/ready").starts_with("HTTP/1.1 503") {
+                saw_503 = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await.unwrap();
+        drop(conn);
+        pool.close().await;
+        saw_503
+    });
+    assert!(
+        before,
+        "/ready never said the database was away:\n{}",
+        read_log()
+    );
+    assert!(read_log().contains("storing a batch failed (will retry, nothing is lost)"));
+    // It comes back: ready again, and the log of every event is one unbroken chain.
+    let back = Instant::now();
+    while !http_get(&addr, "/ready").starts_with("HTTP/1.1 200") {
+        assert!(back.elapsed() < Duration::from_secs(20), "not ready again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let store = rt.block_on(Store::open(&url, "test")).unwrap();
+    let sites = rt.block_on(store.sites()).unwrap();
+    let mut chain: std::collections::BTreeMap<u64, Option<State>> = Default::default();
+    let mut count = 0;
+    for site in sites {
+        for (event, _, before, after, reason) in
+            rt.block_on(store.transitions_of_site(site.id)).unwrap()
+        {
+            count += 1;
+            match before {
+                None => assert!(!chain.contains_key(&event), "event {event} opened twice"),
+                Some(b) => assert_eq!(
+                    chain.get(&event).copied().flatten(),
+                    Some(b),
+                    "event {event} ({reason:?})"
+                ),
+            }
+            chain.insert(event, after);
+        }
+    }
+    assert!(
+        count >= 6,
+        "the flapping site kept flipping: {count} transitions"
+    );
+    rt.block_on(store.close());
 }
