@@ -70,6 +70,17 @@ impl Ingest {
             self.touched.push(shard);
         }
         self.stats.results += 1;
+        if r.outcome != jetmon_shared::outcome::Outcome::Ok {
+            self.batch.failures.push(crate::store::Failure {
+                check_id: r.check_id,
+                at_us: r.started_at_us,
+                outcome: r.outcome.code(),
+                detail: r.detail,
+                http_status: r.http_status,
+                total_us: r.phases.total_us,
+                vantage_id: r.vantage_id,
+            });
+        }
         self.apply(
             Input::Result(ResultIn {
                 check_id: r.check_id,

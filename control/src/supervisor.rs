@@ -46,6 +46,8 @@ const POSITIONS_EVERY: Duration = Duration::from_secs(5);
 /// How often the check set is looked at for additions, changes and removals
 /// (`jetmon sites import` while `jetmon up` runs).
 const CHECKS_EVERY: Duration = Duration::from_secs(5);
+/// How often raw failures past their retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 struct ShardRings {
     commands: Producer,
@@ -139,6 +141,7 @@ pub fn up(
     let mut checks: Vec<CheckSpec> = stored.iter().map(|c| c.spec.clone()).collect();
     let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
     let mut last_checks_poll = Instant::now();
+    let mut last_prune = Instant::now();
     for c in stored {
         let mine = open
             .iter()
@@ -216,7 +219,9 @@ pub fn up(
                 ingest.apply(Input::Tick, now_us, &mut commands);
             }
             let batch = ingest.take_batch();
-            let changes = !batch.transitions.is_empty() || !batch.projections.is_empty();
+            let changes = !batch.transitions.is_empty()
+                || !batch.projections.is_empty()
+                || !batch.failures.is_empty();
             if changes
                 || (!batch.positions.is_empty() && last_positions.elapsed() >= POSITIONS_EVERY)
             {
@@ -261,6 +266,12 @@ pub fn up(
                         last_store_error = Some(Instant::now());
                     }
                 }
+            }
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY && pending.is_none() {
+            last_prune = Instant::now();
+            if let Err(e) = rt.block_on(store.prune_failures(now_us)) {
+                eprintln!("jetmon: pruning old failures failed: {e:#}");
             }
         }
         if last_checks_poll.elapsed() >= CHECKS_EVERY && pending.is_none() {
@@ -666,6 +677,7 @@ fn read_results(
 
 fn merge(into: &mut Batch, more: Batch) {
     into.transitions.extend(more.transitions);
+    into.failures.extend(more.failures);
     for p in more.projections {
         into.projections.retain(|q| q.site_id != p.site_id);
         into.projections.push(p);

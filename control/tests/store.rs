@@ -177,6 +177,26 @@ async fn suite(db: Db) {
     assert_eq!(store.transition_count().await.unwrap(), 2);
     assert_eq!(store.positions().await.unwrap().get(&0), Some(&20));
 
+    // Raw failures are kept (healthy results are not); old ones are pruned.
+    let mut with_failures = Batch::default();
+    for k in 0..3u64 {
+        with_failures.failures.push(jetmon_control::store::Failure {
+            check_id: check,
+            at_us: T0 + k * S,
+            outcome: 14,
+            detail: 0,
+            http_status: 500,
+            total_us: 1234,
+            vantage_id: 0,
+        });
+    }
+    store.apply(&with_failures).await.unwrap();
+    store.apply(&with_failures).await.unwrap(); // a replay changes nothing
+    let kept = store.recent_failures(check, 10).await.unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!((kept[0].at_us, kept[0].http_status), (T0 + 2 * S, 500));
+    assert_eq!(store.prune_failures(T0 + 8 * 86_400 * S).await.unwrap(), 3);
+
     // At most one open event per identity, enforced by the database itself.
     let mut dup = batch(&fx, &[]);
     dup.transitions.retain(|t| t.before.is_none());

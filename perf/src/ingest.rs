@@ -171,7 +171,9 @@ pub fn run(args: &IngestArgs) -> Result<String> {
         }
         commands.clear();
         let batch = ingest.take_batch();
-        let changes = !batch.transitions.is_empty() || !batch.projections.is_empty();
+        let changes = !batch.transitions.is_empty()
+            || !batch.projections.is_empty()
+            || !batch.failures.is_empty();
         if changes || last_positions.elapsed() >= Duration::from_secs(5) {
             statements += statements_of(&batch);
             // What a batch costs whatever it holds: begin, commit, the ring positions.
@@ -215,9 +217,10 @@ pub fn run(args: &IngestArgs) -> Result<String> {
 }
 
 /// SQL statements a batch costs (what `Store::apply` runs): two per transition (event row
-/// and transition row), one per projection, one per position, plus begin/commit.
+/// and transition row), one per projection, position and kept failure, plus begin/commit.
 fn statements_of(b: &Batch) -> u64 {
-    (2 * b.transitions.len() + b.projections.len() + b.positions.len() + 2) as u64
+    (2 * b.transitions.len() + b.projections.len() + b.positions.len() + b.failures.len() + 2)
+        as u64
 }
 
 fn unix_us() -> u64 {

@@ -66,13 +66,33 @@ pub struct Batch {
     pub projections: Vec<Projection>,
     /// (shard, ring position): ingest resumes here after a restart.
     pub positions: Vec<(u16, u64)>,
+    /// Raw results of failed probes ("why is it down"); healthy results are not kept.
+    pub failures: Vec<Failure>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.transitions.is_empty() && self.projections.is_empty() && self.positions.is_empty()
+        self.transitions.is_empty()
+            && self.projections.is_empty()
+            && self.positions.is_empty()
+            && self.failures.is_empty()
     }
 }
+
+/// One failed probe, as kept in `recent_failures`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub check_id: u64,
+    pub at_us: u64,
+    pub outcome: u16,
+    pub detail: u16,
+    pub http_status: u16,
+    pub total_us: u32,
+    pub vantage_id: u32,
+}
+
+/// How long raw failures are kept.
+pub const FAILURE_RETENTION_US: u64 = 7 * 86_400 * 1_000_000;
 
 /// A site row for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +242,22 @@ impl Store {
             .await
             .context("updating a site projection")?;
         }
+        for f in &batch.failures {
+            sqlx::query(
+                "INSERT INTO recent_failures (check_id, at, outcome, detail, http_status, total_us, \
+                 vantage_id) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (check_id, at) DO NOTHING",
+            )
+            .bind(i(f.check_id))
+            .bind(i(f.at_us))
+            .bind(i64::from(f.outcome))
+            .bind(i64::from(f.detail))
+            .bind(i64::from(f.http_status))
+            .bind(i64::from(f.total_us))
+            .bind(i64::from(f.vantage_id))
+            .execute(&mut *tx)
+            .await
+            .context("keeping a failed result")?;
+        }
         for (shard, position) in &batch.positions {
             sqlx::query(
                 "INSERT INTO ingest_positions (shard, position, updated_at) VALUES ($1, $2, $3) \
@@ -309,6 +345,43 @@ impl Store {
         .await
         .context("appending a transition")?;
         Ok(())
+    }
+
+    /// Drops raw failures older than the retention; returns how many.
+    pub async fn prune_failures(&self, now_us: u64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM recent_failures WHERE at < $1")
+            .bind(i(now_us.saturating_sub(FAILURE_RETENTION_US)))
+            .execute(&self.pool)
+            .await
+            .context("pruning old failures")?;
+        Ok(r.rows_affected())
+    }
+
+    /// The latest raw failures of a check, newest first.
+    pub async fn recent_failures(&self, check_id: u64, limit: u32) -> Result<Vec<Failure>> {
+        let rows = sqlx::query(
+            "SELECT check_id, at, outcome, detail, http_status, total_us, vantage_id \
+             FROM recent_failures WHERE check_id = $1 ORDER BY at DESC LIMIT $2",
+        )
+        .bind(i(check_id))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("loading failures")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let n = |k: usize| -> Result<i64> { Ok(r.try_get::<i64, _>(k)?) };
+            out.push(Failure {
+                check_id: u(n(0)?),
+                at_us: u(n(1)?),
+                outcome: u16::try_from(n(2)?).unwrap_or(0),
+                detail: u16::try_from(n(3)?).unwrap_or(0),
+                http_status: u16::try_from(n(4)?).unwrap_or(0),
+                total_us: u32::try_from(n(5)?).unwrap_or(0),
+                vantage_id: u32::try_from(n(6)?).unwrap_or(0),
+            });
+        }
+        Ok(out)
     }
 
     /// Adds a site; returns its id.
