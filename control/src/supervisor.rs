@@ -151,6 +151,10 @@ pub fn up(
         engine.restore(c.engine, mine);
     }
     let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
+    // Loading a large check set leaves freed row buffers in the allocator's arenas; hand them
+    // back to the kernel once (a steady-state control does not churn like this).
+    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     for (i, s) in shards.iter().enumerate() {
         let published = s.results.ring().stats().frames_published;
         if ingest.position(i as u16) > published {
