@@ -9,6 +9,7 @@
 //! stale `Drain` that would stop the next prober. On SIGTERM or Ctrl-C every shard gets a
 //! `Drain` and the prober a bounded time to exit.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -138,7 +139,12 @@ pub fn up(
         },
         0,
     );
-    let mut checks: Vec<CheckSpec> = stored.iter().map(|c| c.spec.clone()).collect();
+    // What the prober has, as one hash per check: enough to notice changes (the specs
+    // themselves are read from the database when they must be sent).
+    let mut checks: HashMap<u64, u64> = stored
+        .iter()
+        .map(|c| (c.spec.check_id, spec_hash(&c.spec)))
+        .collect();
     let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
     let mut last_checks_poll = Instant::now();
     let mut last_prune = Instant::now();
@@ -186,7 +192,8 @@ pub fn up(
                 "jetmon: adopting prober pid {} left running by a previous jetmon",
                 peer.pid
             );
-            send_checks(&mut shards, &mut encoder, &checks, config.control.buckets)?;
+            let specs = rt.block_on(store.checks())?;
+            send_checks(&mut shards, &mut encoder, &specs, config.control.buckets)?;
             Prober::Adopted(peer.pid, Instant::now())
         }
         _ => Prober::None,
@@ -343,10 +350,10 @@ pub fn up(
             eprintln!("jetmon: {why}; restarting in {backoff:?}");
             counters.prober_restarts += 1;
             // Checks due while no prober runs cannot be judged: Unknown, never Down.
-            for spec in &checks {
+            for check_id in checks.keys() {
                 ingest.apply(
                     Input::Result(ResultIn {
-                        check_id: spec.check_id,
+                        check_id: *check_id,
                         outcome: Outcome::ProberRestart,
                         at_us: now_us,
                         origin: jetmon_shared::check::ProbeOrigin::Scheduled,
@@ -363,7 +370,11 @@ pub fn up(
         if matches!(prober_state, Prober::None) && Instant::now() >= next_start {
             let c = spawn(&prober, config_path, shard_count, demo)?;
             eprintln!("jetmon: started prober pid {}", c.id());
-            send_checks(&mut shards, &mut encoder, &checks, config.control.buckets)?;
+            let specs = rt.block_on(store.checks())?;
+            send_checks(&mut shards, &mut encoder, &specs, config.control.buckets)?;
+            drop(specs);
+            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+            unsafe { libc::malloc_trim(0) };
             prober_state = Prober::Child(c, Instant::now());
         }
         if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -397,11 +408,11 @@ fn consumer_alive(ring: &RingFile) -> bool {
 fn send_checks(
     shards: &mut [ShardRings],
     encoder: &mut FrameEncoder,
-    checks: &[CheckSpec],
+    checks: &[jetmon_control::store::StoredCheck],
     buckets: u16,
 ) -> Result<()> {
     let count = shards.len() as u16;
-    for spec in checks {
+    for spec in checks.iter().map(|c| &c.spec) {
         // bucket = stable_hash(check_id) % buckets; a bucket belongs to one shard.
         let shard = shard_of_bucket(bucket_of(spec.check_id, buckets), count) as usize;
         send(
@@ -620,31 +631,41 @@ fn render_metrics(
 /// Brings the engine and the prober (through `commands`) in line with the stored check set;
 /// returns how many checks changed.
 fn reconcile(
-    known: &mut Vec<CheckSpec>,
+    known: &mut HashMap<u64, u64>,
     fresh: Vec<jetmon_control::store::StoredCheck>,
     ingest: &mut Ingest,
     now_us: u64,
     commands: &mut Vec<Command>,
 ) -> usize {
     let mut changed = 0;
-    let old: std::collections::HashMap<u64, CheckSpec> =
-        known.drain(..).map(|c| (c.check_id, c)).collect();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::with_capacity(fresh.len());
     for c in fresh {
-        seen.insert(c.spec.check_id);
-        if old.get(&c.spec.check_id) != Some(&c.spec) {
+        let id = c.spec.check_id;
+        seen.insert(id);
+        let hash = spec_hash(&c.spec);
+        if known.insert(id, hash) != Some(hash) {
             changed += 1;
             ingest.apply(Input::Configure(c.engine), now_us, commands);
-            commands.push(Command::Upsert(Box::new(c.spec.clone())));
+            commands.push(Command::Upsert(Box::new(c.spec)));
         }
-        known.push(c.spec);
     }
-    for id in old.keys().filter(|id| !seen.contains(id)) {
+    let gone: Vec<u64> = known.keys().filter(|id| !seen.contains(id)).copied().collect();
+    for id in gone {
         changed += 1;
-        ingest.apply(Input::Remove { check_id: *id }, now_us, commands);
-        commands.push(Command::Remove { check_id: *id });
+        known.remove(&id);
+        ingest.apply(Input::Remove { check_id: id }, now_us, commands);
+        commands.push(Command::Remove { check_id: id });
     }
     changed
+}
+
+/// A fingerprint of everything in a check's settings (collisions only cost a missed update
+/// until the next change: 64 bits make that negligible).
+fn spec_hash(spec: &CheckSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{spec:?}").hash(&mut h);
+    h.finish()
 }
 
 /// Reads what the shards produced (bounded per tick) into the engine.
