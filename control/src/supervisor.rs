@@ -19,7 +19,7 @@ use jetmon_control::demo;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
 use jetmon_control::ingest::Ingest;
 use jetmon_control::metrics;
-use jetmon_control::store::{Batch, Store};
+use jetmon_control::store::{Batch, CHECKS_PAGE, Store};
 use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
@@ -129,7 +129,6 @@ pub fn up(
             if added { ", added to the database" } else { "" }
         );
     }
-    let stored = rt.block_on(store.checks())?;
     let open = rt.block_on(store.open_events())?;
     let max_event = rt.block_on(store.max_event_id())?;
     let mut engine = Engine::new(
@@ -140,21 +139,27 @@ pub fn up(
         0,
     );
     // What the prober has, as one hash per check: enough to notice changes (the specs
-    // themselves are read from the database when they must be sent).
-    let mut checks: HashMap<u64, u64> = stored
-        .iter()
-        .map(|c| (c.spec.check_id, spec_hash(&c.spec)))
-        .collect();
+    // themselves are read from the database, a page at a time, when they must be sent).
+    let mut checks: HashMap<u64, u64> = HashMap::new();
     let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
     let mut last_checks_poll = Instant::now();
     let mut last_prune = Instant::now();
-    for c in stored {
-        let mine = open
-            .iter()
-            .filter(|o| o.0 == c.engine.check_id)
-            .map(|o| (o.1, o.2))
-            .collect();
-        engine.restore(c.engine, mine);
+    let mut open_by_check: HashMap<u64, Vec<_>> = HashMap::new();
+    for (check, kind, event) in &open {
+        open_by_check.entry(*check).or_default().push((*kind, *event));
+    }
+    let mut after = 0;
+    loop {
+        let page = rt.block_on(store.checks_page(after, CHECKS_PAGE))?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.spec.check_id;
+        for c in page {
+            checks.insert(c.spec.check_id, spec_hash(&c.spec));
+            let mine = open_by_check.remove(&c.engine.check_id).unwrap_or_default();
+            engine.restore(c.engine, mine);
+        }
     }
     let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
     // Loading a large check set leaves freed row buffers in the allocator's arenas; hand them
@@ -192,8 +197,7 @@ pub fn up(
                 "jetmon: adopting prober pid {} left running by a previous jetmon",
                 peer.pid
             );
-            let specs = rt.block_on(store.checks())?;
-            send_checks(&mut shards, &mut encoder, &specs, config.control.buckets)?;
+            send_all_checks(&rt, &store, &mut shards, &mut encoder, config.control.buckets)?;
             Prober::Adopted(peer.pid, Instant::now())
         }
         _ => Prober::None,
@@ -370,11 +374,7 @@ pub fn up(
         if matches!(prober_state, Prober::None) && Instant::now() >= next_start {
             let c = spawn(&prober, config_path, shard_count, demo)?;
             eprintln!("jetmon: started prober pid {}", c.id());
-            let specs = rt.block_on(store.checks())?;
-            send_checks(&mut shards, &mut encoder, &specs, config.control.buckets)?;
-            drop(specs);
-            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
-            unsafe { libc::malloc_trim(0) };
+            send_all_checks(&rt, &store, &mut shards, &mut encoder, config.control.buckets)?;
             prober_state = Prober::Child(c, Instant::now());
         }
         if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -405,6 +405,31 @@ fn consumer_alive(ring: &RingFile) -> bool {
             .is_some_and(|a| a < PROBER_STALE_AFTER)
 }
 
+/// Sends the whole stored check set to the prober, a page at a time.
+fn send_all_checks(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    shards: &mut [ShardRings],
+    encoder: &mut FrameEncoder,
+    buckets: u16,
+) -> Result<()> {
+    let mut after = 0;
+    let mut sent = 0;
+    loop {
+        let page = rt.block_on(store.checks_page(after, CHECKS_PAGE))?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = last.spec.check_id;
+        sent += page.len();
+        send_checks(shards, encoder, &page, buckets)?;
+    }
+    if sent > 0 {
+        eprintln!("jetmon: sent {sent} check(s) to the prober");
+    }
+    Ok(())
+}
+
 fn send_checks(
     shards: &mut [ShardRings],
     encoder: &mut FrameEncoder,
@@ -420,9 +445,6 @@ fn send_checks(
             encoder,
             &Command::Upsert(Box::new(spec.clone())),
         )?;
-    }
-    if !checks.is_empty() {
-        eprintln!("jetmon: sent {} check(s) to the prober", checks.len());
     }
     Ok(())
 }

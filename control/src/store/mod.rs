@@ -91,6 +91,9 @@ pub struct Failure {
     pub vantage_id: u32,
 }
 
+/// Checks read per query when loading the check set.
+pub const CHECKS_PAGE: u32 = 5_000;
+
 /// How long raw failures are kept.
 pub const FAILURE_RETENTION_US: u64 = 7 * 86_400 * 1_000_000;
 
@@ -474,11 +477,29 @@ impl Store {
 
     /// Every check with what the prober and the engine need (maintenance windows included).
     pub async fn checks(&self) -> Result<Vec<StoredCheck>> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.checks_page(after, CHECKS_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(all);
+            };
+            after = last.spec.check_id;
+            all.extend(page);
+        }
+    }
+
+    /// Checks with id > `after`, in id order, at most `limit`: large check sets are read a
+    /// page at a time, so loading a million checks never holds a million rows at once.
+    pub async fn checks_page(&self, after: u64, limit: u32) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;
         let rows = sqlx::query(
             "SELECT id, site_id, check_type, target, interval_ms, timeout_ms, retries, \
-             retry_spacing_ms, critical, paused, settings, generation FROM checks ORDER BY id",
+             retry_spacing_ms, critical, paused, settings, generation FROM checks WHERE id > $1 \
+             ORDER BY id LIMIT $2",
         )
+        .bind(i(after))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .context("loading checks")?;
