@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use jetmon_control::demo;
+use jetmon_control::engine::dense::DenseMap;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
 use jetmon_control::ingest::Ingest;
 use jetmon_control::metrics;
@@ -140,13 +141,16 @@ pub fn up(
     );
     // What the prober has, as one hash per check: enough to notice changes (the specs
     // themselves are read from the database, a page at a time, when they must be sent).
-    let mut checks: HashMap<u64, u64> = HashMap::new();
+    let mut checks: DenseMap<u64> = DenseMap::default();
     let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
     let mut last_checks_poll = Instant::now();
     let mut last_prune = Instant::now();
     let mut open_by_check: HashMap<u64, Vec<_>> = HashMap::new();
     for (check, kind, event) in &open {
-        open_by_check.entry(*check).or_default().push((*kind, *event));
+        open_by_check
+            .entry(*check)
+            .or_default()
+            .push((*kind, *event));
     }
     let mut after = 0;
     loop {
@@ -197,7 +201,13 @@ pub fn up(
                 "jetmon: adopting prober pid {} left running by a previous jetmon",
                 peer.pid
             );
-            send_all_checks(&rt, &store, &mut shards, &mut encoder, config.control.buckets)?;
+            send_all_checks(
+                &rt,
+                &store,
+                &mut shards,
+                &mut encoder,
+                config.control.buckets,
+            )?;
             Prober::Adopted(peer.pid, Instant::now())
         }
         _ => Prober::None,
@@ -354,7 +364,7 @@ pub fn up(
             eprintln!("jetmon: {why}; restarting in {backoff:?}");
             counters.prober_restarts += 1;
             // Checks due while no prober runs cannot be judged: Unknown, never Down.
-            for check_id in checks.keys() {
+            for (check_id, _) in checks.iter() {
                 ingest.apply(
                     Input::Result(ResultIn {
                         check_id: *check_id,
@@ -374,7 +384,13 @@ pub fn up(
         if matches!(prober_state, Prober::None) && Instant::now() >= next_start {
             let c = spawn(&prober, config_path, shard_count, demo)?;
             eprintln!("jetmon: started prober pid {}", c.id());
-            send_all_checks(&rt, &store, &mut shards, &mut encoder, config.control.buckets)?;
+            send_all_checks(
+                &rt,
+                &store,
+                &mut shards,
+                &mut encoder,
+                config.control.buckets,
+            )?;
             prober_state = Prober::Child(c, Instant::now());
         }
         if last_metrics.elapsed() >= Duration::from_secs(1) {
@@ -653,7 +669,7 @@ fn render_metrics(
 /// Brings the engine and the prober (through `commands`) in line with the stored check set;
 /// returns how many checks changed.
 fn reconcile(
-    known: &mut HashMap<u64, u64>,
+    known: &mut DenseMap<u64>,
     fresh: Vec<jetmon_control::store::StoredCheck>,
     ingest: &mut Ingest,
     now_us: u64,
@@ -671,7 +687,11 @@ fn reconcile(
             commands.push(Command::Upsert(Box::new(c.spec)));
         }
     }
-    let gone: Vec<u64> = known.keys().filter(|id| !seen.contains(id)).copied().collect();
+    let gone: Vec<u64> = known
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !seen.contains(id))
+        .collect();
     for id in gone {
         changed += 1;
         known.remove(&id);

@@ -6,9 +6,12 @@
 //! One engine owns a partition of sites (all checks of a site live in one partition), so a
 //! site's transitions are produced by exactly one writer, in order.
 
+pub mod dense;
 mod window;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use dense::DenseMap;
 
 use jetmon_shared::check::ProbeOrigin;
 use jetmon_shared::outcome::{Outcome, OutcomeClass};
@@ -216,8 +219,8 @@ impl EventIds {
 /// One partition's state.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    checks: HashMap<u64, CheckEntry>,
-    sites: HashMap<u64, (Vec<u64>, Projection)>,
+    checks: DenseMap<CheckEntry>,
+    sites: DenseMap<(Vec<u64>, Projection)>,
     ids: EventIds,
     /// Verifliers configured; 0 = local attempts alone confirm.
     verifliers: usize,
@@ -226,8 +229,8 @@ pub struct Engine {
 impl Engine {
     pub fn new(ids: EventIds, verifliers: usize) -> Engine {
         Engine {
-            checks: HashMap::new(),
-            sites: HashMap::new(),
+            checks: DenseMap::default(),
+            sites: DenseMap::default(),
             ids,
             verifliers,
         }
@@ -267,8 +270,7 @@ impl Engine {
         );
         let site = self
             .sites
-            .entry(site_id)
-            .or_insert_with(|| (Vec::new(), up_projection(site_id)));
+            .get_or_insert_with(site_id, || (Vec::new(), up_projection(site_id)));
         if !site.0.contains(&check_id) {
             site.0.push(check_id);
         }
@@ -333,8 +335,7 @@ impl Engine {
         }
         let site = self
             .sites
-            .entry(site_id)
-            .or_insert_with(|| (Vec::new(), up_projection(site_id)));
+            .get_or_insert_with(site_id, || (Vec::new(), up_projection(site_id)));
         if !site.0.contains(&check_id) {
             site.0.push(check_id);
         }
@@ -605,7 +606,7 @@ impl Engine {
 
     fn tick(&mut self, now_us: u64, out: &mut Vec<Effect>) {
         let mut silent = Vec::new();
-        for (id, entry) in &self.checks {
+        for (id, entry) in self.checks.iter() {
             if entry.cfg.paused || entry.open.contains_key(&EventKind::Unknown) {
                 continue;
             }
