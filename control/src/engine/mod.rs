@@ -201,6 +201,44 @@ struct CheckEntry {
     cert_not_after_s: i64,
 }
 
+/// A site's checks. Most sites have one: it is kept inline, so a million single-check sites
+/// cost no allocation of their own.
+#[derive(Debug, Clone, Default)]
+struct SiteChecks {
+    /// 0 = none.
+    first: u64,
+    more: Vec<u64>,
+}
+
+impl SiteChecks {
+    fn contains(&self, id: &u64) -> bool {
+        self.first == *id || self.more.contains(id)
+    }
+
+    fn push(&mut self, id: u64) {
+        if self.first == 0 {
+            self.first = id;
+        } else {
+            self.more.push(id);
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.first == id {
+            self.first = if self.more.is_empty() { 0 } else { self.more.remove(0) };
+        } else {
+            self.more.retain(|c| *c != id);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.first != 0)
+            .then_some(self.first)
+            .into_iter()
+            .chain(self.more.iter().copied())
+    }
+}
+
 /// Allocates event ids that no other partition allocates: `next`, `next + stride`, …
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventIds {
@@ -220,7 +258,7 @@ impl EventIds {
 #[derive(Debug, Clone)]
 pub struct Engine {
     checks: DenseMap<CheckEntry>,
-    sites: DenseMap<(Vec<u64>, Projection)>,
+    sites: DenseMap<(SiteChecks, Projection)>,
     ids: EventIds,
     /// Verifliers configured; 0 = local attempts alone confirm.
     verifliers: usize,
@@ -270,7 +308,7 @@ impl Engine {
         );
         let site = self
             .sites
-            .get_or_insert_with(site_id, || (Vec::new(), up_projection(site_id)));
+            .get_or_insert_with(site_id, || (SiteChecks::default(), up_projection(site_id)));
         if !site.0.contains(&check_id) {
             site.0.push(check_id);
         }
@@ -300,7 +338,7 @@ impl Engine {
                         );
                     }
                     if let Some(site) = self.sites.get_mut(&site_id) {
-                        site.0.retain(|c| *c != check_id);
+                        site.0.remove(check_id);
                     }
                     self.project(site_id, now_us, out);
                 }
@@ -335,7 +373,7 @@ impl Engine {
         }
         let site = self
             .sites
-            .get_or_insert_with(site_id, || (Vec::new(), up_projection(site_id)));
+            .get_or_insert_with(site_id, || (SiteChecks::default(), up_projection(site_id)));
         if !site.0.contains(&check_id) {
             site.0.push(check_id);
         }
@@ -650,8 +688,8 @@ impl Engine {
         let mut worst: Option<(u8, State, Severity, u64)> = None;
         let mut count = 0u32;
         let mut expiry: Option<i64> = None;
-        for c in checks {
-            let Some(entry) = self.checks.get(c) else {
+        for c in checks.iter() {
+            let Some(entry) = self.checks.get(&c) else {
                 continue;
             };
             if entry.cert_not_after_s != 0 {
