@@ -152,19 +152,14 @@ pub fn up(
             .or_default()
             .push((*kind, *event));
     }
-    let mut after = 0;
-    loop {
-        let page = rt.block_on(store.checks_page(after, CHECKS_PAGE))?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.spec.check_id;
+    for_each_check_page(&rt, &store, |page| {
         for c in page {
             checks.insert(c.spec.check_id, spec_hash(&c.spec));
             let mine = open_by_check.remove(&c.engine.check_id).unwrap_or_default();
             engine.restore(c.engine, mine);
         }
-    }
+        Ok(())
+    })?;
     let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
     // Loading a large check set leaves freed row buffers in the allocator's arenas; hand them
     // back to the kernel once (a steady-state control does not churn like this).
@@ -421,6 +416,23 @@ fn consumer_alive(ring: &RingFile) -> bool {
             .is_some_and(|a| a < PROBER_STALE_AFTER)
 }
 
+/// Reads the stored check set a page at a time (a million checks never sit in memory at once).
+fn for_each_check_page(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    mut f: impl FnMut(Vec<jetmon_control::store::StoredCheck>) -> Result<()>,
+) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let page = rt.block_on(store.checks_page(after, CHECKS_PAGE))?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.spec.check_id;
+        f(page)?;
+    }
+}
+
 /// Sends the whole stored check set to the prober, a page at a time.
 fn send_all_checks(
     rt: &tokio::runtime::Runtime,
@@ -429,17 +441,11 @@ fn send_all_checks(
     encoder: &mut FrameEncoder,
     buckets: u16,
 ) -> Result<()> {
-    let mut after = 0;
     let mut sent = 0;
-    loop {
-        let page = rt.block_on(store.checks_page(after, CHECKS_PAGE))?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        after = last.spec.check_id;
+    for_each_check_page(rt, store, |page| {
         sent += page.len();
-        send_checks(shards, encoder, &page, buckets)?;
-    }
+        send_checks(shards, encoder, &page, buckets)
+    })?;
     if sent > 0 {
         eprintln!("jetmon: sent {sent} check(s) to the prober");
     }

@@ -225,7 +225,11 @@ impl SiteChecks {
 
     fn remove(&mut self, id: u64) {
         if self.first == id {
-            self.first = if self.more.is_empty() { 0 } else { self.more.remove(0) };
+            self.first = if self.more.is_empty() {
+                0
+            } else {
+                self.more.remove(0)
+            };
         } else {
             self.more.retain(|c| *c != id);
         }

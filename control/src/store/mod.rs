@@ -400,29 +400,10 @@ impl Store {
 
     /// Adds a check to a site; returns its id. `spec.check_id` and `site_id` are ignored.
     pub async fn add_check(&self, site_id: u64, spec: &CheckSpec, critical: bool) -> Result<u64> {
-        let settings = settings_json(spec);
-        let now = i(now_us());
-        let row = sqlx::query(
-            "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
-             retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-        )
-        .bind(i(site_id))
-        .bind(i64::from(spec.check_type as u8))
-        .bind(spec.target.clone())
-        .bind(i64::from(spec.interval_ms))
-        .bind(i64::from(spec.timeout_ms))
-        .bind(i64::from(spec.retries))
-        .bind(i64::from(spec.retry_spacing_ms))
-        .bind(i64::from(critical))
-        .bind(i64::from(spec.paused))
-        .bind(settings)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await
-        .context("adding a check")?;
-        Ok(u(row.try_get::<i64, _>(0)?))
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let id = insert_check(&mut tx, site_id, spec, critical, now_us()).await?;
+        tx.commit().await.context("committing a check")?;
+        Ok(id)
     }
 
     /// Adds one site with one check per entry, all in one transaction; returns how many.
@@ -438,26 +419,7 @@ impl Store {
                     .await
                     .context("adding a site")?;
             let site: i64 = row.try_get(0)?;
-            sqlx::query(
-                "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
-                 retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(site)
-            .bind(i64::from(spec.check_type as u8))
-            .bind(spec.target.clone())
-            .bind(i64::from(spec.interval_ms))
-            .bind(i64::from(spec.timeout_ms))
-            .bind(i64::from(spec.retries))
-            .bind(i64::from(spec.retry_spacing_ms))
-            .bind(1i64)
-            .bind(i64::from(spec.paused))
-            .bind(settings_json(spec))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("adding a check")?;
+            insert_check(&mut tx, u(site), spec, true, u(now)).await?;
         }
         tx.commit().await.context("committing an import batch")?;
         Ok(rows.len())
@@ -751,6 +713,37 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Inserts one check row inside a transaction; returns its id.
+async fn insert_check(
+    tx: &mut Transaction<'static, Any>,
+    site_id: u64,
+    spec: &CheckSpec,
+    critical: bool,
+    now_us: u64,
+) -> Result<u64> {
+    let row = sqlx::query(
+        "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
+         retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+    )
+    .bind(i(site_id))
+    .bind(i64::from(spec.check_type as u8))
+    .bind(spec.target.clone())
+    .bind(i64::from(spec.interval_ms))
+    .bind(i64::from(spec.timeout_ms))
+    .bind(i64::from(spec.retries))
+    .bind(i64::from(spec.retry_spacing_ms))
+    .bind(i64::from(critical))
+    .bind(i64::from(spec.paused))
+    .bind(settings_json(spec))
+    .bind(i(now_us))
+    .bind(i(now_us))
+    .fetch_one(&mut **tx)
+    .await
+    .context("adding a check")?;
+    Ok(u(row.try_get::<i64, _>(0)?))
 }
 
 /// The CheckSpec fields without a column of their own, as JSON.
