@@ -9,8 +9,6 @@
 pub mod dense;
 mod window;
 
-use std::collections::BTreeMap;
-
 use dense::DenseMap;
 
 use jetmon_shared::check::ProbeOrigin;
@@ -196,9 +194,67 @@ pub struct OpenEvent {
 #[derive(Debug, Clone)]
 struct CheckEntry {
     cfg: CheckConfig,
-    open: BTreeMap<EventKind, OpenEvent>,
+    open: OpenSet,
     last_result_us: Option<u64>,
     cert_not_after_s: i64,
+}
+
+/// A check's open events, at most one per kind. Most checks have none open: then this is a
+/// null pointer (8 bytes, no allocation), not a map.
+#[derive(Debug, Clone, Default)]
+struct OpenSet(Option<Box<[Option<OpenEvent>; 4]>>);
+
+impl OpenSet {
+    fn from_iter(events: impl IntoIterator<Item = (EventKind, OpenEvent)>) -> OpenSet {
+        let mut set = OpenSet::default();
+        for (k, e) in events {
+            set.insert(k, e);
+        }
+        set
+    }
+
+    fn get(&self, kind: &EventKind) -> Option<&OpenEvent> {
+        self.0.as_ref()?[*kind as usize].as_ref()
+    }
+
+    fn get_mut(&mut self, kind: &EventKind) -> Option<&mut OpenEvent> {
+        self.0.as_mut()?[*kind as usize].as_mut()
+    }
+
+    fn contains_key(&self, kind: &EventKind) -> bool {
+        self.get(kind).is_some()
+    }
+
+    fn insert(&mut self, kind: EventKind, e: OpenEvent) {
+        self.0.get_or_insert_with(|| Box::new([None; 4]))[kind as usize] = Some(e);
+    }
+
+    fn remove(&mut self, kind: &EventKind) -> Option<OpenEvent> {
+        let slots = self.0.as_mut()?;
+        let e = slots[*kind as usize].take();
+        if slots.iter().all(Option::is_none) {
+            self.0 = None;
+        }
+        e
+    }
+
+    /// Open events in kind order.
+    fn iter(&self) -> impl Iterator<Item = (EventKind, &OpenEvent)> {
+        self.0.iter().flat_map(|slots| {
+            EventKind::ALL
+                .iter()
+                .zip(slots.iter())
+                .filter_map(|(k, e)| e.as_ref().map(|e| (*k, e)))
+        })
+    }
+
+    fn keys(&self) -> impl Iterator<Item = EventKind> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &OpenEvent> {
+        self.iter().map(|(_, e)| e)
+    }
 }
 
 /// A site's checks. Most sites have one: it is kept inline, so a million single-check sites
@@ -283,7 +339,7 @@ impl Engine {
         self.checks
             .get(&check_id)
             .into_iter()
-            .flat_map(|c| c.open.iter().map(|(k, e)| (*k, e)))
+            .flat_map(|c| c.open.iter())
     }
 
     /// The site's current projection.
@@ -305,7 +361,7 @@ impl Engine {
             check_id,
             CheckEntry {
                 cfg,
-                open: open.into_iter().collect(),
+                open: OpenSet::from_iter(open),
                 last_result_us: None,
                 cert_not_after_s: 0,
             },
@@ -330,7 +386,7 @@ impl Engine {
             Input::Remove { check_id } => {
                 if let Some(mut entry) = self.checks.remove(&check_id) {
                     let site_id = entry.cfg.site_id;
-                    let kinds: Vec<EventKind> = entry.open.keys().copied().collect();
+                    let kinds: Vec<EventKind> = entry.open.keys().collect();
                     for kind in kinds {
                         close(
                             &mut entry,
@@ -368,7 +424,7 @@ impl Engine {
                     check_id,
                     CheckEntry {
                         cfg,
-                        open: BTreeMap::new(),
+                        open: OpenSet::default(),
                         last_result_us: Some(now_us),
                         cert_not_after_s: 0,
                     },
@@ -700,11 +756,11 @@ impl Engine {
                 expiry =
                     Some(expiry.map_or(entry.cert_not_after_s, |e| e.min(entry.cert_not_after_s)));
             }
-            for (kind, e) in &entry.open {
+            for (kind, e) in entry.open.iter() {
                 count += 1;
                 // Rollup: a non-critical check's Down is its site's Degraded.
                 let (state, severity) = if !entry.cfg.critical
-                    && *kind == EventKind::Availability
+                    && kind == EventKind::Availability
                     && matches!(e.state, State::Down | State::SeemsDown)
                 {
                     (State::Degraded, Severity::DEGRADED)
