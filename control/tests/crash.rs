@@ -45,20 +45,59 @@ fn start(cfg: &Path, log: &Path) -> KillOnDrop {
     )
 }
 
+/// The demo fleet has one fixed address: the two backends take turns.
+static DEMO_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition() {
+fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition_sqlite() {
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("jetmon.db").display());
+    storm(dir.path(), &url);
+}
+
+#[test]
+fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition_postgres() {
+    let base = std::env::var("JETMON_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "JETMON_TEST_PG_URL is not set: start a test PostgreSQL with `perf/postgres start` and \
+             export JETMON_TEST_PG_URL=$(perf/postgres url), or run the tests with .ci/test"
+        )
+    });
+    let name = format!("jetmon_crash_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {base}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    });
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    storm(dir.path(), &url);
+}
+
+fn storm(dir: &Path, url: &str) {
+    let _turn = DEMO_PORT.lock().unwrap_or_else(|e| e.into_inner());
     let prober = Path::new(BIN).with_file_name("jetmon-prober");
-    let db = dir.path().join("jetmon.db");
-    let cfg = dir.path().join("jetmon.toml");
+    let cfg = dir.join("jetmon.toml");
     std::fs::write(
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"crash\"\nresult_ring_bytes = 1048576\n\
-             command_ring_bytes = 262144\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
-            dir.path(),
+             command_ring_bytes = 262144\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {:?}\n",
+            dir,
             prober,
-            db.display()
+            url
         ),
     )
     .unwrap();
@@ -66,7 +105,7 @@ fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition() {
         .enable_all()
         .build()
         .unwrap();
-    let url = format!("sqlite:{}", db.display());
+    let url = url.to_owned();
     // A storm: 40 checks on the flapping demo site (down 2 s of every 4), every second, one
     // quick re-check: each opens and closes events all the time.
     rt.block_on(async {
@@ -87,7 +126,7 @@ fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition() {
         }
         store.close().await;
     });
-    let log = dir.path().join("up.log");
+    let log = dir.join("up.log");
     let mut up = start(&cfg, &log);
     let mut kills = 0;
     let began = Instant::now();
