@@ -17,6 +17,7 @@ mod detection;
 mod http;
 mod ingest;
 mod prober;
+mod product;
 mod record;
 
 #[derive(Parser)]
@@ -143,6 +144,25 @@ enum Scenario {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// The whole product at density (`jetmon up`: control + prober + SQLite): memory of both
+    /// processes, missed checks and lateness after a window.
+    Product {
+        #[arg(long, default_value_t = 1_000_000)]
+        checks: u32,
+        /// Fleet sites the checks are spread over.
+        #[arg(long, default_value_t = 5000)]
+        sites: u32,
+        #[arg(long, default_value_t = 300)]
+        interval_s: u32,
+        #[arg(long, default_value_t = 150)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+        #[arg(long, default_value = "/tmp/jetmon-perf-product")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// (internal) The producing process of `ring`.
     #[command(hide = true)]
     RingPeer {
@@ -209,6 +229,30 @@ fn main() -> Result<()> {
                 &prober_binary()?,
             )?;
             finish("detection", &line, record.as_deref())
+        }
+        Scenario::Product {
+            checks,
+            sites,
+            interval_s,
+            duration_s,
+            port,
+            dir,
+            record,
+        } => {
+            let jetmon = std::env::current_exe()?.with_file_name("jetmon");
+            let line = product::run(
+                &product::ProductArgs {
+                    checks,
+                    sites,
+                    interval_s,
+                    duration: Duration::from_secs(duration_s),
+                    port,
+                    dir,
+                },
+                &jetmon,
+                &prober_binary()?,
+            )?;
+            finish("product", &line, record.as_deref())
         }
         Scenario::Ingest {
             checks,
