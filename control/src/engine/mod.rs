@@ -496,7 +496,9 @@ impl Engine {
         entry.last_result_us = Some(entry.last_result_us.map_or(r.at_us, |t| t.max(r.at_us)));
         let mut take_id = || ids.take();
         let source = Source::Local;
-        let detail = vec![("outcome", i64::from(r.outcome.code()))];
+        // Built only when a transition is made: healthy results allocate nothing.
+        let outcome_code = i64::from(r.outcome.code());
+        let detail = || vec![("outcome", outcome_code)];
         let in_maintenance = entry.cfg.maintenance.iter().any(|w| w.contains(r.at_us));
 
         // Certificate expiry, from every HTTPS result.
@@ -519,7 +521,7 @@ impl Engine {
                         now_us,
                         Source::System("prober"),
                         Reason::Opened,
-                        detail,
+                        detail(),
                         out,
                     );
                 }
@@ -563,7 +565,7 @@ impl Engine {
                             now_us,
                             source,
                             Reason::MaintenanceSwallowed,
-                            detail,
+                            detail(),
                             out,
                         );
                     }
@@ -579,7 +581,7 @@ impl Engine {
                             now_us,
                             source,
                             Reason::Opened,
-                            detail,
+                            detail(),
                             out,
                         );
                         if retries > 0 {
@@ -601,7 +603,7 @@ impl Engine {
                             Reason::MaintenanceSwallowed,
                             source,
                             now_us,
-                            detail,
+                            detail(),
                             out,
                         );
                     }
@@ -635,7 +637,7 @@ impl Engine {
                             Reason::StateChange,
                             source,
                             now_us,
-                            detail,
+                            detail(),
                             out,
                         );
                         if let Some(open) = entry.open.get_mut(&EventKind::Availability) {
