@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use jetmon_shared::frames::{Command, ProbeResult};
 
 use crate::engine::{Effect, Engine, Input, ResultIn};
+use crate::stats::spool::Spool;
 use crate::store::Batch;
 
 /// Counters for status lines and metrics.
@@ -28,6 +29,8 @@ pub struct Ingest {
     touched: Vec<u16>,
     effects: Vec<Effect>,
     pub stats: IngestStats,
+    /// Where results wait for the hourly statistics (none in tests that do not need it).
+    pub spool: Option<Spool>,
 }
 
 impl Ingest {
@@ -40,12 +43,16 @@ impl Ingest {
             touched: Vec::new(),
             effects: Vec::new(),
             stats: IngestStats::default(),
+            spool: None,
         }
     }
 
     /// A shard's ring was recreated (its counters restarted): forget its position.
     pub fn reset_shard(&mut self, shard: u16) {
         self.next_seq.insert(shard, 0);
+        if let Some(s) = &mut self.spool {
+            s.reset_shard(shard);
+        }
     }
 
     pub fn position(&self, shard: u16) -> u64 {
@@ -60,6 +67,10 @@ impl Ingest {
         now_us: u64,
         commands: &mut Vec<Command>,
     ) {
+        // The spool keeps its own position (it may be ahead of the store's after a crash).
+        if let Some(s) = &mut self.spool {
+            s.record(shard, r);
+        }
         let next = self.next_seq.entry(shard).or_insert(0);
         if r.seq < *next {
             self.stats.duplicates += 1;

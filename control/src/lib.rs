@@ -8,4 +8,5 @@ pub mod ingest;
 pub mod metrics;
 pub mod oneoff;
 pub mod sla;
+pub mod stats;
 pub mod store;

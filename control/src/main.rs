@@ -53,6 +53,17 @@ enum Cmd {
     /// Sites and their state.
     #[command(subcommand)]
     Sites(SitesCmd),
+    /// Response-time statistics (hourly rows, daily after rollup).
+    #[command(subcommand)]
+    Stats(StatsCmd),
+}
+
+#[derive(Subcommand)]
+enum StatsCmd {
+    /// Write every spooled result to the database now, the current hour included, then run
+    /// the rollup. `jetmon up` does this by itself hourly; use this while it is stopped (e.g.
+    /// before a backup). Refused while `jetmon up` holds the spool.
+    Flush,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +184,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Cmd::Sites(SitesCmd::Import { file }) => import(&config, &file),
+        Cmd::Stats(StatsCmd::Flush) => stats_flush(&config),
         Cmd::Sites(SitesCmd::List) => with_store(&config, |store| async move {
             let sites = store.sites().await?;
             store.close().await;
@@ -313,6 +325,48 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
 }
 
 /// Opens the store (migrating it) on a small runtime and runs `f` with it.
+fn stats_flush(config: &Config) -> Result<()> {
+    use jetmon_control::stats::{flush, spool::Spool};
+    let dir = config.control.spool_dir();
+    if !dir.exists() {
+        println!("jetmon: nothing spooled ({} does not exist)", dir.display());
+        return Ok(());
+    }
+    let (mut spool, _) = Spool::open(&dir)?;
+    spool.seal(u64::MAX, true)?;
+    let sealed = jetmon_control::stats::spool::sealed_dirs(&dir)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store =
+            jetmon_control::store::Store::open(&config.control.database_url, &supervisor::hostname())
+                .await?;
+        let mut total = flush::Flushed::default();
+        for d in &sealed {
+            let f = flush::flush_sealed(&store, d).await?;
+            total.parts += f.parts;
+            total.rows += f.rows;
+        }
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let c = &config.control;
+        let r = flush::rollup(&store, now_s, c.stats_hourly_days, c.stats_daily_days).await?;
+        store.close().await;
+        println!(
+            "jetmon: flushed {} hour(s): {} row(s) in {} part(s); rollup merged {} hourly row(s) into {} daily row(s), expired {}",
+            sealed.len(),
+            total.rows,
+            total.parts,
+            r.hourly_rows_merged,
+            r.daily_rows_written,
+            r.daily_rows_expired
+        );
+        Ok(())
+    })
+}
+
 fn with_store<F, Fut>(config: &Config, f: F) -> Result<()>
 where
     F: FnOnce(jetmon_control::store::Store) -> Fut,

@@ -5,7 +5,7 @@
 //! always add up: Paused > Maintenance > Unknown (these three are not monitored time) > Down >
 //! Degraded > Warning > up. Overlapping events of one class are merged (a union, not a sum).
 
-use hdrhistogram::Histogram;
+use crate::stats::Hist;
 use jetmon_shared::state::{Reason, State};
 
 /// `[from_us, to_us)`, Unix µs.
@@ -244,27 +244,21 @@ pub struct Percentiles {
 }
 
 /// Merges histograms (no cap on sample counts) and reads the percentiles; None when empty.
-pub fn percentiles<'h>(hists: impl IntoIterator<Item = &'h Histogram<u64>>) -> Option<Percentiles> {
-    let mut merged: Option<Histogram<u64>> = None;
+/// Values are bucket midpoints, within 1% of the true order statistic (`stats`).
+pub fn percentiles<'h>(hists: impl IntoIterator<Item = &'h Hist>) -> Option<Percentiles> {
+    let mut merged = Hist::default();
     for h in hists {
-        match &mut merged {
-            None => merged = Some(h.clone()),
-            Some(m) => {
-                // Same bounds by construction; a histogram that does not fit is skipped
-                // rather than failing the whole answer.
-                let _ = m.add(h);
-            }
-        }
+        merged.merge(h);
     }
-    let m = merged.filter(|m| !m.is_empty())?;
+    let q = |q: f64| merged.quantile(q).map(u64::from);
     Some(Percentiles {
-        count: m.len(),
-        p50_us: m.value_at_quantile(0.50),
-        p90_us: m.value_at_quantile(0.90),
-        p95_us: m.value_at_quantile(0.95),
-        p99_us: m.value_at_quantile(0.99),
-        max_us: m.max(),
-        mean_us: m.mean(),
+        count: merged.count(),
+        p50_us: q(0.50)?,
+        p90_us: q(0.90)?,
+        p95_us: q(0.95)?,
+        p99_us: q(0.99)?,
+        max_us: merged.max().map(u64::from)?,
+        mean_us: merged.mean()?,
     })
 }
 
@@ -381,15 +375,11 @@ mod tests {
 
     #[test]
     fn histograms_merge_without_a_cap() {
-        let mut a = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("h");
-        let mut b = a.clone();
-        for v in 1..=1000u64 {
-            a.record(v * 100).expect("r");
-            b.record(v * 1000).expect("r");
-        }
+        let a = Hist::from_values((1..=1000u32).map(|v| v * 100));
+        let b = Hist::from_values((1..=1000u32).map(|v| v * 1000));
         let p = percentiles([&a, &b]).expect("p");
         assert_eq!(p.count, 2000);
-        assert!(p.max_us >= 999_000);
+        assert!(p.max_us >= 990_000);
         assert!(p.p50_us > 50_000 && p.p50_us < 110_000, "{p:?}");
         assert_eq!(percentiles(std::iter::empty()), None);
     }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -20,6 +21,8 @@ use jetmon_control::engine::dense::DenseMap;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
 use jetmon_control::ingest::Ingest;
 use jetmon_control::metrics;
+use jetmon_control::stats::flush::{FlushCounters, Flusher};
+use jetmon_control::stats::spool::Spool;
 use jetmon_control::store::{Batch, CHECKS_PAGE, Store};
 use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
@@ -161,6 +164,25 @@ pub fn up(
         Ok(())
     })?;
     let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
+    // Results wait on disk for the hourly statistics; sealed hours a previous run left are
+    // flushed first.
+    let spool_dir = config.control.spool_dir();
+    let (spool, backlog) = Spool::open(&spool_dir)?;
+    if !backlog.is_empty() {
+        eprintln!(
+            "jetmon: {} spooled hour(s) of statistics to flush from {}",
+            backlog.len(),
+            spool_dir.display()
+        );
+    }
+    ingest.spool = Some(spool);
+    let flusher = Flusher::start(
+        config.control.database_url.clone(),
+        host.clone(),
+        backlog,
+        config.control.stats_hourly_days,
+        config.control.stats_daily_days,
+    )?;
     // Loading a large check set leaves freed row buffers in the allocator's arenas; hand them
     // back to the kernel once (a steady-state control does not churn like this).
     // SAFETY: malloc_trim only releases free memory; it has no preconditions.
@@ -237,6 +259,7 @@ pub fn up(
             if last_engine_tick.elapsed() >= ENGINE_TICK {
                 last_engine_tick = Instant::now();
                 ingest.apply(Input::Tick, now_us, &mut commands);
+                seal_spool(&mut ingest, &flusher, now_us, false);
             }
             let batch = ingest.take_batch();
             let changes = !batch.transitions.is_empty()
@@ -395,7 +418,14 @@ pub fn up(
                 Prober::Adopted(pid, _) => *pid,
                 Prober::None => 0,
             };
-            let text = render_metrics(&shards, &ingest, &counters, prober_pid, pending.is_some());
+            let text = render_metrics(
+                &shards,
+                &ingest,
+                &counters,
+                &flusher.counters,
+                prober_pid,
+                pending.is_some(),
+            );
             if let Ok(mut t) = metrics_text.text.lock() {
                 *t = text;
             }
@@ -511,6 +541,7 @@ fn render_metrics(
     shards: &[ShardRings],
     ingest: &Ingest,
     c: &Counters,
+    flush: &FlushCounters,
     prober_pid: u32,
     store_waiting: bool,
 ) -> String {
@@ -585,6 +616,7 @@ fn render_metrics(
         }
     }
     let st = ingest.stats;
+    let sp = ingest.spool.as_ref().map(|s| s.stats).unwrap_or_default();
     for (name, kind, help, v) in [
         (
             "jetmon_frames_ingested_total",
@@ -633,6 +665,42 @@ fn render_metrics(
             "counter",
             "Times the prober was restarted.",
             c.prober_restarts as f64,
+        ),
+        (
+            "jetmon_stats_spooled_total",
+            "counter",
+            "Results written to the statistics spool.",
+            sp.recorded as f64,
+        ),
+        (
+            "jetmon_stats_spool_errors_total",
+            "counter",
+            "Spool writes that failed (those results are missing from statistics).",
+            sp.write_errors as f64,
+        ),
+        (
+            "jetmon_stats_rows_flushed_total",
+            "counter",
+            "Hourly statistics rows written.",
+            flush.rows.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "jetmon_stats_flush_errors_total",
+            "counter",
+            "Statistics flushes or rollups that failed (retried).",
+            flush.errors.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "jetmon_stats_flush_queue",
+            "gauge",
+            "Sealed hours waiting to be flushed.",
+            flush.queued.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "jetmon_stats_rolled_up_rows_total",
+            "counter",
+            "Hourly rows merged into daily rows.",
+            flush.rolled_up_rows.load(Ordering::Relaxed) as f64,
         ),
     ] {
         t.family(name, kind, help);
@@ -716,6 +784,32 @@ fn spec_hash(spec: &CheckSpec) -> u64 {
     h.finish()
 }
 
+/// Seals the spool's finished hours (all of them when `all`) and hands them to the flusher.
+fn seal_spool(ingest: &mut Ingest, flusher: &Flusher, now_us: u64, all: bool) {
+    let Some(spool) = &mut ingest.spool else {
+        return;
+    };
+    match spool.seal(now_us, all) {
+        Ok(dirs) => {
+            for d in dirs {
+                let _ = flusher.tx.send(d);
+            }
+        }
+        Err(e) => warn_spool(&e),
+    }
+}
+
+/// Spool trouble is reported at most once a minute: statistics never stop monitoring.
+fn warn_spool(e: &anyhow::Error) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = unix_us() / 1_000_000;
+    if now >= LAST.load(Ordering::Relaxed) + 60 {
+        LAST.store(now, Ordering::Relaxed);
+        eprintln!("jetmon: statistics spool: {e:#} (results are missing from statistics)");
+    }
+}
+
 /// Reads what the shards produced (bounded per tick) into the engine.
 fn read_results(
     shards: &mut [ShardRings],
@@ -745,6 +839,12 @@ fn read_results(
             }
         }
     }
+    // Spooled before the rings are committed (the spool's positions make replays harmless).
+    if let Some(spool) = &mut ingest.spool
+        && let Err(e) = spool.sync()
+    {
+        warn_spool(&e);
+    }
     Ok(())
 }
 
@@ -768,7 +868,7 @@ fn unix_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

@@ -94,10 +94,12 @@ fn storm(dir: &Path, url: &str) {
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"crash\"\nresult_ring_bytes = 1048576\n\
-             command_ring_bytes = 262144\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {:?}\n",
+             command_ring_bytes = 262144\n[control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {:?}\n\
+             stats_spool_dir = {:?}\n",
             dir,
             prober,
-            url
+            url,
+            dir.join("spool")
         ),
     )
     .unwrap();
@@ -158,11 +160,43 @@ fn storm(dir: &Path, url: &str) {
         text.matches("adopting prober pid").count() >= 3,
         "each new control adopts the running prober:\n{text}"
     );
-    assert!(began.elapsed() < Duration::from_secs(60));
+    let ran_s = began.elapsed().as_secs_f64();
+    assert!(ran_s < 60.0);
+    // The statistics spool survived the kills: flushing it gives each check at most one
+    // scheduled result per second it ran (a replay spooled twice would push past that).
+    let flush = std::process::Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "stats", "flush"])
+        .output()
+        .unwrap();
+    assert!(
+        flush.status.success(),
+        "jetmon stats flush: {}",
+        String::from_utf8_lossy(&flush.stderr)
+    );
 
     // The stored log, event by event.
     let (events, transitions) = rt.block_on(async {
         let store = Store::open(&url, "test").await.unwrap();
+        let mut results = 0;
+        for c in store.checks().await.unwrap() {
+            for row in store
+                .period_stats(
+                    jetmon_control::store::Period::Hour,
+                    c.spec.check_id,
+                    0,
+                    u64::MAX / 2,
+                )
+                .await
+                .unwrap()
+            {
+                results += row.ok_count + row.fail_count;
+            }
+        }
+        let most = (CHECKS as f64 * (ran_s + 2.0)) as u64;
+        assert!(
+            results > most / 3 && results <= most,
+            "{results} scheduled results in statistics for {CHECKS} checks over {ran_s:.1} s"
+        );
         let events = store.events().await.unwrap();
         let mut transitions = Vec::new();
         for site in store.sites().await.unwrap() {

@@ -292,3 +292,146 @@ async fn a_newer_schema_is_refused_clearly() {
     };
     assert!(err.contains("schema version 99"), "{err}");
 }
+
+/// Statistics end to end on a backend: results through the real spool, sealed, flushed as
+/// hourly rows (a part flushed twice counts once; a late part merges), read back, and rolled
+/// up into daily rows.
+async fn stats_suite(db: Db) {
+    use jetmon_control::stats::flush::{flush_sealed, rollup};
+    use jetmon_control::stats::spool::{Spool, sealed_dirs};
+    use jetmon_control::store::Period;
+    use jetmon_shared::frames::ProbeResult;
+
+    let store = Store::open(&db.url, "test-host").await.unwrap();
+    let site = store.add_site("stats.test").await.unwrap();
+    let spec = CheckSpec::new(0, 0, CheckType::Http, "https://stats.test/");
+    let a = store.add_check(site, &spec, true).await.unwrap();
+    let b = store.add_check(site, &spec, true).await.unwrap();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let (mut spool, _) = Spool::open(spool_dir.path()).unwrap();
+    let hour0 = T0 / (3600 * S);
+    let mut seq = 0;
+    let mut put = |spool: &mut Spool, check: u64, at: u64, outcome: Outcome, total: u32| {
+        let mut r = ProbeResult {
+            check_id: check,
+            seq,
+            started_at_us: at,
+            outcome,
+            ..ProbeResult::default()
+        };
+        r.phases.total_us = total;
+        r.phases.connect_us = total / 4;
+        r.phases.tls_us = total / 3;
+        r.phases.ttfb_us = total / 2;
+        seq += 1;
+        spool.record(0, &r);
+    };
+    // Hour 0: a gets 12 results (one failure), b gets 3. Hour 1: a gets 2.
+    for k in 0..12u64 {
+        let outcome = if k == 5 {
+            Outcome::ConnRefused
+        } else {
+            Outcome::Ok
+        };
+        put(
+            &mut spool,
+            a,
+            T0 + k * 300 * S,
+            outcome,
+            80_000 + k as u32 * 1_000,
+        );
+    }
+    for k in 0..3u64 {
+        put(&mut spool, b, T0 + k * 1000 * S, Outcome::Ok, 5_000);
+    }
+    for k in 0..2u64 {
+        put(
+            &mut spool,
+            a,
+            T0 + 3600 * S + k * 60 * S,
+            Outcome::Ok,
+            90_000,
+        );
+    }
+    spool.sync().unwrap();
+    let sealed = spool.seal(u64::MAX, true).unwrap();
+    assert_eq!(sealed.len(), 2);
+    for d in &sealed {
+        let copy = d.with_extension("copy");
+        std::fs::create_dir(&copy).unwrap();
+        for f in std::fs::read_dir(d).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+        }
+        let first = flush_sealed(&store, d).await.unwrap();
+        assert!(first.rows >= 1 && first.parts_seen_before == 0, "{first:?}");
+        // The same parts again (a crash after commit, before the files were removed): skipped.
+        std::fs::rename(&copy, d).unwrap();
+        let again = flush_sealed(&store, d).await.unwrap();
+        assert_eq!((again.rows, again.parts_seen_before), (0, first.parts));
+        assert!(!d.exists());
+    }
+    let rows = store
+        .period_stats(Period::Hour, a, hour0, hour0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[0].ok_count, rows[0].fail_count), (11, 1));
+    assert_eq!(
+        rows[0].outcomes,
+        vec![(Outcome::Ok.code(), 11), (Outcome::ConnRefused.code(), 1)]
+    );
+    assert_eq!(
+        rows[0].hists[0].count(),
+        11,
+        "failures stay out of histograms"
+    );
+    let p99 = rows[0].hists[0].quantile(0.99).unwrap();
+    assert!(
+        p99.abs_diff(91_000) <= 910,
+        "p99 {p99} not within 1% of 91 ms"
+    );
+    assert!(rows[0].hists[1].is_empty(), "no DNS phase was measured");
+    assert_eq!(rows[0].hists[3].count(), 11);
+    // A late result for hour 0 (after its flush) merges into the stored row.
+    put(&mut spool, a, T0 + 3599 * S, Outcome::Ok, 70_000);
+    spool.sync().unwrap();
+    for d in spool.seal(u64::MAX, true).unwrap() {
+        flush_sealed(&store, &d).await.unwrap();
+    }
+    let rows = store
+        .period_stats(Period::Hour, a, hour0, hour0 + 1)
+        .await
+        .unwrap();
+    assert_eq!((rows[0].ok_count, rows[0].hists[0].count()), (12, 12));
+    let (n, bytes) = store.stats_size(Period::Hour).await.unwrap();
+    assert_eq!(n, 3);
+    assert!(bytes > 0 && bytes < 3 * 100, "{bytes} bytes in {n} rows");
+    // Rollup: with hour 0 and 1 older than the hourly retention, a's two hours become one day.
+    let now_s = T0 / S + 20 * 86_400;
+    let r = rollup(&store, now_s, 14, 400).await.unwrap();
+    assert_eq!((r.hourly_rows_merged, r.daily_rows_written), (3, 2));
+    assert_eq!(store.stats_size(Period::Hour).await.unwrap().0, 0);
+    let day = store
+        .period_stats(Period::Day, a, hour0 / 24, hour0 / 24 + 1)
+        .await
+        .unwrap();
+    assert_eq!(day.len(), 1);
+    assert_eq!((day[0].ok_count, day[0].fail_count), (14, 1));
+    assert_eq!(day[0].hists[0].count(), 14);
+    // Daily rows past their retention go.
+    let r = rollup(&store, now_s + 400 * 86_400, 14, 400).await.unwrap();
+    assert_eq!(r.daily_rows_expired, 2);
+    assert!(sealed_dirs(spool_dir.path()).unwrap().is_empty());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_on_sqlite() {
+    stats_suite(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_on_postgres() {
+    stats_suite(postgres().await).await;
+}

@@ -75,7 +75,7 @@ CREATE TABLE transitions (
 CREATE INDEX transitions_event ON transitions(event_id);
 CREATE INDEX transitions_site_time ON transitions(site_id, at);
 
--- Per check per hour: histograms (hdrhistogram V2 deflate) of total time and each phase, and
+-- Per check per hour: histograms (sparse log-linear, docs/statistics.md) of total time and each phase, and
 -- counts by outcome. Written when the hour is flushed, in multi-row batches.
 CREATE TABLE check_hourly (
     check_id     INTEGER NOT NULL,

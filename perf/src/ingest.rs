@@ -140,6 +140,10 @@ pub fn run(args: &IngestArgs) -> Result<String> {
     // Ingest (this thread) on core 1, the producer (playing the prober) on core 0.
     pin(1);
     let mut ingest = Ingest::new(engine, Default::default());
+    // Results are spooled for the hourly statistics, as in `jetmon up`.
+    let spool_dir = args.dir.join("spool");
+    let _ = std::fs::remove_dir_all(&spool_dir);
+    ingest.spool = Some(jetmon_control::stats::spool::Spool::open(&spool_dir)?.0);
     let mut durable = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2)?;
     let mut commands = Vec::new();
     let (mut frames, mut statements, mut batches) = (0u64, 0u64, 0u64);
@@ -168,6 +172,9 @@ pub fn run(args: &IngestArgs) -> Result<String> {
                 oldest_failure_pushed = Some(frame.result.started_at_us);
             }
             ingest.result(0, &frame.result, now_us, &mut commands);
+        }
+        if let Some(s) = &mut ingest.spool {
+            s.sync()?;
         }
         commands.clear();
         let batch = ingest.take_batch();

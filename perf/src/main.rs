@@ -19,6 +19,7 @@ mod ingest;
 mod prober;
 mod product;
 mod record;
+mod stats;
 
 #[derive(Parser)]
 #[command(
@@ -163,6 +164,22 @@ enum Scenario {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// P9: statistics storage — an hour of results for `checks` checks through the spool
+    /// and the flush into SQLite (bytes per check-hour), then a day of hourly rows for
+    /// `rollup_checks` checks rolled up into daily rows.
+    Stats {
+        #[arg(long, default_value_t = 1_000_000)]
+        checks: u32,
+        /// Results per check per hour (12 = a 300 s interval).
+        #[arg(long, default_value_t = 12)]
+        per_hour: u32,
+        #[arg(long, default_value_t = 100_000)]
+        rollup_checks: u32,
+        #[arg(long, default_value = "/tmp/jetmon-perf-stats")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// (internal) The producing process of `ring`.
     #[command(hide = true)]
     RingPeer {
@@ -253,6 +270,21 @@ fn main() -> Result<()> {
                 &prober_binary()?,
             )?;
             finish("product", &line, record.as_deref())
+        }
+        Scenario::Stats {
+            checks,
+            per_hour,
+            rollup_checks,
+            dir,
+            record,
+        } => {
+            let line = stats::run(&stats::StatsArgs {
+                checks,
+                per_hour: per_hour.max(1),
+                rollup_checks,
+                dir,
+            })?;
+            finish("stats", &line, record.as_deref())
         }
         Scenario::Ingest {
             checks,

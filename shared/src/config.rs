@@ -183,6 +183,34 @@ pub struct ControlConfig {
     pub prober_binary: Option<PathBuf>,
     pub detection: DetectionConfig,
     pub verifliers: Vec<VeriflierPeer>,
+    /// Where results wait (on disk, not in memory) until their hour is flushed as statistics;
+    /// empty = beside the SQLite file (`<file>.spool`), or `./jetmon-spool` for PostgreSQL.
+    pub stats_spool_dir: Option<PathBuf>,
+    /// Days hourly statistics are kept before they are merged into daily rows.
+    pub stats_hourly_days: u32,
+    /// Days daily statistics are kept.
+    pub stats_daily_days: u32,
+}
+
+impl ControlConfig {
+    /// The statistics spool directory in effect.
+    pub fn spool_dir(&self) -> PathBuf {
+        if let Some(d) = &self.stats_spool_dir {
+            return d.clone();
+        }
+        match self.database_url.strip_prefix("sqlite:") {
+            Some(rest) => {
+                let path = rest.trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() || path == ":memory:" {
+                    PathBuf::from("jetmon-spool")
+                } else {
+                    PathBuf::from(format!("{path}.spool"))
+                }
+            }
+            None => PathBuf::from("jetmon-spool"),
+        }
+    }
 }
 
 impl Default for ControlConfig {
@@ -194,6 +222,9 @@ impl Default for ControlConfig {
             prober_binary: None,
             detection: DetectionConfig::default(),
             verifliers: Vec::new(),
+            stats_spool_dir: None,
+            stats_hourly_days: 14,
+            stats_daily_days: 400,
         }
     }
 }
@@ -412,6 +443,18 @@ impl Config {
         })?;
         if c.buckets == 0 {
             return Err(("control.buckets", "must be at least 1".into()));
+        }
+        if c.stats_hourly_days == 0 {
+            return Err(("control.stats_hourly_days", "must be at least 1".into()));
+        }
+        if c.stats_daily_days <= c.stats_hourly_days {
+            return Err((
+                "control.stats_daily_days",
+                format!(
+                    "must be more than stats_hourly_days ({})",
+                    c.stats_hourly_days
+                ),
+            ));
         }
         let d = &c.detection;
         if d.veriflier_quorum_floor > d.veriflier_quorum {

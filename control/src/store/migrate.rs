@@ -9,18 +9,32 @@ use sqlx::{Any, Pool};
 use super::Backend;
 
 /// (version, description, SQL) for SQLite.
-pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "statistics",
+        include_str!("../../../migrations/sqlite/0002_statistics.sql"),
+    ),
+];
 
 /// (version, description, SQL) for PostgreSQL.
-pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "statistics",
+        include_str!("../../../migrations/postgres/0002_statistics.sql"),
+    ),
+];
 
 pub async fn run(pool: &Pool<Any>, backend: Backend) -> Result<()> {
     let list = match backend {

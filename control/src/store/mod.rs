@@ -7,6 +7,7 @@
 //! same way. Integers are i64 on the wire (ids and Unix µs fit).
 
 mod migrate;
+mod stats;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::engine::{CheckConfig, EventKind, OpenEvent, Projection, Source, Transition, Window};
 
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+pub use stats::{Period, Rollup};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +133,7 @@ pub struct EventRow {
     pub resolution: Option<Reason>,
 }
 
+#[derive(Clone)]
 pub struct Store {
     pool: Pool<Any>,
     backend: Backend,
