@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use jetmon_control::demo;
-use jetmon_control::engine::dense::DenseMap;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
 use jetmon_control::ingest::Ingest;
 use jetmon_control::metrics;
@@ -142,9 +141,9 @@ pub fn up(
         },
         0,
     );
-    // What the prober has, as one hash per check: enough to notice changes (the specs
-    // themselves are read from the database, a page at a time, when they must be sent).
-    let mut checks: DenseMap<u64> = DenseMap::default();
+    // What the prober has is kept as one hash per check, as the engine's tag: enough to
+    // notice changes (the specs themselves are read from the database, a page at a time,
+    // when they must be sent).
     let mut fingerprint = rt.block_on(store.checks_fingerprint())?;
     let mut last_checks_poll = Instant::now();
     let mut last_prune = Instant::now();
@@ -157,9 +156,10 @@ pub fn up(
     }
     for_each_check_page(&rt, &store, |page| {
         for c in page {
-            checks.insert(c.spec.check_id, spec_hash(&c.spec));
+            let (id, hash) = (c.spec.check_id, spec_hash(&c.spec));
             let mine = open_by_check.remove(&c.engine.check_id).unwrap_or_default();
             engine.restore(c.engine, mine);
+            engine.set_tag(id, hash);
         }
         Ok(())
     })?;
@@ -198,7 +198,7 @@ pub fn up(
     }
     eprintln!(
         "jetmon: {} check(s), {} open event(s) restored",
-        checks.len(),
+        ingest.engine.check_count(),
         open.len()
     );
     let (metrics_addr, metrics_text) = metrics::start(&config.control.api_listen)?;
@@ -322,34 +322,42 @@ pub fn up(
             match rt.block_on(store.checks_fingerprint()) {
                 Ok(now) if now != fingerprint => {
                     fingerprint = now;
-                    match rt.block_on(store.checks()) {
-                        Ok(fresh) => {
-                            let n =
-                                reconcile(&mut checks, fresh, &mut ingest, now_us, &mut commands);
+                    // A page at a time, its commands sent before the next page is read.
+                    let mut seen = Vec::with_capacity(ingest.engine.check_count());
+                    let mut n = 0;
+                    let read = for_each_check_page(&rt, &store, |page| {
+                        n += reconcile_page(page, &mut seen, &mut ingest, now_us, &mut commands);
+                        send_commands(
+                            &mut commands,
+                            &mut shards,
+                            &mut encoder,
+                            config.control.buckets,
+                        )
+                    });
+                    match read {
+                        Ok(()) => {
+                            n += remove_gone(&seen, &mut ingest, now_us, &mut commands);
                             eprintln!(
                                 "jetmon: check set changed: {n} check(s) added, changed or removed"
                             );
                         }
-                        Err(e) => eprintln!("jetmon: reloading checks failed: {e:#}"),
+                        Err(e) => {
+                            // Try again at the next poll.
+                            fingerprint = (-1, -1);
+                            eprintln!("jetmon: reloading checks failed: {e:#}");
+                        }
                     }
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("jetmon: reading the check set failed: {e:#}"),
             }
         }
-        for command in commands.drain(..) {
-            let check_id = match &command {
-                Command::Recheck { check_id, .. } => *check_id,
-                Command::Upsert(spec) => spec.check_id,
-                Command::Remove { check_id } => *check_id,
-                _ => continue,
-            };
-            let shard =
-                shard_of_bucket(bucket_of(check_id, config.control.buckets), shard_count) as usize;
-            if let Some(s) = shards.get_mut(shard) {
-                send(&mut s.commands, &mut encoder, &command)?;
-            }
-        }
+        send_commands(
+            &mut commands,
+            &mut shards,
+            &mut encoder,
+            config.control.buckets,
+        )?;
         let stale = shards
             .iter()
             .any(|s| s.results.producer_status().heartbeat_age > PROBER_STALE_AFTER);
@@ -382,10 +390,11 @@ pub fn up(
             eprintln!("jetmon: {why}; restarting in {backoff:?}");
             counters.prober_restarts += 1;
             // Checks due while no prober runs cannot be judged: Unknown, never Down.
-            for (check_id, _) in checks.iter() {
+            let ids: Vec<u64> = ingest.engine.check_ids().collect();
+            for check_id in ids {
                 ingest.apply(
                     Input::Result(ResultIn {
-                        check_id: *check_id,
+                        check_id,
                         outcome: Outcome::ProberRestart,
                         at_us: now_us,
                         origin: jetmon_shared::check::ProbeOrigin::Scheduled,
@@ -742,37 +751,71 @@ fn render_metrics(
 
 /// Brings the engine and the prober (through `commands`) in line with the stored check set;
 /// returns how many checks changed.
-fn reconcile(
-    known: &mut DenseMap<u64>,
-    fresh: Vec<jetmon_control::store::StoredCheck>,
+/// One page of the stored check set (pages come in id order, so `seen` stays sorted).
+fn reconcile_page(
+    page: Vec<jetmon_control::store::StoredCheck>,
+    seen: &mut Vec<u64>,
     ingest: &mut Ingest,
     now_us: u64,
     commands: &mut Vec<Command>,
 ) -> usize {
     let mut changed = 0;
-    let mut seen = std::collections::HashSet::with_capacity(fresh.len());
-    for c in fresh {
+    for c in page {
         let id = c.spec.check_id;
-        seen.insert(id);
+        seen.push(id);
         let hash = spec_hash(&c.spec);
-        if known.insert(id, hash) != Some(hash) {
+        if ingest.engine.tag(id) != Some(hash) {
             changed += 1;
             ingest.apply(Input::Configure(c.engine), now_us, commands);
+            ingest.engine.set_tag(id, hash);
             commands.push(Command::Upsert(Box::new(c.spec)));
         }
     }
-    let gone: Vec<u64> = known
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| !seen.contains(id))
+    changed
+}
+
+/// Removes the checks the stored set no longer has (`seen` sorted).
+fn remove_gone(
+    seen: &[u64],
+    ingest: &mut Ingest,
+    now_us: u64,
+    commands: &mut Vec<Command>,
+) -> usize {
+    let mut changed = 0;
+    let gone: Vec<u64> = ingest
+        .engine
+        .check_ids()
+        .filter(|id| seen.binary_search(id).is_err())
         .collect();
     for id in gone {
         changed += 1;
-        known.remove(&id);
         ingest.apply(Input::Remove { check_id: id }, now_us, commands);
         commands.push(Command::Remove { check_id: id });
     }
     changed
+}
+
+/// Sends queued commands to the shards owning their checks.
+fn send_commands(
+    commands: &mut Vec<Command>,
+    shards: &mut [ShardRings],
+    encoder: &mut FrameEncoder,
+    buckets: u16,
+) -> Result<()> {
+    let count = shards.len() as u16;
+    for command in commands.drain(..) {
+        let check_id = match &command {
+            Command::Recheck { check_id, .. } => *check_id,
+            Command::Upsert(spec) => spec.check_id,
+            Command::Remove { check_id } => *check_id,
+            _ => continue,
+        };
+        let shard = shard_of_bucket(bucket_of(check_id, buckets), count) as usize;
+        if let Some(s) = shards.get_mut(shard) {
+            send(&mut s.commands, encoder, &command)?;
+        }
+    }
+    Ok(())
 }
 
 /// A fingerprint of everything in a check's settings (collisions only cost a missed update

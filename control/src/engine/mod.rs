@@ -191,12 +191,64 @@ pub struct OpenEvent {
     pub threshold_days: i64,
 }
 
+/// A check as the engine keeps it: `CheckConfig` flattened (72 bytes; a million of these are
+/// most of control's memory), plus what the engine learnt from results.
 #[derive(Debug, Clone)]
 struct CheckEntry {
-    cfg: CheckConfig,
+    check_id: u64,
+    site_id: u64,
+    /// Start of the latest result (Unix µs); 0 = none since start.
+    last_result_us: u64,
     open: OpenSet,
-    last_result_us: Option<u64>,
+    /// Maintenance windows; None for the many checks without any. Boxed on purpose: 8 bytes
+    /// in every entry instead of a `Vec`'s 24, for a list most checks never have.
+    #[allow(clippy::box_collection)]
+    maintenance: Option<Box<Vec<Window>>>,
+    /// Opaque to the engine: the owner's fingerprint of the check's full settings.
+    tag: u64,
+    /// Leaf certificate notAfter, Unix seconds; 0 = none seen.
     cert_not_after_s: i64,
+    interval_ms: u32,
+    retry_spacing_ms: u32,
+    retries: u8,
+    critical: bool,
+    paused: bool,
+}
+
+impl CheckEntry {
+    fn new(cfg: CheckConfig, last_result_us: u64) -> CheckEntry {
+        let mut e = CheckEntry {
+            check_id: cfg.check_id,
+            site_id: cfg.site_id,
+            last_result_us,
+            open: OpenSet::default(),
+            maintenance: None,
+            tag: 0,
+            cert_not_after_s: 0,
+            interval_ms: 0,
+            retry_spacing_ms: 0,
+            retries: 0,
+            critical: false,
+            paused: false,
+        };
+        e.set_config(cfg);
+        e
+    }
+
+    fn set_config(&mut self, cfg: CheckConfig) {
+        self.check_id = cfg.check_id;
+        self.site_id = cfg.site_id;
+        self.interval_ms = cfg.interval_ms;
+        self.retries = cfg.retries;
+        self.retry_spacing_ms = cfg.retry_spacing_ms;
+        self.critical = cfg.critical;
+        self.paused = cfg.paused;
+        self.maintenance = (!cfg.maintenance.is_empty()).then(|| Box::new(cfg.maintenance));
+    }
+
+    fn maintenance(&self) -> &[Window] {
+        self.maintenance.as_deref().map_or(&[], |v| v.as_slice())
+    }
 }
 
 /// A check's open events, at most one per kind. Most checks have none open: then this is a
@@ -342,6 +394,29 @@ impl Engine {
             .flat_map(|c| c.open.iter())
     }
 
+    /// The tag stored with a check (0 until set); None for an unknown check.
+    pub fn tag(&self, check_id: u64) -> Option<u64> {
+        self.checks.get(&check_id).map(|c| c.tag)
+    }
+
+    /// Stores an opaque tag with a check (its owner's fingerprint of the settings), so the
+    /// owner needs no table of its own; false for an unknown check.
+    pub fn set_tag(&mut self, check_id: u64, tag: u64) -> bool {
+        self.checks
+            .get_mut(&check_id)
+            .map(|c| c.tag = tag)
+            .is_some()
+    }
+
+    /// Every configured check id.
+    pub fn check_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.checks.iter().map(|(id, _)| *id)
+    }
+
+    pub fn check_count(&self) -> usize {
+        self.checks.len()
+    }
+
     /// The site's current projection.
     pub fn projection(&self, site_id: u64) -> Option<Projection> {
         self.sites.get(&site_id).map(|(_, p)| p.unpack(site_id))
@@ -357,15 +432,12 @@ impl Engine {
         }
         let site_id = cfg.site_id;
         let check_id = cfg.check_id;
-        self.checks.insert(
-            check_id,
-            CheckEntry {
-                cfg,
-                open: OpenSet::from_iter(open),
-                last_result_us: None,
-                cert_not_after_s: 0,
-            },
-        );
+        let mut entry = CheckEntry::new(cfg, 0);
+        entry.open = OpenSet::from_iter(open);
+        if let Some(old) = self.checks.get(&check_id) {
+            entry.tag = old.tag;
+        }
+        self.checks.insert(check_id, entry);
         let site = self
             .sites
             .get_or_insert_with(site_id, || (SiteChecks::default(), Packed::UP));
@@ -385,7 +457,7 @@ impl Engine {
             Input::Configure(cfg) => self.configure(cfg, now_us, out),
             Input::Remove { check_id } => {
                 if let Some(mut entry) = self.checks.remove(&check_id) {
-                    let site_id = entry.cfg.site_id;
+                    let site_id = entry.site_id;
                     let kinds: Vec<EventKind> = entry.open.keys().collect();
                     for kind in kinds {
                         close(
@@ -418,17 +490,9 @@ impl Engine {
         let check_id = cfg.check_id;
         let paused = cfg.paused;
         match self.checks.get_mut(&check_id) {
-            Some(entry) => entry.cfg = cfg,
+            Some(entry) => entry.set_config(cfg),
             None => {
-                self.checks.insert(
-                    check_id,
-                    CheckEntry {
-                        cfg,
-                        open: OpenSet::default(),
-                        last_result_us: Some(now_us),
-                        cert_not_after_s: 0,
-                    },
-                );
+                self.checks.insert(check_id, CheckEntry::new(cfg, now_us));
             }
         }
         let site = self
@@ -476,14 +540,14 @@ impl Engine {
                 now_us,
                 out,
             );
-            entry.last_result_us = Some(now_us);
+            entry.last_result_us = now_us;
         }
         self.project(site_id, now_us, out);
     }
 
     fn result(&mut self, r: ResultIn, now_us: u64, out: &mut Vec<Effect>) {
         let verifliers = self.verifliers;
-        let Some(site_id) = self.checks.get(&r.check_id).map(|c| c.cfg.site_id) else {
+        let Some(site_id) = self.checks.get(&r.check_id).map(|c| c.site_id) else {
             return; // a result for a check removed meanwhile
         };
         let Engine { checks, ids, .. } = self;
@@ -493,13 +557,13 @@ impl Engine {
         if entry.open.contains_key(&EventKind::Paused) {
             return; // results in flight when the check was paused
         }
-        entry.last_result_us = Some(entry.last_result_us.map_or(r.at_us, |t| t.max(r.at_us)));
+        entry.last_result_us = entry.last_result_us.max(r.at_us);
         let mut take_id = || ids.take();
         let source = Source::Local;
         // Built only when a transition is made: healthy results allocate nothing.
         let outcome_code = i64::from(r.outcome.code());
         let detail = || vec![("outcome", outcome_code)];
-        let in_maintenance = entry.cfg.maintenance.iter().any(|w| w.contains(r.at_us));
+        let in_maintenance = entry.maintenance().iter().any(|w| w.contains(r.at_us));
 
         // Certificate expiry, from every HTTPS result.
         if r.cert_not_after_s != 0 {
@@ -550,8 +614,8 @@ impl Engine {
                     now_us,
                     out,
                 );
-                let retries = entry.cfg.retries;
-                let spacing = entry.cfg.retry_spacing_ms;
+                let retries = entry.retries;
+                let spacing = entry.retry_spacing_ms;
                 match entry.open.get(&EventKind::Availability).copied() {
                     None if in_maintenance => {
                         let id = take_id();
@@ -664,7 +728,7 @@ impl Engine {
         let Some(entry) = self.checks.get_mut(&v.check_id) else {
             return;
         };
-        let site_id = entry.cfg.site_id;
+        let site_id = entry.site_id;
         let Some(e) = entry.open.get(&EventKind::Availability).copied() else {
             return; // cleared meanwhile
         };
@@ -707,14 +771,12 @@ impl Engine {
     fn tick(&mut self, now_us: u64, out: &mut Vec<Effect>) {
         let mut silent = Vec::new();
         for (id, entry) in self.checks.iter() {
-            if entry.cfg.paused || entry.open.contains_key(&EventKind::Unknown) {
+            if entry.paused || entry.open.contains_key(&EventKind::Unknown) {
                 continue;
             }
-            let limit = u64::from(entry.cfg.interval_ms) * 1000 * SILENCE_INTERVALS;
-            if entry
-                .last_result_us
-                .is_some_and(|t| now_us.saturating_sub(t) > limit)
-            {
+            let limit = u64::from(entry.interval_ms) * 1000 * SILENCE_INTERVALS;
+            let last = entry.last_result_us;
+            if last != 0 && now_us.saturating_sub(last) > limit {
                 silent.push(*id);
             }
         }
@@ -722,8 +784,11 @@ impl Engine {
         for check_id in silent {
             let id = self.next_id();
             if let Some(entry) = self.checks.get_mut(&check_id) {
-                let site_id = entry.cfg.site_id;
-                let since = entry.last_result_us.unwrap_or(now_us);
+                let site_id = entry.site_id;
+                let since = match entry.last_result_us {
+                    0 => now_us,
+                    t => t,
+                };
                 open(
                     entry,
                     id,
@@ -762,7 +827,7 @@ impl Engine {
             for (kind, e) in entry.open.iter() {
                 count += 1;
                 // Rollup: a non-critical check's Down is its site's Degraded.
-                let (state, severity) = if !entry.cfg.critical
+                let (state, severity) = if !entry.critical
                     && kind == EventKind::Availability
                     && matches!(e.state, State::Down | State::SeemsDown)
                 {
@@ -1014,8 +1079,8 @@ fn open(
     out.push(Effect::Transition(Transition {
         event_id: id,
         identity: Identity {
-            site_id: entry.cfg.site_id,
-            check_id: entry.cfg.check_id,
+            site_id: entry.site_id,
+            check_id: entry.check_id,
             kind,
         },
         before: None,
@@ -1041,8 +1106,8 @@ fn change(
     out: &mut Vec<Effect>,
 ) {
     let identity = Identity {
-        site_id: entry.cfg.site_id,
-        check_id: entry.cfg.check_id,
+        site_id: entry.site_id,
+        check_id: entry.check_id,
         kind,
     };
     let Some(e) = entry.open.get_mut(&kind) else {
@@ -1096,8 +1161,8 @@ fn close_with(
     out.push(Effect::Transition(Transition {
         event_id: e.id,
         identity: Identity {
-            site_id: entry.cfg.site_id,
-            check_id: entry.cfg.check_id,
+            site_id: entry.site_id,
+            check_id: entry.check_id,
             kind,
         },
         before: Some((e.state, e.severity)),
