@@ -156,12 +156,14 @@ pub fn run(args: &ProductArgs, jetmon: &Path, prober: &Path) -> Result<String> {
     let p99 = metric(&metrics, "jetmon_check_start_lateness_p99_seconds{") * 1000.0;
     let frames = metric(&metrics, "jetmon_frames_ingested_total ");
     let transitions = metric(&metrics, "jetmon_transitions_total ");
+    let spooled = metric(&metrics, "jetmon_stats_spooled_total ");
     drop(up);
     Ok(format!(
         "RESULT scenario=product checks={} sites={} interval_s={} duration_s={} rss_sum_mb={:.1} \
          distinct_mb={:.1} control_rss_mb={c_rss:.1} control_private_mb={c_private:.1} \
          prober_rss_mb={p_rss:.1} prober_private_mb={p_private:.1} mapped_mb={:.1} missed={missed} \
-         lateness_p99_ms={p99:.2} frames_ingested={frames} transitions={transitions}",
+         lateness_p99_ms={p99:.2} frames_ingested={frames} transitions={transitions} \
+         stats_spooled={spooled}",
         args.checks,
         args.sites,
         args.interval_s,
