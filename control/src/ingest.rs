@@ -150,3 +150,63 @@ impl Ingest {
         b
     }
 }
+
+/// `last_checked_at` of sites, kept in batches (states-and-events.md): every
+/// [`LAST_CHECKED_EVERY_US`] the engine's checks are walked, [`LAST_CHECKED_STEP`] per call,
+/// and the sites with newer results are written one statement per step (at a million checks,
+/// ~0.5 statements per 1,000 checks; the check time itself lives in the engine, not in a
+/// table of its own).
+#[derive(Debug, Default)]
+pub struct LastChecked {
+    /// Results after this are newer than what the store has.
+    since_us: u64,
+    /// When the walk in progress began (becomes `since_us` when it ends).
+    pass_started_us: u64,
+    /// Position of the walk; None when no walk is in progress.
+    pos: Option<usize>,
+    buf: Vec<(u64, u64)>,
+}
+
+pub const LAST_CHECKED_EVERY_US: u64 = 60_000_000;
+pub const LAST_CHECKED_STEP: usize = 10_000;
+/// Longer than a probe's timeout plus its trip through the ring.
+const LAST_CHECKED_LOOKBACK_US: u64 = 90_000_000;
+
+impl LastChecked {
+    /// The next step's (site, time) pairs, when a step is due; call [`LastChecked::done`]
+    /// once they are stored. Sites appear once per step, with their latest time.
+    pub fn step(&mut self, engine: &Engine, now_us: u64) -> Option<&[(u64, u64)]> {
+        let from = match self.pos {
+            Some(p) => p,
+            None if now_us >= self.pass_started_us + LAST_CHECKED_EVERY_US => {
+                self.pass_started_us = now_us;
+                0
+            }
+            None => return None,
+        };
+        self.buf.clear();
+        let next = engine.checked_since(self.since_us, from, LAST_CHECKED_STEP, &mut self.buf);
+        self.pos = Some(next);
+        self.buf.sort_unstable();
+        self.buf.dedup_by(|later, earlier| {
+            // Same site: keep the latest time (sorted by time within a site).
+            if later.0 == earlier.0 {
+                earlier.1 = earlier.1.max(later.1);
+                true
+            } else {
+                false
+            }
+        });
+        Some(&self.buf)
+    }
+
+    /// The step's pairs are durable (or given up on): move on.
+    pub fn done(&mut self) {
+        if self.pos == Some(0) {
+            self.pos = None;
+            // A result ingested after its check was visited may have started before the walk
+            // began (times are probe starts): look that far back again next time.
+            self.since_us = self.pass_started_us.saturating_sub(LAST_CHECKED_LOOKBACK_US);
+        }
+    }
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use jetmon_control::demo;
 use jetmon_control::engine::{Engine, EventIds, Input, ResultIn};
-use jetmon_control::ingest::Ingest;
+use jetmon_control::ingest::{Ingest, LastChecked};
 use jetmon_control::metrics;
 use jetmon_control::stats::flush::{FlushCounters, Flusher};
 use jetmon_control::stats::spool::Spool;
@@ -210,6 +210,7 @@ pub fn up(
     let mut last_positions = Instant::now();
     let mut last_store_error: Option<Instant> = None;
     let mut commands: Vec<Command> = Vec::new();
+    let mut last_checked = LastChecked::default();
     let started = Instant::now();
     let mut backoff = RESTART_BACKOFF_MIN;
     let mut prober_state = match shards.first().map(|s| s.results.producer_status()) {
@@ -255,8 +256,10 @@ pub fn up(
             s.results.heartbeat();
         }
         if pending.is_none() {
-            read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
-            if last_engine_tick.elapsed() >= ENGINE_TICK {
+            let drained = read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            // The clock advances only once the backlog is read: after the database was away,
+            // checks whose results are still in the ring are late, not silent.
+            if drained && last_engine_tick.elapsed() >= ENGINE_TICK {
                 last_engine_tick = Instant::now();
                 ingest.apply(Input::Tick, now_us, &mut commands);
                 seal_spool(&mut ingest, &flusher, now_us, false);
@@ -310,6 +313,18 @@ pub fn up(
                     }
                 }
             }
+        }
+        if pending.is_none()
+            && let Some(step) = last_checked.step(&ingest.engine, now_us)
+        {
+            if let Err(e) = rt.block_on(store.set_last_checked(step)) {
+                // Advisory: the next walk writes newer times anyway.
+                if last_store_error.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
+                    eprintln!("jetmon: updating last_checked_at failed: {e:#}");
+                    last_store_error = Some(Instant::now());
+                }
+            }
+            last_checked.done();
         }
         if last_prune.elapsed() >= PRUNE_EVERY && pending.is_none() {
             last_prune = Instant::now();
@@ -854,14 +869,20 @@ fn warn_spool(e: &anyhow::Error) {
 }
 
 /// Reads what the shards produced (bounded per tick) into the engine.
+/// Returns whether every ring was read to its end (no backlog left).
 fn read_results(
     shards: &mut [ShardRings],
     ingest: &mut Ingest,
     now_us: u64,
     commands: &mut Vec<Command>,
-) -> Result<()> {
+) -> Result<bool> {
+    let mut drained = true;
     for (i, s) in shards.iter_mut().enumerate() {
-        for _ in 0..MAX_RECORDS_PER_TICK {
+        for n in 0..=MAX_RECORDS_PER_TICK {
+            if n == MAX_RECORDS_PER_TICK {
+                drained = false;
+                break;
+            }
             let Some(record) = s.results.pop()? else {
                 break;
             };
@@ -888,7 +909,7 @@ fn read_results(
     {
         warn_spool(&e);
     }
-    Ok(())
+    Ok(drained)
 }
 
 fn merge(into: &mut Batch, more: Batch) {

@@ -86,8 +86,8 @@ fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition_postgres() {
     storm(dir.path(), &url);
 }
 
-fn storm(dir: &Path, url: &str) {
-    let _turn = DEMO_PORT.lock().unwrap_or_else(|e| e.into_inner());
+/// Writes the configuration and the storm's checks; returns the configuration file.
+fn prepare(dir: &Path, url: &str) -> std::path::PathBuf {
     let prober = Path::new(BIN).with_file_name("jetmon-prober");
     let cfg = dir.join("jetmon.toml");
     std::fs::write(
@@ -128,6 +128,16 @@ fn storm(dir: &Path, url: &str) {
         }
         store.close().await;
     });
+    cfg
+}
+
+fn storm(dir: &Path, url: &str) {
+    let _turn = DEMO_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = prepare(dir, url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let log = dir.join("up.log");
     let mut up = start(&cfg, &log);
     let mut kills = 0;
@@ -174,7 +184,12 @@ fn storm(dir: &Path, url: &str) {
         String::from_utf8_lossy(&flush.stderr)
     );
 
-    // The stored log, event by event.
+    verify_log(&rt, url, Some(ran_s));
+}
+
+/// The stored log, event by event: one unbroken chain per event. With `ran_s`, also the
+/// statistics: at most one scheduled result per check per second run.
+fn verify_log(rt: &tokio::runtime::Runtime, url: &str, ran_s: Option<f64>) {
     let (events, transitions) = rt.block_on(async {
         let store = Store::open(&url, "test").await.unwrap();
         let mut results = 0;
@@ -192,11 +207,13 @@ fn storm(dir: &Path, url: &str) {
                 results += row.ok_count + row.fail_count;
             }
         }
-        let most = (CHECKS as f64 * (ran_s + 2.0)) as u64;
-        assert!(
-            results > most / 3 && results <= most,
-            "{results} scheduled results in statistics for {CHECKS} checks over {ran_s:.1} s"
-        );
+        if let Some(ran_s) = ran_s {
+            let most = (CHECKS as f64 * (ran_s + 2.0)) as u64;
+            assert!(
+                results > most / 3 && results <= most,
+                "{results} scheduled results in statistics for {CHECKS} checks over {ran_s:.1} s"
+            );
+        }
         let events = store.events().await.unwrap();
         let mut transitions = Vec::new();
         for site in store.sites().await.unwrap() {
@@ -211,10 +228,9 @@ fn storm(dir: &Path, url: &str) {
         transitions.len()
     );
     eprintln!(
-        "crash test: {} transitions over {} events, {} control kills",
+        "stored: {} transitions over {} events",
         transitions.len(),
         events.len(),
-        kills
     );
     // One unbroken chain per event.
     let mut chain: BTreeMap<u64, (bool, Option<State>)> = BTreeMap::new(); // (seen, last after)
@@ -245,4 +261,146 @@ fn storm(dir: &Path, url: &str) {
             Some(_) => assert_eq!(last, None, "closed event {} has a later transition", e.id),
         }
     }
+}
+
+/// A throw-away PostgreSQL cluster of this test's own (`perf/postgres` with its own directory
+/// and port), so stopping it disturbs no other test; stopped and removed on drop.
+struct OwnPostgres {
+    script: std::path::PathBuf,
+    dir: String,
+    port: &'static str,
+}
+
+impl OwnPostgres {
+    fn run(&self, args: &[&str]) {
+        let out = Command::new(&self.script)
+            .args(args)
+            .env("JETMON_PG_DIR", &self.dir)
+            .env("JETMON_PG_PORT", self.port)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "perf/postgres {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.script)
+            .arg("stop")
+            .env("JETMON_PG_DIR", &self.dir)
+            .env("JETMON_PG_PORT", self.port)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut s = String::new();
+    let _ = c.read_to_string(&mut s);
+    s
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// reliability.md: the database away for 60 s. Probing goes on (results wait in the ring),
+/// `/ready` says why, control neither crashes nor restarts, and when the database is back every
+/// transition is written once.
+#[test]
+fn a_60_second_postgresql_outage_loses_and_repeats_nothing() {
+    if std::env::var("JETMON_TEST_PG_URL").is_err() {
+        panic!("JETMON_TEST_PG_URL is not set: PostgreSQL tests run under .ci/test");
+    }
+    let _turn = DEMO_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = OwnPostgres {
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("../perf/postgres"),
+        dir: format!("/tmp/jetmon-pg-outage-{}", std::process::id()),
+        port: "15439",
+    };
+    pg.run(&["start", "--duration", "600"]);
+    let url = "postgres://postgres@127.0.0.1:15439/jetmon_test";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = prepare(dir.path(), url);
+    let log = dir.path().join("up.log");
+    let mut up = start(&cfg, &log);
+    let addr = {
+        let began = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("metrics on http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+            assert!(began.elapsed() < Duration::from_secs(30), "no metrics:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let before = metric(&http_get(&addr, "/metrics"), "jetmon_result_ring_used_bytes");
+    pg.run(&["pause"]);
+    let outage = Instant::now();
+    let mut saw_not_ready = false;
+    while outage.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            up.0.try_wait().unwrap().is_none(),
+            "control exited during the outage:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let ready = http_get(&addr, "/ready");
+        if ready.starts_with("HTTP/1.1 503") && ready.contains("database") {
+            saw_not_ready = true;
+        }
+    }
+    // Results of the probing that went on wait in the ring (read once the batch is stored).
+    let waiting = metric(&http_get(&addr, "/metrics"), "jetmon_result_ring_used_bytes");
+    assert!(saw_not_ready, "/ready never reported the database outage");
+    assert!(
+        waiting > before + 100_000.0,
+        "probing went on during the outage: ring use {before} → {waiting} bytes"
+    );
+    pg.run(&["resume"]);
+    let back = Instant::now();
+    while !http_get(&addr, "/ready").starts_with("HTTP/1.1 200") {
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "not ready 30 s after the database came back:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("ready again {:.1?} after the database came back", back.elapsed());
+    std::thread::sleep(Duration::from_secs(4));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let stop = Instant::now();
+    while up.0.try_wait().unwrap().is_none() {
+        assert!(stop.elapsed() < Duration::from_secs(15), "jetmon up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("will retry, nothing is lost"), "{text}");
+    assert_eq!(
+        text.matches("jetmon: database postgres").count(),
+        1,
+        "control started once, no crash loop:\n{text}"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    verify_log(&rt, url, None);
 }

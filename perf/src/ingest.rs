@@ -149,6 +149,7 @@ pub fn run(args: &IngestArgs) -> Result<String> {
     let (mut frames, mut statements, mut batches) = (0u64, 0u64, 0u64);
     let (mut healthy_frames, mut fixed_statements) = (0u64, 0u64);
     let mut last_positions = Instant::now();
+    let mut last_checked = jetmon_control::ingest::LastChecked::default();
     let cpu0 = thread_cpu();
     let start = Instant::now();
     // Ticks as in `jetmon up`: read what is there (bounded), store, commit.
@@ -193,6 +194,15 @@ pub fn run(args: &IngestArgs) -> Result<String> {
             }
         }
         consumer.commit();
+        // Sites' last_checked_at, in batches, as in `jetmon up`.
+        if let Some(step) = last_checked.step(&ingest.engine, monotonic_us()) {
+            if !step.is_empty() {
+                statements += 1;
+                fixed_statements += 1;
+            }
+            rt.block_on(store.set_last_checked(step))?;
+            last_checked.done();
+        }
         // The supervisor ticks every 25 ms; under load it goes again at once.
         if tick.elapsed() < TICK && consumer.ring().stats().used_bytes == 0 {
             std::thread::sleep(TICK - tick.elapsed());

@@ -121,6 +121,12 @@ impl<V> DenseMap<V> {
         Some(value)
     }
 
+    /// Entries from position `from` of the (unordered) table on; positions shift when entries
+    /// are removed, so a walk in steps may skip or repeat an entry then.
+    pub fn slots_from(&self, from: usize) -> &[(u64, V)] {
+        &self.slots[from.min(self.slots.len())..]
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &V)> {
         self.slots.iter().map(|(k, v)| (k, v))
     }

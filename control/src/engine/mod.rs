@@ -413,6 +413,25 @@ impl Engine {
         self.checks.iter().map(|(id, _)| *id)
     }
 
+    /// Walks up to `max` checks from table position `from`, appending (site, latest result
+    /// time) for those with a result after `since_us`; returns the next position, 0 once the
+    /// walk reached the end. For `last_checked_at`, written in batches.
+    pub fn checked_since(
+        &self,
+        since_us: u64,
+        from: usize,
+        max: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> usize {
+        let slots = self.checks.slots_from(from);
+        for (_, e) in slots.iter().take(max) {
+            if e.last_result_us > since_us {
+                out.push((e.site_id, e.last_result_us));
+            }
+        }
+        if slots.len() <= max { 0 } else { from + max }
+    }
+
     pub fn check_count(&self) -> usize {
         self.checks.len()
     }

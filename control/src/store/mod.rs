@@ -692,6 +692,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Raises sites' `last_checked_at` (Unix µs) to the given times, in one statement
+    /// (never lowers it). The values are our own integers, written as literals: a statement
+    /// this size would spend most of its time binding parameters otherwise.
+    pub async fn set_last_checked(&self, sites: &[(u64, u64)]) -> Result<()> {
+        if sites.is_empty() {
+            return Ok(());
+        }
+        let mut values = String::with_capacity(sites.len() * 28);
+        for (k, (site, at)) in sites.iter().enumerate() {
+            if k > 0 {
+                values.push(',');
+            }
+            values.push_str(&format!("({},{})", i(*site), i(*at)));
+        }
+        let sql = format!(
+            "UPDATE sites SET last_checked_at = v.column2 FROM (VALUES {values}) AS v \
+             WHERE sites.id = v.column1 AND \
+             (sites.last_checked_at IS NULL OR sites.last_checked_at < v.column2)"
+        );
+        // Built from integers only.
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .context("updating last_checked_at")?;
+        Ok(())
+    }
+
     /// Sites with their projection, by id.
     pub async fn sites(&self) -> Result<Vec<SiteRow>> {
         let rows = sqlx::query(
