@@ -173,6 +173,14 @@ pub const LAST_CHECKED_STEP: usize = 10_000;
 const LAST_CHECKED_LOOKBACK_US: u64 = 90_000_000;
 
 impl LastChecked {
+    /// The first walk 10 s after `now_us` (results have come in by then), then every minute.
+    pub fn starting(now_us: u64) -> LastChecked {
+        LastChecked {
+            pass_started_us: (now_us + 10_000_000).saturating_sub(LAST_CHECKED_EVERY_US),
+            ..LastChecked::default()
+        }
+    }
+
     /// The next step's (site, time) pairs, when a step is due; call [`LastChecked::done`]
     /// once they are stored. Sites appear once per step, with their latest time.
     pub fn step(&mut self, engine: &Engine, now_us: u64) -> Option<&[(u64, u64)]> {
@@ -206,7 +214,78 @@ impl LastChecked {
             self.pos = None;
             // A result ingested after its check was visited may have started before the walk
             // began (times are probe starts): look that far back again next time.
-            self.since_us = self.pass_started_us.saturating_sub(LAST_CHECKED_LOOKBACK_US);
+            self.since_us = self
+                .pass_started_us
+                .saturating_sub(LAST_CHECKED_LOOKBACK_US);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{CheckConfig, EventIds};
+    use jetmon_shared::check::ProbeOrigin;
+    use jetmon_shared::outcome::Outcome;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn last_checked_walks_the_checks_in_steps_and_only_writes_news() {
+        let mut e = Engine::new(EventIds { next: 1, stride: 1 }, 0);
+        let mut fx = Vec::new();
+        for id in 1..=25_000u64 {
+            e.restore(
+                CheckConfig {
+                    check_id: id,
+                    site_id: id.div_ceil(2),
+                    interval_ms: 300_000,
+                    retries: 0,
+                    retry_spacing_ms: 0,
+                    critical: true,
+                    paused: false,
+                    maintenance: Vec::new(),
+                },
+                Vec::new(),
+            );
+            let at_us = 1_000 * S + id;
+            let r = ResultIn {
+                check_id: id,
+                outcome: Outcome::Ok,
+                at_us,
+                origin: ProbeOrigin::Scheduled,
+                cert_not_after_s: 0,
+            };
+            e.apply(Input::Result(r), at_us, &mut fx);
+        }
+        let walk = |lc: &mut LastChecked, now_us: u64| {
+            let (mut steps, mut seen) = (0, std::collections::BTreeMap::new());
+            while let Some(step) = lc.step(&e, now_us) {
+                steps += 1;
+                for &(site, t) in step {
+                    let latest = seen.entry(site).or_insert(0);
+                    *latest = t.max(*latest);
+                }
+                lc.done();
+                assert!(steps < 10, "the walk does not end");
+            }
+            (steps, seen)
+        };
+        let mut lc = LastChecked::starting(1_000 * S);
+        assert_eq!(walk(&mut lc, 1_005 * S).0, 0, "not before 10 s");
+        let (steps, seen) = walk(&mut lc, 1_010 * S);
+        assert_eq!(steps, 3, "25,000 checks, 10,000 a step");
+        assert_eq!(seen.len(), 12_500);
+        assert_eq!(
+            seen.get(&7),
+            Some(&(1_000 * S + 14)),
+            "a site's latest check"
+        );
+        assert_eq!(walk(&mut lc, 1_060 * S).0, 0, "once a minute");
+        // The next walk looks back 90 s before the previous one began (results ingested
+        // after their check was visited), the one after that finds nothing new.
+        assert_eq!(walk(&mut lc, 1_200 * S).1.len(), 12_500);
+        let (steps, seen) = walk(&mut lc, 1_300 * S);
+        assert_eq!((steps, seen.len()), (3, 0));
     }
 }

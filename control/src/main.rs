@@ -387,24 +387,27 @@ fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
         return;
     }
     println!(
-        "{:>6}  {:<12} {:>6} {:>6}  {:<20}  name",
-        "id", "state", "status", "events", "since"
+        "{:>6}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  name",
+        "id", "state", "status", "events", "since", "checked"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
-    for s in sites {
-        let since = s.last_status_change_us.map_or_else(
+    let ago = |t: Option<u64>| {
+        t.map_or_else(
             || "-".to_owned(),
             |t| format!("{} s ago", now.saturating_sub(t) / 1_000_000),
-        );
+        )
+    };
+    for s in sites {
         println!(
-            "{:>6}  {:<12} {:>6} {:>6}  {:<20}  {}",
+            "{:>6}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  {}",
             s.id,
             s.state.name(),
             s.site_status,
             s.active_event_count,
-            since,
+            ago(s.last_status_change_us),
+            ago(s.last_checked_us),
             s.name
         );
     }

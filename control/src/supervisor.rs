@@ -33,6 +33,11 @@ use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError, RingFile};
 use jetmon_shared::shutdown;
 
+/// How long the database may refuse a batch (answering, with an error) before control starts
+/// over from what the database holds.
+const REFUSED_RESTART_AFTER: Duration = Duration::from_secs(30);
+/// The `ingest_positions` row holding the number of the last stored batch (not a shard).
+const BATCH_SHARD: u16 = u16::MAX;
 /// A prober whose heartbeat is older than this is presumed hung and restarted.
 const PROBER_STALE_AFTER: Duration = Duration::from_secs(2);
 const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -163,7 +168,11 @@ pub fn up(
         }
         Ok(())
     })?;
-    let mut ingest = Ingest::new(engine, rt.block_on(store.positions())?);
+    let positions = rt.block_on(store.positions())?;
+    // Batches are numbered (stored with the ring positions) so that a batch whose commit
+    // outcome was lost with its connection is recognised as stored, not written again.
+    let mut batch_no = positions.get(&BATCH_SHARD).copied().unwrap_or(0);
+    let mut ingest = Ingest::new(engine, positions);
     // Results wait on disk for the hourly statistics; sealed hours a previous run left are
     // flushed first.
     let spool_dir = config.control.spool_dir();
@@ -210,7 +219,8 @@ pub fn up(
     let mut last_positions = Instant::now();
     let mut last_store_error: Option<Instant> = None;
     let mut commands: Vec<Command> = Vec::new();
-    let mut last_checked = LastChecked::default();
+    let mut last_checked = LastChecked::starting(unix_us());
+    let mut refused_since: Option<Instant> = None;
     let started = Instant::now();
     let mut backoff = RESTART_BACKOFF_MIN;
     let mut prober_state = match shards.first().map(|s| s.results.producer_status()) {
@@ -271,6 +281,9 @@ pub fn up(
             if changes
                 || (!batch.positions.is_empty() && last_positions.elapsed() >= POSITIONS_EVERY)
             {
+                batch_no += 1;
+                let mut batch = batch;
+                batch.positions.push((BATCH_SHARD, batch_no));
                 pending = Some(batch);
             } else {
                 // Healthy results only: nothing durable came of them, release them.
@@ -283,13 +296,24 @@ pub fn up(
         // database is away, the batch waits here and the rings back up (then the prober).
         if let Some(batch) = &pending {
             let began = Instant::now();
-            let stored = rt.block_on(store.apply(batch));
+            // After a failure the batch may have committed anyway (the connection died after
+            // COMMIT reached the server): its number in the store says so, and it is not
+            // written twice.
+            let stored = match last_store_error {
+                Some(_) => match rt.block_on(store.positions()) {
+                    Ok(p) if p.get(&BATCH_SHARD).is_some_and(|n| *n >= batch_no) => Ok(()),
+                    Ok(_) => rt.block_on(store.apply(batch)),
+                    Err(e) => Err(e),
+                },
+                None => rt.block_on(store.apply(batch)),
+            };
             let _ = counters
                 .batch_us
                 .record(began.elapsed().as_micros().max(1) as u64);
             match stored {
                 Ok(()) => {
                     counters.batches += 1;
+                    refused_since = None;
                     if let Ok(mut r) = metrics_text.not_ready.lock() {
                         *r = None;
                     }
@@ -304,6 +328,25 @@ pub fn up(
                     counters.store_errors += 1;
                     if let Ok(mut r) = metrics_text.not_ready.lock() {
                         *r = Some(format!("database unavailable: {e:#}"));
+                    }
+                    // A database that answers but refuses the batch (a constraint) no longer
+                    // holds what this control believes it committed — e.g. it lost
+                    // acknowledged commits in a crash. Retrying cannot help: start over from
+                    // what the database holds (the prober keeps running and is adopted).
+                    if refused(&e) {
+                        let since = *refused_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= REFUSED_RESTART_AFTER {
+                            eprintln!(
+                                "jetmon: the database has refused the same batch for {}s ({e:#}); \
+                                 it no longer holds what was committed to it — restarting from \
+                                 what it holds",
+                                REFUSED_RESTART_AFTER.as_secs()
+                            );
+                            rt.block_on(store.close());
+                            return Err(reexec());
+                        }
+                    } else {
+                        refused_since = None;
                     }
                     if last_store_error.is_none_or(|t| t.elapsed() >= STATUS_EVERY) {
                         eprintln!(
@@ -840,6 +883,25 @@ fn spec_hash(spec: &CheckSpec) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     format!("{spec:?}").hash(&mut h);
     h.finish()
+}
+
+/// Whether the database answered and refused (as opposed to being unreachable).
+fn refused(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<sqlx::Error>())
+        .any(|e| matches!(e, sqlx::Error::Database(_)))
+}
+
+/// Replaces this process with a fresh `jetmon` with the same arguments (same pid: the prober
+/// stays our child and is adopted); returns only when that failed.
+fn reexec() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let err = match std::env::current_exe() {
+        Ok(exe) => Process::new(exe).args(args).exec(),
+        Err(e) => e,
+    };
+    anyhow::anyhow!("restarting jetmon failed: {err}")
 }
 
 /// Seals the spool's finished hours (all of them when `all`) and hands them to the flusher.

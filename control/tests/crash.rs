@@ -191,7 +191,7 @@ fn storm(dir: &Path, url: &str) {
 /// statistics: at most one scheduled result per check per second run.
 fn verify_log(rt: &tokio::runtime::Runtime, url: &str, ran_s: Option<f64>) {
     let (events, transitions) = rt.block_on(async {
-        let store = Store::open(&url, "test").await.unwrap();
+        let store = Store::open(url, "test").await.unwrap();
         let mut results = 0;
         for c in store.checks().await.unwrap() {
             for row in store
@@ -344,12 +344,18 @@ fn a_60_second_postgresql_outage_loses_and_repeats_nothing() {
             if let Some(rest) = text.split("metrics on http://").nth(1) {
                 break rest.split('/').next().unwrap().to_owned();
             }
-            assert!(began.elapsed() < Duration::from_secs(30), "no metrics:\n{text}");
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "no metrics:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
     std::thread::sleep(Duration::from_secs(5));
-    let before = metric(&http_get(&addr, "/metrics"), "jetmon_result_ring_used_bytes");
+    let before = metric(
+        &http_get(&addr, "/metrics"),
+        "jetmon_result_ring_used_bytes",
+    );
     pg.run(&["pause"]);
     let outage = Instant::now();
     let mut saw_not_ready = false;
@@ -366,7 +372,10 @@ fn a_60_second_postgresql_outage_loses_and_repeats_nothing() {
         }
     }
     // Results of the probing that went on wait in the ring (read once the batch is stored).
-    let waiting = metric(&http_get(&addr, "/metrics"), "jetmon_result_ring_used_bytes");
+    let waiting = metric(
+        &http_get(&addr, "/metrics"),
+        "jetmon_result_ring_used_bytes",
+    );
     assert!(saw_not_ready, "/ready never reported the database outage");
     assert!(
         waiting > before + 100_000.0,
@@ -382,13 +391,19 @@ fn a_60_second_postgresql_outage_loses_and_repeats_nothing() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    eprintln!("ready again {:.1?} after the database came back", back.elapsed());
+    eprintln!(
+        "ready again {:.1?} after the database came back",
+        back.elapsed()
+    );
     std::thread::sleep(Duration::from_secs(4));
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
     let stop = Instant::now();
     while up.0.try_wait().unwrap().is_none() {
-        assert!(stop.elapsed() < Duration::from_secs(15), "jetmon up did not stop");
+        assert!(
+            stop.elapsed() < Duration::from_secs(15),
+            "jetmon up did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let text = std::fs::read_to_string(&log).unwrap();

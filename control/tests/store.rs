@@ -256,6 +256,20 @@ async fn suite(db: Db) {
     let sites = store.sites().await.unwrap();
     assert_eq!((sites[0].state, sites[0].site_status), (State::Up, 1));
     assert_eq!(store.transition_count().await.unwrap(), 3);
+    // last_checked_at: written in batches, raised, never lowered.
+    let other_site = store.add_site("other.test").await.unwrap();
+    store
+        .set_last_checked(&[(site, T0 + 80 * S), (other_site, T0 + 5 * S)])
+        .await
+        .unwrap();
+    store
+        .set_last_checked(&[(site, T0 + 70 * S)])
+        .await
+        .unwrap();
+    store.set_last_checked(&[]).await.unwrap();
+    let sites = store.sites().await.unwrap();
+    assert_eq!(sites[0].last_checked_us, Some(T0 + 80 * S));
+    assert_eq!(sites[1].last_checked_us, Some(T0 + 5 * S));
     store.close().await;
 }
 

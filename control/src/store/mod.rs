@@ -110,6 +110,8 @@ pub struct SiteRow {
     pub active_event_count: u32,
     pub last_status_change_us: Option<u64>,
     pub ssl_expiry_s: Option<i64>,
+    /// Start of the latest result of any of its checks (written in batches, ≤ ~1 min old).
+    pub last_checked_us: Option<u64>,
 }
 
 /// A stored check: what the prober needs and what the engine needs.
@@ -162,7 +164,9 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url)?;
         let shown = redact(url);
-        let mut options = PoolOptions::<Any>::new().acquire_timeout(Duration::from_secs(10));
+        // Short: while the database is away, the supervisor loop must keep ticking (heartbeats,
+        // metrics, prober supervision) between attempts.
+        let mut options = PoolOptions::<Any>::new().acquire_timeout(Duration::from_secs(2));
         let connect_url = match backend {
             Backend::Sqlite => {
                 // One writer; WAL lets readers (the API, `jetmon sites list`) run beside it.
@@ -723,7 +727,7 @@ impl Store {
     pub async fn sites(&self) -> Result<Vec<SiteRow>> {
         let rows = sqlx::query(
             "SELECT id, name, current_state, current_severity, site_status, active_event_count, \
-             last_status_change_at, ssl_expiry_at FROM sites ORDER BY id",
+             last_status_change_at, ssl_expiry_at, last_checked_at FROM sites ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -739,6 +743,7 @@ impl Store {
                 active_event_count: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
                 last_status_change_us: r.try_get::<Option<i64>, _>(6)?.map(u),
                 ssl_expiry_s: r.try_get::<Option<i64>, _>(7)?,
+                last_checked_us: r.try_get::<Option<i64>, _>(8)?.map(u),
             });
         }
         Ok(out)
