@@ -45,6 +45,20 @@ fn start(cfg: &Path, log: &Path) -> KillOnDrop {
     )
 }
 
+/// SIGTERM, then waits (bounded) for a graceful exit.
+fn terminate(up: &mut KillOnDrop) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
+    let stop = Instant::now();
+    while up.0.try_wait().unwrap().is_none() {
+        assert!(
+            stop.elapsed() < Duration::from_secs(15),
+            "jetmon up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The demo fleet has one fixed address: the two backends take turns.
 static DEMO_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -154,16 +168,7 @@ fn storm(dir: &Path, url: &str) {
         up = start(&cfg, &log);
     }
     std::thread::sleep(Duration::from_secs(4));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
-    let stop = Instant::now();
-    while up.0.try_wait().unwrap().is_none() {
-        assert!(
-            stop.elapsed() < Duration::from_secs(15),
-            "jetmon up did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    terminate(&mut up);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(kills, 4);
     assert!(
@@ -396,16 +401,7 @@ fn a_60_second_postgresql_outage_loses_and_repeats_nothing() {
         back.elapsed()
     );
     std::thread::sleep(Duration::from_secs(4));
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(up.0.id() as i32, libc::SIGTERM) };
-    let stop = Instant::now();
-    while up.0.try_wait().unwrap().is_none() {
-        assert!(
-            stop.elapsed() < Duration::from_secs(15),
-            "jetmon up did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    terminate(&mut up);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("will retry, nothing is lost"), "{text}");
     assert_eq!(
