@@ -2,6 +2,7 @@
 //! parsing (`target`), the per-shard check table and timer wheel (`sched`), and the shards
 //! that drive probes on io_uring.
 
+pub mod exec;
 pub mod probe;
 pub mod proto;
 pub mod resolver;

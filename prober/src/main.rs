@@ -2,18 +2,13 @@
 //! from its command ring, probes on io_uring and writes one result frame per probe into its
 //! result ring. `--dry-run` applies commands without probing (to test a deployment's rings).
 
-use std::cell::RefCell;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use glommio::{LocalExecutorBuilder, Placement as GlommioPlacement};
-use jetmon_prober::shard::{Shard as ProbeShard, ShardConfig};
 use jetmon_prober::target::HostsFile;
-use jetmon_shared::config::Placement;
 use jetmon_shared::config::{Config, ProberConfig};
 use jetmon_shared::frames::{Command, KIND_COMMAND, decode_command};
 use jetmon_shared::ring::{Consumer, Producer, RingFile};
@@ -129,7 +124,7 @@ fn run_shards(
     cores: usize,
     extra_allow: &[jetmon_shared::cidr::Cidr],
 ) -> Result<()> {
-    check_memlock(config.io_memory_bytes, shards)?;
+    jetmon_prober::exec::check_memlock(config.io_memory_bytes, shards)?;
     let hosts = Arc::new(HostsFile::system());
     let resolvers = jetmon_prober::resolver::servers(&config.resolvers);
     if resolvers.is_empty() {
@@ -156,37 +151,16 @@ fn run_shards(
         let Shard {
             commands, results, ..
         } = attach(config, id)?;
-        let placement = match config.placement {
-            Placement::Unbound => GlommioPlacement::Unbound,
-            Placement::Pinned => {
-                let cpu = config
-                    .cpus
-                    .get(usize::from(id))
-                    .copied()
-                    .unwrap_or((usize::from(id) + 1) % cores);
-                GlommioPlacement::Fixed(cpu)
-            }
-        };
-        let (shard_config, hosts, extra_allow, tls) = (
-            config.clone(),
-            hosts.clone(),
-            extra_allow.to_vec(),
+        let handle = jetmon_prober::exec::spawn_shard(
+            id,
+            config,
+            cores,
+            extra_allow,
             tls.clone(),
-        );
-        let handle = LocalExecutorBuilder::new(placement)
-            .name(&format!("jetmon-shard-{id}"))
-            .io_memory(config.io_memory_bytes)
-            .spawn(move || async move {
-                let cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow, tls);
-                let shard = Rc::new(RefCell::new(ProbeShard::new(cfg, commands, results, hosts)));
-                ProbeShard::run(shard).await;
-            })
-            .map_err(|e| {
-                anyhow::anyhow!(explain_executor_error(
-                    &e.to_string(),
-                    config.io_memory_bytes
-                ))
-            })?;
+            hosts.clone(),
+            commands,
+            results,
+        )?;
         handles.push((id, handle));
     }
     eprintln!(
@@ -196,7 +170,8 @@ fn run_shards(
     let mut failed = None;
     for (id, handle) in handles {
         if let Err(e) = handle.join() {
-            let line = explain_executor_error(&e.to_string(), config.io_memory_bytes);
+            let line =
+                jetmon_prober::exec::explain_executor_error(&e.to_string(), config.io_memory_bytes);
             eprintln!("jetmon-prober: shard {id}: {line}");
             shutdown::request();
             failed.get_or_insert(line);
@@ -209,60 +184,6 @@ fn run_shards(
             Ok(())
         }
     }
-}
-
-/// Refuses to start when the shards' io_uring memory cannot fit the memlock limit, with the
-/// one line an operator needs.
-fn check_memlock(io_memory: usize, shards: u16) -> Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return Ok(());
-    }
-    // glommio registers io_memory with each of an executor's three io_urings, and the kernel
-    // pins it once per ring; add a little for the rings themselves. When registration does
-    // not fit, glommio silently falls back to unregistered buffers, so refuse instead.
-    let needed = (3 * io_memory as u64 + (256 << 10)) * u64::from(shards);
-    if needed > limit.rlim_cur {
-        bail!(memlock_line(needed, limit.rlim_cur));
-    }
-    Ok(())
-}
-
-fn memlock_line(needed: u64, limit: u64) -> String {
-    format!(
-        "io_uring needs about {} KiB of locked memory for the shards but the memlock limit is {} KiB; \
-         raise it (`ulimit -l`, or `LimitMEMLOCK=` in the systemd unit), or lower prober.io_memory_bytes \
-         or prober.shards",
-        needed / 1024,
-        limit / 1024
-    )
-}
-
-/// Turns glommio's executor-creation errors into one line; memlock failures say how to fix them.
-fn explain_executor_error(error: &str, io_memory: usize) -> String {
-    let lower = error.to_ascii_lowercase();
-    if lower.contains("cannot allocate memory")
-        || lower.contains("memlock")
-        || lower.contains("enomem")
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we own.
-        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
-        return memlock_line(io_memory as u64, limit.rlim_cur);
-    }
-    format!(
-        "cannot start a shard executor: {}",
-        error.split_whitespace().collect::<Vec<_>>().join(" ")
-    )
 }
 
 fn attach(config: &ProberConfig, id: u16) -> Result<Shard> {

@@ -1,0 +1,211 @@
+//! The gRPC service: token check (constant time), request limits, checks through the embedded
+//! engine, results streamed back as they finish.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use jetmon_shared::frames::{Command, ProbeResult, decode_command};
+use jetmon_shared::outcome::Outcome;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::pb;
+
+/// Largest request accepted (500 check frames fit many times over).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// How a veriflier answers: for real, or one of the faulty modes the quorum tests need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Every check fails (`conn_refused`) at once: a veriflier that always says "down".
+    AlwaysDown,
+    /// Accepts the call and never answers.
+    Hang,
+}
+
+impl Mode {
+    pub fn from_name(s: &str) -> Option<Mode> {
+        match s {
+            "normal" => Some(Mode::Normal),
+            "always-down" => Some(Mode::AlwaysDown),
+            "hang" => Some(Mode::Hang),
+            _ => None,
+        }
+    }
+}
+
+pub struct Service {
+    pub name: String,
+    pub engine: Engine,
+    pub max_batch: u32,
+    pub max_in_flight: u32,
+    pub mode: Mode,
+}
+
+/// Equal in time whatever the inputs' contents (the length of `given` is the caller's).
+pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= g ^ expected.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// A tonic interceptor: `authorization: Bearer <token>` or `unauthenticated`.
+pub fn authenticate(
+    token: Arc<Vec<u8>>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if constant_time_eq(given.as_bytes(), &token) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "missing or wrong veriflier token (authorization: Bearer <token>)",
+            ))
+        }
+    }
+}
+
+pub fn to_pb(r: &ProbeResult) -> pb::CheckResult {
+    pb::CheckResult {
+        check_id: r.check_id,
+        outcome: u32::from(r.outcome.code()),
+        detail: u32::from(r.detail),
+        http_status: u32::from(r.http_status),
+        dns_us: r.phases.dns_us,
+        connect_us: r.phases.connect_us,
+        tls_us: r.phases.tls_us,
+        ttfb_us: r.phases.ttfb_us,
+        total_us: r.phases.total_us,
+        started_at_us: r.started_at_us,
+        cert_not_after_s: r.cert_not_after_s,
+    }
+}
+
+type ResultStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CheckResult, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::veriflier_server::Veriflier for Service {
+    type CheckStream = ResultStream;
+
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<Self::CheckStream>, Status> {
+        let items = request.into_inner().checks;
+        if items.is_empty() || items.len() > self.max_batch as usize {
+            return Err(Status::invalid_argument(format!(
+                "a batch holds 1 to {} checks, not {}",
+                self.max_batch,
+                items.len()
+            )));
+        }
+        let mut specs = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let spec = match decode_command(&item.spec_frame) {
+                Ok(Command::Upsert(spec)) => spec,
+                Ok(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "checks[{i}]: not an Upsert command frame"
+                    )));
+                }
+                Err(e) => {
+                    return Err(Status::invalid_argument(format!(
+                        "checks[{i}]: the frame does not verify: {e}"
+                    )));
+                }
+            };
+            spec.validate()
+                .map_err(|e| Status::invalid_argument(format!("checks[{i}]: {e}")))?;
+            specs.push(*spec);
+        }
+        let load = &self.engine.load;
+        if load.in_flight.load(Ordering::Relaxed) as usize + specs.len()
+            > self.max_in_flight as usize
+        {
+            return Err(Status::resource_exhausted(format!(
+                "{} checks in flight; this veriflier takes at most {}",
+                load.in_flight.load(Ordering::Relaxed),
+                self.max_in_flight
+            )));
+        }
+        let (tx, rx) = mpsc::channel(specs.len());
+        match self.mode {
+            Mode::Hang => {
+                // Keep the sender alive forever: the stream never yields nor ends.
+                std::mem::forget(tx);
+            }
+            Mode::AlwaysDown => {
+                for spec in &specs {
+                    let r = ProbeResult {
+                        check_id: spec.check_id,
+                        outcome: Outcome::ConnRefused,
+                        started_at_us: unix_us(),
+                        ..ProbeResult::default()
+                    };
+                    let _ = tx.send(Ok(to_pb(&r))).await;
+                }
+            }
+            Mode::Normal => {
+                for spec in specs {
+                    let result = self.engine.submit(spec);
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let item = match result.await {
+                            Ok(r) => Ok(to_pb(&r)),
+                            Err(_) => Err(Status::unavailable("the probe engine stopped")),
+                        };
+                        let _ = tx.send(item).await;
+                    });
+                }
+            }
+        }
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let load = &self.engine.load;
+        Ok(Response::new(pb::StatusReply {
+            name: self.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            in_flight: load.in_flight.load(Ordering::Relaxed),
+            checks_total: load.total.load(Ordering::Relaxed),
+            max_batch: self.max_batch,
+            max_in_flight: self.max_in_flight,
+        }))
+    }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret!", b"s3cret"));
+        assert!(!constant_time_eq(b"", b"s3cret"));
+        assert!(!constant_time_eq(b"S3cret", b"s3cret"));
+    }
+}
