@@ -111,6 +111,13 @@ fn serve(mut stream: TcpStream, cycle: u64) {
             ("200 OK", "slow but fine")
         }
         "/down" => ("500 Internal Server Error", "always broken"),
+        // Up only for clients whose User-Agent says "veriflier": a site that fails from the
+        // prober's network alone (the veriflier tests' false alarm). Not a listed demo site.
+        "/vantage" if user_agent(&text).contains("veriflier") => ("200 OK", "up from here"),
+        "/vantage" => (
+            "500 Internal Server Error",
+            "down from the prober's network",
+        ),
         _ => ("404 Not Found", "no such demo site"),
     };
     let page = format!("<html><body><p>{body}</p></body></html>\n");
@@ -121,4 +128,16 @@ fn serve(mut stream: TcpStream, cycle: u64) {
         )
         .as_bytes(),
     );
+}
+
+fn user_agent(request: &str) -> &str {
+    request
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("user-agent")
+                .then(|| value.trim())
+        })
+        .unwrap_or("")
 }

@@ -31,6 +31,8 @@ pub struct Ingest {
     pub stats: IngestStats,
     /// Where results wait for the hourly statistics (none in tests that do not need it).
     pub spool: Option<Spool>,
+    /// Seems Down events to put to the verifliers: (check, event).
+    pub verify: Vec<(u64, u64)>,
 }
 
 impl Ingest {
@@ -44,6 +46,7 @@ impl Ingest {
             effects: Vec::new(),
             stats: IngestStats::default(),
             spool: None,
+            verify: Vec::new(),
         }
     }
 
@@ -133,9 +136,8 @@ impl Ingest {
                         spacing_ms,
                     });
                 }
-                // No verifliers yet (their own issue): the engine is built with none, so it
-                // confirms locally and never asks.
-                Effect::Verify { .. } => {}
+                // With no verifliers configured the engine confirms locally and never asks.
+                Effect::Verify { check_id, event_id } => self.verify.push((check_id, event_id)),
             }
         }
     }

@@ -10,3 +10,4 @@ pub mod oneoff;
 pub mod sla;
 pub mod stats;
 pub mod store;
+pub mod verify;

@@ -23,6 +23,7 @@ use jetmon_control::metrics;
 use jetmon_control::stats::flush::{FlushCounters, Flusher};
 use jetmon_control::stats::spool::Spool;
 use jetmon_control::store::{Batch, CHECKS_PAGE, Store};
+use jetmon_control::verify::Verifier;
 use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
@@ -139,12 +140,27 @@ pub fn up(
     }
     let open = rt.block_on(store.open_events())?;
     let max_event = rt.block_on(store.max_event_id())?;
+    let verifier = Verifier::start(&config.control, &host)?;
+    if verifier.is_some() {
+        eprintln!(
+            "jetmon: outages confirmed by verifliers ({}), quorum {} (floor {})",
+            config
+                .control
+                .verifliers
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.control.detection.veriflier_quorum,
+            config.control.detection.veriflier_quorum_floor
+        );
+    }
     let mut engine = Engine::new(
         EventIds {
             next: max_event + 1,
             stride: 1,
         },
-        0,
+        config.control.verifliers.len(),
     );
     // What the prober has is kept as one hash per check, as the engine's tag: enough to
     // notice changes (the specs themselves are read from the database, a page at a time,
@@ -267,6 +283,14 @@ pub fn up(
         }
         if pending.is_none() {
             let drained = read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            if let Some(v) = &verifier {
+                for (check_id, event_id) in ingest.verify.drain(..) {
+                    v.ask(check_id, event_id);
+                }
+                for verdict in v.verdicts() {
+                    ingest.apply(Input::Verified(verdict), now_us, &mut commands);
+                }
+            }
             // The clock advances only once the backlog is read: after the database was away,
             // checks whose results are still in the ring are late, not silent.
             if drained && last_engine_tick.elapsed() >= ENGINE_TICK {

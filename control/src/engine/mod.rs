@@ -109,6 +109,42 @@ pub struct Verdict {
     pub down_votes: u8,
     pub quorum: u8,
     pub source: String,
+    /// Every veriflier's answer, kept with the transition.
+    pub votes: Vec<Vote>,
+}
+
+/// How a veriflier answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteKind {
+    /// The check failed from there (a site failure).
+    Down,
+    /// The check passed from there.
+    Up,
+    /// No say: an error, a timeout, or a monitor-side outcome (probe safety, its resolver…).
+    Abstain,
+}
+
+impl VoteKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            VoteKind::Down => "down",
+            VoteKind::Up => "up",
+            VoteKind::Abstain => "abstain",
+        }
+    }
+}
+
+/// One veriflier's answer about one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    pub veriflier: String,
+    pub kind: VoteKind,
+    /// The outcome code it reported, if it reported one.
+    pub outcome: Option<u16>,
+    pub http_status: u16,
+    pub total_us: u32,
+    /// Why it abstained without a result (error or timeout).
+    pub error: Option<String>,
 }
 
 /// What the engine is asked to do.
@@ -142,6 +178,8 @@ pub struct Transition {
     pub started_at_us: u64,
     /// Small facts worth keeping with the transition (outcome code, days left, votes…).
     pub detail: Vec<(&'static str, i64)>,
+    /// The verifliers' answers, on a transition a verdict made.
+    pub votes: Vec<Vote>,
 }
 
 /// The site row's projection (fast reads and the legacy `site_status`).
@@ -784,6 +822,14 @@ impl Engine {
                 out,
             );
         }
+        // The votes go with the transition the verdict made.
+        if let Some(Effect::Transition(t)) = out
+            .iter_mut()
+            .rev()
+            .find(|e| matches!(e, Effect::Transition(_)))
+        {
+            t.votes = v.votes;
+        }
         self.project(site_id, now_us, out);
     }
 
@@ -1109,6 +1155,7 @@ fn open(
         at_us: now_us,
         started_at_us,
         detail,
+        votes: Vec::new(),
     }));
 }
 
@@ -1151,6 +1198,7 @@ fn change(
         at_us: now_us,
         started_at_us: e.started_at_us,
         detail,
+        votes: Vec::new(),
     }));
 }
 
@@ -1191,6 +1239,7 @@ fn close_with(
         at_us: now_us,
         started_at_us: e.started_at_us,
         detail,
+        votes: Vec::new(),
     }));
 }
 

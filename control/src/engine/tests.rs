@@ -229,6 +229,7 @@ fn verifliers_confirm_or_call_a_false_alarm() {
             down_votes,
             quorum: 2,
             source: "v1,v2".into(),
+            votes: Vec::new(),
         })
     };
     let out = run(
@@ -677,6 +678,7 @@ fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
                     down_votes: *down_votes,
                     quorum: 2,
                     source: "v".into(),
+                    votes: Vec::new(),
                 })
             }
             Step::Pause { check, paused } => {

@@ -330,13 +330,30 @@ impl Store {
             }
             (None, None) => return Ok(()),
         }
-        let metadata = serde_json::Value::Object(
-            t.detail
+        let mut metadata: serde_json::Map<String, serde_json::Value> = t
+            .detail
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        if !t.votes.is_empty() {
+            let votes = t
+                .votes
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-                .collect(),
-        )
-        .to_string();
+                .map(|v| {
+                    serde_json::json!({
+                        "veriflier": v.veriflier,
+                        "vote": v.kind.name(),
+                        "outcome": v.outcome.map(|c| jetmon_shared::outcome::Outcome::from_code(c)
+                            .map_or_else(|| c.to_string(), |o| o.name().to_owned())),
+                        "http_status": v.http_status,
+                        "total_us": v.total_us,
+                        "error": v.error,
+                    })
+                })
+                .collect();
+            metadata.insert("votes".to_owned(), serde_json::Value::Array(votes));
+        }
+        let metadata = serde_json::Value::Object(metadata).to_string();
         sqlx::query(
             "INSERT INTO transitions (event_id, site_id, state_before, severity_before, state_after, \
              severity_after, reason, source, metadata, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -460,6 +477,12 @@ impl Store {
 
     /// Checks with id > `after`, in id order, at most `limit`: large check sets are read a
     /// page at a time, so loading a million checks never holds a million rows at once.
+    /// One check's settings; None when there is no such check.
+    pub async fn check(&self, id: u64) -> Result<Option<StoredCheck>> {
+        let page = self.checks_page(id.saturating_sub(1), 1).await?;
+        Ok(page.into_iter().find(|c| c.spec.check_id == id))
+    }
+
     pub async fn checks_page(&self, after: u64, limit: u32) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;
         let rows = sqlx::query(
