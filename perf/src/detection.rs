@@ -2,7 +2,8 @@
 //! SQLite) watching N fleet sites at a 30 s interval; a set of them is flipped to HTTP 500 at
 //! once, then back. Measured from the store, as a user would see it: when each flipped site
 //! became Seems Down and Down, when it recovered, and whether any other site went Down.
-//! Local confirmation only (2 re-checks 10 s apart) until verifliers exist.
+//! Confirmation by 2 local re-checks 10 s apart, then — with `--verifliers N` — by N real
+//! `jetmon-veriflier` processes on loopback (quorum 2).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,6 +21,8 @@ pub struct DetectionArgs {
     pub port: u16,
     pub fleet_script: PathBuf,
     pub dir: PathBuf,
+    /// Verifliers started on loopback and configured in control (0 = local confirmation).
+    pub verifliers: u32,
 }
 
 struct KillOnDrop(std::process::Child);
@@ -62,16 +65,65 @@ fn set(args: &DetectionArgs, site: u32, mode: &str) -> Result<()> {
     Ok(())
 }
 
+/// Starts a veriflier on loopback; returns it and its address.
+fn veriflier(dir: &Path, k: u32, bin: &Path) -> Result<(KillOnDrop, String)> {
+    use std::io::BufRead;
+    let token = dir.join("veriflier.token");
+    std::fs::write(&token, "detection-bench-token-0123456789")?;
+    let cfg = dir.join(format!("veriflier-{k}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[prober]\nallow_cidrs = [\"127.0.0.0/8\"]\n[veriflier]\nname = \"v{k}\"\n\
+             listen = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
+            token.display().to_string()
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stderr = child.stderr.take().context("veriflier stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let child = KillOnDrop(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .context("a veriflier did not start")?;
+    Ok((child, addr))
+}
+
 pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String> {
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
     let db = args.dir.join("jetmon.db");
     let cfg = args.dir.join("jetmon.toml");
+    let mut verifliers = Vec::new();
+    let mut peers = String::new();
+    for k in 1..=args.verifliers {
+        let (child, addr) = veriflier(&args.dir, k, &jetmon.with_file_name("jetmon-veriflier"))?;
+        verifliers.push(child);
+        peers.push_str(&format!(
+            "[[control.verifliers]]\nname = \"v{k}\"\nurl = \"http://{addr}\"\ntoken_file = {:?}\n",
+            args.dir.join("veriflier.token").display().to_string()
+        ));
+    }
     std::fs::write(
         &cfg,
         format!(
             "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"detect\"\nallow_cidrs = [\"127.0.0.0/8\"]\n\
-             [control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n",
+             [control]\napi_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = \"sqlite:{}\"\n{peers}",
             args.dir.display().to_string(),
             prober.display().to_string(),
             db.display()
@@ -167,7 +219,7 @@ pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String>
     Ok(format!(
         "RESULT scenario=detection sites={} flipped={} detected={detected} false_downs={false_downs} \
          flip_to_seems_down_p95_s={:.1} flip_to_down_p95_s={:.1} recovery_p95_s={:.1} recovered={} \
-         interval_s={} retries=2 retry_spacing_s=10 verifliers=0",
+         interval_s={} retries=2 retry_spacing_s=10 verifliers={}",
         args.sites,
         flipped.len(),
         p95(&mut seems),
@@ -175,5 +227,6 @@ pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String>
         p95(&mut rec),
         rec.len(),
         args.interval_s,
+        args.verifliers,
     ))
 }

@@ -142,6 +142,9 @@ enum Scenario {
         fleet_script: PathBuf,
         #[arg(long, default_value = "/tmp/jetmon-perf-detection")]
         dir: PathBuf,
+        /// Real verifliers on loopback (quorum 2); 0 = local confirmation only.
+        #[arg(long, default_value_t = 0)]
+        verifliers: u32,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -230,6 +233,7 @@ fn main() -> Result<()> {
             port,
             fleet_script,
             dir,
+            verifliers,
             record,
         } => {
             let jetmon = std::env::current_exe()?.with_file_name("jetmon");
@@ -241,6 +245,7 @@ fn main() -> Result<()> {
                     port,
                     fleet_script,
                     dir,
+                    verifliers,
                 },
                 &jetmon,
                 &prober_binary()?,
