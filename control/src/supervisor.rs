@@ -226,7 +226,8 @@ pub fn up(
         ingest.engine.check_count(),
         open.len()
     );
-    let (metrics_addr, metrics_text) = metrics::start(&config.control.api_listen)?;
+    let (metrics_addr, metrics_text) =
+        metrics::start(&config.control.api_listen, "control.api_listen")?;
     eprintln!("jetmon: metrics on http://{metrics_addr}/metrics");
     let mut counters = Counters::new();
     let mut last_metrics = Instant::now();

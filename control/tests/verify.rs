@@ -35,7 +35,7 @@ fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<&Path>) -> (Proc, S
     std::fs::write(&token, TOKEN).unwrap();
     let mut toml = format!(
         "[prober]\nallow_cidrs = [\"127.0.0.0/8\"]\nuser_agent = \"jetmon-veriflier-test\"\n\
-         [veriflier]\nname = {name:?}\nlisten = \"127.0.0.1:0\"\ntoken_file = {token:?}\n"
+         [veriflier]\nname = {name:?}\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ntoken_file = {token:?}\n"
     );
     if let Some(pki) = tls {
         toml.push_str(&format!(

@@ -75,7 +75,7 @@ fn veriflier(dir: &Path, k: u32, bin: &Path) -> Result<(KillOnDrop, String)> {
         &cfg,
         format!(
             "[prober]\nallow_cidrs = [\"127.0.0.0/8\"]\n[veriflier]\nname = \"v{k}\"\n\
-             listen = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
+             listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
             token.display().to_string()
         ),
     )?;

@@ -243,6 +243,8 @@ pub struct VeriflierConfig {
     /// Checks per request at most.
     pub max_batch: u32,
     pub max_in_flight: u32,
+    /// `GET /metrics`, `/ready`, `/health` (plain HTTP; loopback unless you mean it); empty = off.
+    pub metrics_listen: String,
 }
 
 impl Default for VeriflierConfig {
@@ -256,6 +258,7 @@ impl Default for VeriflierConfig {
             client_ca_file: None,
             max_batch: 500,
             max_in_flight: 2_000,
+            metrics_listen: "127.0.0.1:7804".to_owned(),
         }
     }
 }
@@ -478,6 +481,14 @@ impl Config {
                 "veriflier.tls_key_file",
                 "tls_cert_file and tls_key_file go together".into(),
             ));
+        }
+        if !v.metrics_listen.is_empty() {
+            v.metrics_listen.parse::<SocketAddr>().map_err(|_| {
+                (
+                    "veriflier.metrics_listen",
+                    format!("{:?} is not ip:port (or \"\" for none)", v.metrics_listen),
+                )
+            })?;
         }
         if v.max_batch == 0 || v.max_batch > 500 {
             return Err((

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cidr;
 pub mod config;
 pub mod frames;
+pub mod metrics;
 pub mod outcome;
 pub mod ring;
 pub mod shutdown;

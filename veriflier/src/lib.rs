@@ -70,7 +70,24 @@ pub async fn serve(
         .parse()
         .with_context(|| format!("veriflier.listen {:?} is not ip:port", v.listen))?;
     let engine = engine::Engine::start(&config.prober, extra_allow)?;
+    let counters = Arc::new(server::Counters::default());
+    if !v.metrics_listen.is_empty() {
+        let (at, shared) =
+            jetmon_shared::metrics::start(&v.metrics_listen, "veriflier.metrics_listen")?;
+        eprintln!("jetmon-veriflier: metrics on http://{at}/metrics");
+        let (load, counters, name) = (engine.load.clone(), counters.clone(), v.name.clone());
+        tokio::spawn(async move {
+            loop {
+                let text = render(&name, &load, &counters);
+                if let Ok(mut t) = shared.text.lock() {
+                    *t = text;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
     let service = server::Service {
+        counters: counters.clone(),
         name: v.name.clone(),
         engine,
         max_batch: v.max_batch,
@@ -103,7 +120,7 @@ pub async fn serve(
     let svc = tonic::service::interceptor::InterceptedService::new(
         pb::veriflier_server::VeriflierServer::new(service)
             .max_decoding_message_size(server::MAX_REQUEST_BYTES),
-        server::authenticate(token),
+        server::authenticate(token, counters),
     );
     builder
         .add_service(svc)
@@ -114,4 +131,60 @@ pub async fn serve(
         .await
         .context("serving gRPC")?;
     Ok(())
+}
+
+fn render(name: &str, load: &engine::Load, c: &server::Counters) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut t = jetmon_shared::metrics::Text::default();
+    let v = [("veriflier", name)];
+    for (metric, kind, help, value) in [
+        (
+            "jetmon_veriflier_checks_total",
+            "counter",
+            "Checks run for callers.",
+            load.total.load(Relaxed) as f64,
+        ),
+        (
+            "jetmon_veriflier_checks_in_flight",
+            "gauge",
+            "Checks running now.",
+            f64::from(load.in_flight.load(Relaxed)),
+        ),
+        (
+            "jetmon_veriflier_requests_total",
+            "counter",
+            "gRPC requests received.",
+            c.requests.load(Relaxed) as f64,
+        ),
+    ] {
+        t.family(metric, kind, help);
+        t.sample(metric, &v, value);
+    }
+    t.family(
+        "jetmon_veriflier_requests_refused_total",
+        "counter",
+        "Requests refused, by reason.",
+    );
+    for (reason, n) in [
+        ("unauthenticated", &c.unauthenticated),
+        ("invalid", &c.invalid),
+        ("exhausted", &c.exhausted),
+    ] {
+        t.sample(
+            "jetmon_veriflier_requests_refused_total",
+            &[("veriflier", name), ("reason", reason)],
+            n.load(Relaxed) as f64,
+        );
+    }
+    t.family(
+        "jetmon_veriflier_resident_bytes",
+        "gauge",
+        "Resident memory of the veriflier.",
+    );
+    t.sample(
+        "jetmon_veriflier_resident_bytes",
+        &v,
+        jetmon_shared::metrics::rss_bytes(std::process::id()) as f64,
+    );
+    t.finish()
 }

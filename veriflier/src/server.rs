@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use jetmon_shared::frames::{Command, ProbeResult, decode_command};
 use jetmon_shared::outcome::Outcome;
@@ -37,7 +37,17 @@ impl Mode {
     }
 }
 
+/// Request counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub unauthenticated: AtomicU64,
+    pub invalid: AtomicU64,
+    pub exhausted: AtomicU64,
+}
+
 pub struct Service {
+    pub counters: Arc<Counters>,
     pub name: String,
     pub engine: Engine,
     pub max_batch: u32,
@@ -57,8 +67,10 @@ pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
 /// A tonic interceptor: `authorization: Bearer <token>` or `unauthenticated`.
 pub fn authenticate(
     token: Arc<Vec<u8>>,
+    counters: Arc<Counters>,
 ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     move |req: Request<()>| {
+        counters.requests.fetch_add(1, Ordering::Relaxed);
         let given = req
             .metadata()
             .get("authorization")
@@ -68,6 +80,7 @@ pub fn authenticate(
         if constant_time_eq(given.as_bytes(), &token) {
             Ok(req)
         } else {
+            counters.unauthenticated.fetch_add(1, Ordering::Relaxed);
             Err(Status::unauthenticated(
                 "missing or wrong veriflier token (authorization: Bearer <token>)",
             ))
@@ -94,15 +107,12 @@ pub fn to_pb(r: &ProbeResult) -> pb::CheckResult {
 type ResultStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CheckResult, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl pb::veriflier_server::Veriflier for Service {
-    type CheckStream = ResultStream;
-
-    async fn check(
+impl Service {
+    /// The batch's checks, or the status that refuses it.
+    fn validate(
         &self,
-        request: Request<pb::CheckRequest>,
-    ) -> Result<Response<Self::CheckStream>, Status> {
-        let items = request.into_inner().checks;
+        items: Vec<pb::CheckItem>,
+    ) -> Result<Vec<jetmon_shared::check::CheckSpec>, Status> {
         if items.is_empty() || items.len() > self.max_batch as usize {
             return Err(Status::invalid_argument(format!(
                 "a batch holds 1 to {} checks, not {}",
@@ -139,6 +149,27 @@ impl pb::veriflier_server::Veriflier for Service {
                 self.max_in_flight
             )));
         }
+        Ok(specs)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::veriflier_server::Veriflier for Service {
+    type CheckStream = ResultStream;
+
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<Self::CheckStream>, Status> {
+        let checked = self.validate(request.into_inner().checks);
+        if let Err(status) = &checked {
+            let counter = match status.code() {
+                tonic::Code::ResourceExhausted => &self.counters.exhausted,
+                _ => &self.counters.invalid,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let specs = checked?;
         let (tx, rx) = mpsc::channel(specs.len());
         match self.mode {
             Mode::Hang => {

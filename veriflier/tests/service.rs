@@ -21,6 +21,7 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 struct Veriflier {
     child: Child,
     addr: String,
+    metrics: String,
 }
 
 impl Drop for Veriflier {
@@ -39,7 +40,7 @@ fn start(dir: &Path, name: &str, extra: &str, mode: &str) -> Veriflier {
         &cfg,
         format!(
             "[prober]\nallow_cidrs = [\"127.0.0.0/8\"]\n[veriflier]\nname = {name:?}\n\
-             listen = \"127.0.0.1:0\"\ntoken_file = {token:?}\nmax_batch = 3\n{extra}"
+             listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ntoken_file = {token:?}\nmax_batch = 3\n{extra}"
         ),
     )
     .unwrap();
@@ -53,15 +54,29 @@ fn start(dir: &Path, name: &str, extra: &str, mode: &str) -> Veriflier {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[{line}]");
+            if let Some(addr) = line.split("metrics on http://").nth(1) {
+                let _ = tx.send(("metrics", addr.trim_end_matches("/metrics").to_owned()));
+            }
             if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.to_owned());
+                let _ = tx.send(("grpc", addr.to_owned()));
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the veriflier did not start");
-    Veriflier { child, addr }
+    let (mut addr, mut metrics) = (String::new(), String::new());
+    while addr.is_empty() || metrics.is_empty() {
+        let (what, a) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the veriflier did not start");
+        match what {
+            "grpc" => addr = a,
+            _ => metrics = a,
+        }
+    }
+    Veriflier {
+        child,
+        addr,
+        metrics,
+    }
 }
 
 /// A loopback HTTP server answering 200 "ok" to everything, for the test's lifetime.
@@ -165,6 +180,19 @@ async fn checks_run_with_the_prober_engine_and_bad_callers_are_refused() {
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains("token"), "{}", err.message());
     }
+    // Refusals are counted in /metrics (rendered each second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = http_get(&v.metrics, "/metrics");
+    assert!(
+        text.contains(
+            "jetmon_veriflier_requests_refused_total{veriflier=\"v1\",reason=\"unauthenticated\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("jetmon_veriflier_checks_total{veriflier=\"v1\"} 3"),
+        "{text}"
+    );
     // Too big a batch, an empty one, a frame that is not a check: InvalidArgument, named.
     let four = (0..4).map(|k| frame(k, "http://127.0.0.1/")).collect();
     let err = check_all(&mut client, four).await.unwrap_err();
@@ -248,4 +276,13 @@ async fn tls_is_served_and_a_client_that_does_not_trust_it_fails_clearly() {
             eprintln!("untrusted client refused: {err}");
         }
     }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut s = String::new();
+    let _ = c.read_to_string(&mut s);
+    s
 }
