@@ -64,15 +64,15 @@ pub fn run(args: &HttpArgs, prober_bin: &Path) -> Result<String> {
     ))
 }
 
-struct ProberRun {
-    per_s: f64,
-    user: Duration,
-    sys: Duration,
-    requests: f64,
-    errors: u64,
+pub struct ProberRun {
+    pub per_s: f64,
+    pub user: Duration,
+    pub sys: Duration,
+    pub requests: f64,
+    pub errors: u64,
 }
 
-fn prober_run(args: &HttpArgs, prober_bin: &Path) -> Result<ProberRun> {
+pub fn prober_run(args: &HttpArgs, prober_bin: &Path) -> Result<ProberRun> {
     let mut p = ProberUnderTest::start(prober_bin, args.cpu, 64 << 20)?;
     let mut ignore = |_: &jetmon_shared::frames::ProbeResult| {};
     // Offered load above capacity: every check every second. Each check is at most once in

@@ -20,6 +20,7 @@ mod prober;
 mod product;
 mod record;
 mod stats;
+mod veriflier;
 
 #[derive(Parser)]
 #[command(
@@ -183,6 +184,30 @@ enum Scenario {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// Checks/s one veriflier sustains on one core (batches over gRPC) vs the prober on the
+    /// same core and fleet.
+    Veriflier {
+        #[arg(long, default_value_t = 10)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_s: u64,
+        #[arg(long, default_value_t = 20_000)]
+        checks: u32,
+        #[arg(long, default_value_t = 64)]
+        sites: u32,
+        #[arg(long, default_value_t = 18080)]
+        port: u16,
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// Checks per gRPC call.
+        #[arg(long, default_value_t = 500)]
+        batch: u32,
+        /// Calls in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// (internal) The producing process of `ring`.
     #[command(hide = true)]
     RingPeer {
@@ -275,6 +300,35 @@ fn main() -> Result<()> {
                 &prober_binary()?,
             )?;
             finish("product", &line, record.as_deref())
+        }
+        Scenario::Veriflier {
+            duration_s,
+            warmup_s,
+            checks,
+            sites,
+            port,
+            cpu,
+            batch,
+            concurrency,
+            record,
+        } => {
+            let args = veriflier::VeriflierArgs {
+                http: http::HttpArgs {
+                    duration: Duration::from_secs(duration_s),
+                    warmup: Duration::from_secs(warmup_s),
+                    checks,
+                    sites,
+                    port,
+                    cpu,
+                    wrk_connections: 0,
+                    tls: None,
+                },
+                batch: batch.clamp(1, 500),
+                concurrency: concurrency.max(1),
+            };
+            let veriflier_bin = std::env::current_exe()?.with_file_name("jetmon-veriflier");
+            let line = veriflier::run(&args, &prober_binary()?, &veriflier_bin)?;
+            finish("veriflier", &line, record.as_deref())
         }
         Scenario::Stats {
             checks,
