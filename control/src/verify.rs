@@ -79,17 +79,31 @@ impl Verifier {
                         p.name
                     )
                 })?;
-            let ca = match &p.ca_file {
-                Some(f) => Some(std::fs::read(f).with_context(|| {
-                    format!(
-                        "control.verifliers[{i}] ({}): reading {}",
-                        p.name,
-                        f.display()
-                    )
-                })?),
-                None => None,
+            let read = |f: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>> {
+                match f {
+                    Some(f) => Ok(Some(std::fs::read(f).with_context(|| {
+                        format!(
+                            "control.verifliers[{i}] ({}): reading {}",
+                            p.name,
+                            f.display()
+                        )
+                    })?)),
+                    None => Ok(None),
+                }
             };
-            specs.push((p.name.clone(), p.url.clone(), token, ca));
+            let tls = Tls {
+                server_name: p.tls_server_name.clone(),
+                ca: read(&p.ca_file)?,
+                identity: match (read(&p.client_cert_file)?, read(&p.client_key_file)?) {
+                    (Some(c), Some(k)) => Some((c, k)),
+                    (None, None) => None,
+                    _ => anyhow::bail!(
+                        "control.verifliers[{i}] ({}): client_cert_file and client_key_file go together",
+                        p.name
+                    ),
+                },
+            };
+            specs.push((p.name.clone(), p.url.clone(), token, tls));
         }
         let peers = Arc::new(Mutex::new(
             specs
@@ -122,8 +136,8 @@ impl Verifier {
                 };
                 rt.block_on(async move {
                     let mut clients = Vec::new();
-                    for (name, url, token, ca) in specs {
-                        match channel(&url, ca.as_deref()) {
+                    for (name, url, token, tls) in specs {
+                        match channel(&url, &tls) {
                             Ok(ch) => clients.push(Peer {
                                 client: VeriflierClient::new(ch),
                                 token,
@@ -160,15 +174,28 @@ impl Verifier {
     }
 }
 
-fn channel(url: &str, ca: Option<&[u8]>) -> Result<Channel> {
+/// TLS material for one veriflier: a CA to trust, a client identity to present.
+struct Tls {
+    ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    server_name: Option<String>,
+}
+
+fn channel(url: &str, t: &Tls) -> Result<Channel> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url:?} is not a URL"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
-        if let Some(ca) = ca {
+        if let Some(ca) = &t.ca {
             tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some(name) = &t.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        if let Some((cert, key)) = &t.identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
         }
         endpoint = endpoint.tls_config(tls).context("TLS to the veriflier")?;
     }

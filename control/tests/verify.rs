@@ -1,10 +1,11 @@
-//! Outage confirmation with real verifliers over gRPC (issue: veriflier): `jetmon up` with six
-//! configured verifliers — one healthy, one killed, one that always says "down", one that
-//! hangs, one asked with a wrong token, one whose TLS certificate control does not trust.
-//! Quorum 2 (floor 2): a real outage (down from everywhere) is confirmed by the healthy one and
-//! the always-down one; a site that fails only from the prober's network is a false alarm —
-//! the always-down veriflier cannot confirm it alone, and the dead, hanging and refused ones
-//! neither confirm nor veto. Every vote is kept with the transition.
+//! Outage confirmation with real verifliers over gRPC: `jetmon up` with seven configured
+//! verifliers — two healthy (one over mutual TLS, control presenting a client certificate),
+//! one killed, one that always says "down", one that hangs, one asked with a wrong token, one
+//! whose TLS certificate control does not trust. Quorum 2 (floor 2): a real outage (down from
+//! everywhere) is confirmed by the three that saw it down; a site that fails only from the
+//! prober's network is a false alarm — the always-down veriflier cannot confirm it alone, and
+//! the dead, hanging and refused ones neither confirm nor veto. Every vote is kept with the
+//! transition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -29,7 +30,7 @@ impl Drop for Proc {
 }
 
 /// Starts a veriflier; returns it and its address once it listens.
-fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<&Path>) -> (Proc, String) {
+fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<(&Path, bool)>) -> (Proc, String) {
     let bin = Path::new(BIN).with_file_name("jetmon-veriflier");
     let token = dir.join(format!("{name}.token"));
     std::fs::write(&token, TOKEN).unwrap();
@@ -37,12 +38,15 @@ fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<&Path>) -> (Proc, S
         "[prober]\nallow_cidrs = [\"127.0.0.0/8\"]\nuser_agent = \"jetmon-veriflier-test\"\n\
          [veriflier]\nname = {name:?}\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ntoken_file = {token:?}\n"
     );
-    if let Some(pki) = tls {
+    if let Some((pki, client_certs)) = tls {
         toml.push_str(&format!(
             "tls_cert_file = {:?}\ntls_key_file = {:?}\n",
             pki.join("valid.pem"),
             pki.join("leaf.key")
         ));
+        if client_certs {
+            toml.push_str(&format!("client_ca_file = {:?}\n", pki.join("ca.pem")));
+        }
     }
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, toml).unwrap();
@@ -91,7 +95,8 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
     let (_liar, liar) = veriflier(d, "liar", "always-down", None);
     let (_hang, hang) = veriflier(d, "hang", "hang", None);
     let (_other, other) = veriflier(d, "other-token", "normal", None);
-    let (_tls, tls) = veriflier(d, "untrusted", "normal", Some(&pki));
+    let (_tls, tls) = veriflier(d, "untrusted", "normal", Some((&pki, false)));
+    let (_mtls, mtls) = veriflier(d, "mtls", "normal", Some((&pki, true)));
     let wrong = d.join("wrong.token");
     std::fs::write(&wrong, "not-the-right-token-at-all").unwrap();
     let token = d.join("good.token");
@@ -107,6 +112,15 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
     ] {
         peers.push_str(&peer(name, &url, tok));
     }
+    // Mutual TLS, done right: the fleet CA trusted, a client certificate presented.
+    peers.push_str(&peer("mtls", &format!("https://{mtls}"), &token));
+    peers.push_str(&format!(
+        "ca_file = {:?}\nclient_cert_file = {:?}\nclient_key_file = {:?}\n\
+         tls_server_name = \"veriflier.fleet.test\"\n",
+        pki.join("ca.pem"),
+        pki.join("client.pem"),
+        pki.join("leaf.key")
+    ));
     let db = d.join("jetmon.db");
     let url = format!("sqlite:{}", db.display());
     let cfg = d.join("jetmon.toml");
@@ -189,9 +203,9 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
         .iter()
         .find(|r| r.0 == real && r.1 == "verifier_confirmed")
         .unwrap();
-    assert_eq!(source, "veriflier:good,liar", "{meta}");
+    assert_eq!(source, "veriflier:good,liar,mtls", "{meta}");
     let votes = votes(meta);
-    assert_eq!(votes.len(), 6, "{meta}");
+    assert_eq!(votes.len(), 7, "{meta}");
     let vote = |name: &str| {
         votes
             .iter()
@@ -203,6 +217,7 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
     assert_eq!(vote("good")["outcome"], "http_status");
     assert_eq!(vote("good")["http_status"], 500);
     assert_eq!(vote("liar")["vote"], "down");
+    assert_eq!(vote("mtls")["vote"], "down");
     for name in ["dead", "hang", "other-token", "untrusted"] {
         assert_eq!(vote(name)["vote"], "abstain", "{name}: {meta}");
     }
@@ -223,14 +238,14 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
         .iter()
         .find(|r| r.0 == vantage && r.1 == "false_alarm")
         .unwrap();
-    assert_eq!(source, "veriflier:good", "{meta}");
+    assert_eq!(source, "veriflier:good,mtls", "{meta}");
     let votes = self::votes(meta);
     let up_votes: Vec<&str> = votes
         .iter()
         .filter(|v| v["vote"] == "up")
         .map(|v| v["veriflier"].as_str().unwrap())
         .collect();
-    assert_eq!(up_votes, vec!["good"], "{meta}");
+    assert_eq!(up_votes, vec!["good", "mtls"], "{meta}");
     // It never reached Down.
     assert!(
         !rows

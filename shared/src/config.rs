@@ -167,6 +167,14 @@ pub struct VeriflierPeer {
     /// Extra CA to trust for this veriflier's certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM, chain) and key presented to a veriflier that requires one.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// The name the veriflier's certificate must carry, when `url` names it by address.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 /// `[control]`: the control plane.

@@ -250,6 +250,51 @@ async fn tls_is_served_and_a_client_that_does_not_trust_it_fails_clearly() {
         .unwrap()
         .into_inner();
     assert_eq!(status.name, "v-tls");
+    // Mutual TLS: a veriflier that requires client certificates from the fleet CA.
+    let m = start(
+        dir.path(),
+        "v-mtls",
+        &format!(
+            "tls_cert_file = {:?}\ntls_key_file = {:?}\nclient_ca_file = {:?}\n",
+            pki.join("valid.pem"),
+            pki.join("leaf.key"),
+            pki.join("ca.pem")
+        ),
+        "normal",
+    );
+    let key = std::fs::read(pki.join("leaf.key")).unwrap();
+    let mtls = |identity: Option<&str>| {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca))
+            .domain_name("veriflier.fleet.test");
+        if let Some(cert) = identity {
+            let cert = std::fs::read(pki.join(cert)).unwrap();
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, &key));
+        }
+        Endpoint::from_shared(format!("https://{}", m.addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+    };
+    let ch = mtls(Some("client.pem")).connect().await.unwrap();
+    let status = VeriflierClient::new(ch)
+        .status(authed(pb::StatusRequest {}, TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.name, "v-mtls");
+    for identity in [None, Some("other-client.pem")] {
+        let refused = match mtls(identity).connect().await {
+            Err(e) => jetmon_veriflier::error_chain(&e),
+            Ok(ch) => VeriflierClient::new(ch)
+                .status(authed(pb::StatusRequest {}, TOKEN))
+                .await
+                .map(|_| "answered".to_owned())
+                .unwrap_or_else(|e| format!("{e}")),
+        };
+        assert_ne!(refused, "answered", "client certificate {identity:?}");
+        eprintln!("client certificate {identity:?} refused: {refused}");
+    }
     // Plain HTTP/2 to the TLS port: refused, not answered.
     let plain = VeriflierClient::connect(format!("http://{}", v.addr)).await;
     if let Ok(mut c) = plain {
