@@ -510,7 +510,7 @@ pub fn up(
                 Prober::Adopted(pid, _) => *pid,
                 Prober::None => 0,
             };
-            let text = render_metrics(
+            let mut text = render_metrics(
                 &shards,
                 &ingest,
                 &counters,
@@ -518,6 +518,9 @@ pub fn up(
                 prober_pid,
                 pending.is_some(),
             );
+            if let Some(v) = &verifier {
+                text.push_str(&v.metrics());
+            }
             if let Ok(mut t) = metrics_text.text.lock() {
                 *t = text;
             }

@@ -168,6 +168,40 @@ impl Verifier {
         let _ = self.tx.send((check_id, event_id));
     }
 
+    /// Prometheus families: each veriflier's health, rounds it was asked in, errors.
+    pub fn metrics(&self) -> String {
+        let mut t = crate::metrics::Text::default();
+        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        type Read = fn(&PeerState) -> f64;
+        let families: [(&str, &str, &str, Read); 3] = [
+            (
+                "jetmon_veriflier_healthy",
+                "gauge",
+                "1 while the veriflier answers (0: abstaining, backing off).",
+                |p| f64::from(u8::from(p.healthy)),
+            ),
+            (
+                "jetmon_veriflier_rounds_total",
+                "counter",
+                "Verification rounds the veriflier was asked in.",
+                |p| p.asked as f64,
+            ),
+            (
+                "jetmon_veriflier_errors_total",
+                "counter",
+                "Rounds the veriflier did not answer (error or timeout).",
+                |p| p.errors as f64,
+            ),
+        ];
+        for (name, kind, help, read) in families {
+            t.family(name, kind, help);
+            for p in &peers {
+                t.sample(name, &[("veriflier", &p.name)], read(p));
+            }
+        }
+        t.finish()
+    }
+
     /// Verdicts ready now.
     pub fn verdicts(&self) -> Vec<Verdict> {
         self.verdicts.try_iter().collect()

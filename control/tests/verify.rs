@@ -196,6 +196,34 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     };
+    // Each veriflier's health in control's /metrics.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let addr = text
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(1_200));
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        s
+    };
+    for (name, healthy) in [
+        ("good", 1),
+        ("mtls", 1),
+        ("liar", 1),
+        ("dead", 0),
+        ("hang", 0),
+    ] {
+        let line = format!("jetmon_veriflier_healthy{{veriflier=\"{name}\"}} {healthy}");
+        assert!(metrics.contains(&line), "{line}:\n{metrics}");
+    }
     drop(up);
     let text = std::fs::read_to_string(&log).unwrap();
     // The real outage: confirmed by the two that saw it down.
