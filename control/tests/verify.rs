@@ -8,7 +8,6 @@
 //! transition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,7 +29,12 @@ impl Drop for Proc {
 }
 
 /// Starts a veriflier; returns it and its address once it listens.
-fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<(&Path, bool)>) -> (Proc, String) {
+fn veriflier(
+    dir: &Path,
+    name: &str,
+    mode: &str,
+    tls: Option<(&Path, bool)>,
+) -> (jetmon_veriflier::launch::Launched, String) {
     let bin = Path::new(BIN).with_file_name("jetmon-veriflier");
     let token = dir.join(format!("{name}.token"));
     std::fs::write(&token, TOKEN).unwrap();
@@ -50,24 +54,14 @@ fn veriflier(dir: &Path, name: &str, mode: &str, tls: Option<(&Path, bool)>) -> 
     }
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, toml).unwrap();
-    let mut child = Command::new(bin)
-        .args(["--config", cfg.to_str().unwrap(), "--test-mode", mode])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("veriflier {name} did not start"));
-    (Proc(child), addr)
+    let v = jetmon_veriflier::launch::launch(
+        Command::new(bin).args(["--config", cfg.to_str().unwrap(), "--test-mode", mode]),
+        false,
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("veriflier {name}: {e:#}"));
+    let addr = v.addr.clone();
+    (v, addr)
 }
 
 fn peer(name: &str, url: &str, token: &Path) -> String {
@@ -90,8 +84,8 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
     );
     let (_good, good) = veriflier(d, "good", "normal", None);
     let (mut dead, dead_addr) = veriflier(d, "dead", "normal", None);
-    let _ = dead.0.kill();
-    let _ = dead.0.wait();
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
     let (_liar, liar) = veriflier(d, "liar", "always-down", None);
     let (_hang, hang) = veriflier(d, "hang", "hang", None);
     let (_other, other) = veriflier(d, "other-token", "normal", None);

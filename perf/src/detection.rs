@@ -66,8 +66,11 @@ fn set(args: &DetectionArgs, site: u32, mode: &str) -> Result<()> {
 }
 
 /// Starts a veriflier on loopback; returns it and its address.
-fn veriflier(dir: &Path, k: u32, bin: &Path) -> Result<(KillOnDrop, String)> {
-    use std::io::BufRead;
+fn veriflier(
+    dir: &Path,
+    k: u32,
+    bin: &Path,
+) -> Result<(jetmon_veriflier::launch::Launched, String)> {
     let token = dir.join("veriflier.token");
     std::fs::write(&token, "detection-bench-token-0123456789")?;
     let cfg = dir.join(format!("veriflier-{k}.toml"));
@@ -79,29 +82,13 @@ fn veriflier(dir: &Path, k: u32, bin: &Path) -> Result<(KillOnDrop, String)> {
             token.display().to_string()
         ),
     )?;
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stderr = child.stderr.take().context("veriflier stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let child = KillOnDrop(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .context("a veriflier did not start")?;
-    Ok((child, addr))
+    let v = jetmon_veriflier::launch::launch(
+        Command::new(bin).arg("--config").arg(&cfg),
+        false,
+        Duration::from_secs(20),
+    )?;
+    let addr = v.addr.clone();
+    Ok((v, addr))
 }
 
 pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String> {

@@ -5,12 +5,12 @@
 //! over gRPC (plain HTTP/2 on loopback) and counts the results streamed back.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use jetmon_shared::check::{CheckSpec, CheckType};
 use jetmon_shared::frames::{Command as Frame, FrameEncoder};
 use jetmon_veriflier::pb;
@@ -72,34 +72,17 @@ fn veriflier_run(args: &VeriflierArgs, bin: &Path) -> Result<Run> {
             token.display().to_string()
         ),
     )?;
-    let mut child = Command::new("taskset")
-        .args(["-c", &args.http.cpu.to_string()])
-        .arg(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting the veriflier under taskset")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(a) = line.split("listening on ").nth(1) {
-                let _ = tx.send(a.to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .context("the veriflier did not start")?;
-    let pid = child.id();
-    let result = client(args, &addr, pid);
-    let _ = child.kill();
-    let _ = child.wait();
+    let v = jetmon_veriflier::launch::launch(
+        Command::new("taskset")
+            .args(["-c", &args.http.cpu.to_string()])
+            .arg(bin)
+            .arg("--config")
+            .arg(&cfg),
+        false,
+        Duration::from_secs(20),
+    )?;
+    let result = client(args, &v.addr, v.child.id());
+    drop(v);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -3,6 +3,7 @@
 //! Control uses `pb`'s client. Design: docs/veriflier.md.
 
 pub mod engine;
+pub mod launch;
 pub mod server;
 
 /// Generated from `proto/veriflier.proto`.

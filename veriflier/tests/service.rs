@@ -2,10 +2,10 @@
 //! HTTP server on loopback with the prober's engine; token and TLS failures refused clearly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use jetmon_shared::check::{CheckSpec, CheckType};
@@ -18,18 +18,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 const BIN: &str = env!("CARGO_BIN_EXE_jetmon-veriflier");
 const TOKEN: &str = "test-token-0123456789abcdef";
 
-struct Veriflier {
-    child: Child,
-    addr: String,
-    metrics: String,
-}
-
-impl Drop for Veriflier {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Veriflier = jetmon_veriflier::launch::Launched;
 
 /// Starts the binary with `extra` lines in `[veriflier]`; returns once it listens.
 fn start(dir: &Path, name: &str, extra: &str, mode: &str) -> Veriflier {
@@ -44,39 +33,12 @@ fn start(dir: &Path, name: &str, extra: &str, mode: &str) -> Veriflier {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "--test-mode", mode])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[{line}]");
-            if let Some(addr) = line.split("metrics on http://").nth(1) {
-                let _ = tx.send(("metrics", addr.trim_end_matches("/metrics").to_owned()));
-            }
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(("grpc", addr.to_owned()));
-            }
-        }
-    });
-    let (mut addr, mut metrics) = (String::new(), String::new());
-    while addr.is_empty() || metrics.is_empty() {
-        let (what, a) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the veriflier did not start");
-        match what {
-            "grpc" => addr = a,
-            _ => metrics = a,
-        }
-    }
-    Veriflier {
-        child,
-        addr,
-        metrics,
-    }
+    jetmon_veriflier::launch::launch(
+        Command::new(BIN).args(["--config", cfg.to_str().unwrap(), "--test-mode", mode]),
+        true,
+        Duration::from_secs(20),
+    )
+    .expect("the veriflier did not start")
 }
 
 /// A loopback HTTP server answering 200 "ok" to everything, for the test's lifetime.
@@ -182,7 +144,7 @@ async fn checks_run_with_the_prober_engine_and_bad_callers_are_refused() {
     }
     // Refusals are counted in /metrics (rendered each second).
     std::thread::sleep(Duration::from_millis(1500));
-    let text = http_get(&v.metrics, "/metrics");
+    let text = http_get(v.metrics.as_deref().unwrap(), "/metrics");
     assert!(
         text.contains(
             "jetmon_veriflier_requests_refused_total{veriflier=\"v1\",reason=\"unauthenticated\"} 2"
