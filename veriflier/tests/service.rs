@@ -168,6 +168,28 @@ async fn checks_run_with_the_prober_engine_and_bad_callers_are_refused() {
     let err = check_all(&mut client, junk).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("checks[0]"), "{}", err.message());
+    // SIGTERM: a graceful stop, exit code 0.
+    let mut v = v;
+    let pid = v.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let began = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = v.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "no graceful stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
