@@ -5,6 +5,7 @@ pub mod demo;
 pub mod engine;
 pub mod import;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod oneoff;
 pub mod sla;

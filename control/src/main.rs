@@ -56,6 +56,36 @@ enum Cmd {
     /// Response-time statistics (hourly rows, daily after rollup).
     #[command(subcommand)]
     Stats(StatsCmd),
+    /// API keys for the REST API: tokens are shown once and stored only as hashes.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key and print its token (once: it is not stored).
+    Create {
+        /// What the key is for (shown in listings).
+        #[arg(long)]
+        name: String,
+        /// read, write (⊇ read) or admin (⊇ write).
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Expire after this many days (default: never).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    /// One line per key: id, prefix, scope, state, name (never the token).
+    List,
+    /// Revoke a key now.
+    Revoke { id: u64 },
+    /// Replace a key by a new one (same name and scope); the old one keeps working for the
+    /// grace period, then expires. Prints the new token once.
+    Rotate {
+        id: u64,
+        #[arg(long, default_value_t = 24, value_name = "HOURS")]
+        grace_hours: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +215,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Sites(SitesCmd::Import { file }) => import(&config, &file),
         Cmd::Stats(StatsCmd::Flush) => stats_flush(&config),
+        Cmd::Keys(cmd) => keys(&config, cmd),
         Cmd::Sites(SitesCmd::List) => with_store(&config, |store| async move {
             let sites = store.sites().await?;
             store.close().await;
@@ -325,6 +356,82 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
 }
 
 /// Opens the store (migrating it) on a small runtime and runs `f` with it.
+fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
+    use jetmon_control::keys::{Scope, new_token};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    with_store(config, |store| async move {
+        match cmd {
+            KeysCmd::Create {
+                name,
+                scope,
+                expires_in_days,
+            } => {
+                let scope = Scope::from_name(&scope).ok_or_else(|| {
+                    anyhow::anyhow!("--scope {scope:?}: expected read, write or admin")
+                })?;
+                if name.trim().is_empty() {
+                    anyhow::bail!("--name: give the key a name (what it is for)");
+                }
+                let token = new_token()?;
+                let expires = expires_in_days.map(|d| now + u64::from(d) * 86_400 * 1_000_000);
+                let id = store.create_key(&name, scope, expires, &token, now).await?;
+                println!("{}", token.token);
+                eprintln!(
+                    "jetmon: key {id} ({}, {}) created; the token above is shown once and not stored: keep it now",
+                    scope.name(),
+                    name
+                );
+            }
+            KeysCmd::List => {
+                let keys = store.keys().await?;
+                if keys.is_empty() {
+                    println!(
+                        "no API keys (create one with `jetmon keys create --name NAME --scope read`)"
+                    );
+                }
+                for k in keys {
+                    let state = if k.revoked_us.is_some() {
+                        "revoked".to_owned()
+                    } else if !k.active(now) {
+                        "expired".to_owned()
+                    } else if let Some(t) = k.expires_us {
+                        format!("expires in {} h", t.saturating_sub(now) / 3_600_000_000)
+                    } else {
+                        "active".to_owned()
+                    };
+                    println!(
+                        "{:>4}  {}…  {:<5}  {:<16}  {}",
+                        k.id,
+                        k.prefix,
+                        k.scope.name(),
+                        state,
+                        k.name
+                    );
+                }
+            }
+            KeysCmd::Revoke { id } => {
+                if !store.revoke_key(id, now).await? {
+                    anyhow::bail!("no active API key {id}");
+                }
+                eprintln!("jetmon: key {id} revoked");
+            }
+            KeysCmd::Rotate { id, grace_hours } => {
+                let token = new_token()?;
+                let grace = u64::from(grace_hours) * 3_600_000_000;
+                let new_id = store.rotate_key(id, &token, grace, now).await?;
+                println!("{}", token.token);
+                eprintln!(
+                    "jetmon: key {id} replaced by key {new_id}; the old token works for {grace_hours} more hour(s); the new token above is shown once"
+                );
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
 fn stats_flush(config: &Config) -> Result<()> {
     use jetmon_control::stats::{flush, spool::Spool};
     let dir = config.control.spool_dir();

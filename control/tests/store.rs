@@ -449,3 +449,56 @@ async fn statistics_on_sqlite() {
 async fn statistics_on_postgres() {
     stats_suite(postgres().await).await;
 }
+
+/// API keys on a backend: only hashes stored; lookup, revocation, rotation with grace.
+async fn keys_suite(db: Db) {
+    use jetmon_control::keys::{Scope, new_token};
+    let store = Store::open(&db.url, "test-host").await.unwrap();
+    let now = T0;
+    let a = new_token().unwrap();
+    let id = store
+        .create_key("ci", Scope::Write, None, &a, now)
+        .await
+        .unwrap();
+    let found = store.key_for_token(&a.token).await.unwrap().unwrap();
+    assert_eq!(
+        (found.id, found.scope, found.name.as_str()),
+        (id, Scope::Write, "ci")
+    );
+    assert!(found.active(now));
+    assert_eq!(store.key_for_token("jm_not-a-key").await.unwrap(), None);
+    // Rotation: the old token works through the grace period, then not; the new one does.
+    let b = new_token().unwrap();
+    let new_id = store.rotate_key(id, &b, 3600 * S, now).await.unwrap();
+    let old = store.key_for_token(&a.token).await.unwrap().unwrap();
+    assert_eq!(old.replaced_by, Some(new_id));
+    assert!(old.active(now + 3599 * S) && !old.active(now + 3600 * S));
+    let new = store.key_for_token(&b.token).await.unwrap().unwrap();
+    assert_eq!((new.scope, new.expires_us), (Scope::Write, None));
+    // Revocation.
+    assert!(store.revoke_key(new_id, now).await.unwrap());
+    assert!(
+        !store.revoke_key(new_id, now).await.unwrap(),
+        "already revoked"
+    );
+    assert!(
+        !store
+            .key_for_token(&b.token)
+            .await
+            .unwrap()
+            .unwrap()
+            .active(now)
+    );
+    assert_eq!(store.keys().await.unwrap().len(), 2);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_on_sqlite() {
+    keys_suite(sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_on_postgres() {
+    keys_suite(postgres().await).await;
+}

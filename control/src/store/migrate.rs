@@ -20,6 +20,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "statistics",
         include_str!("../../../migrations/sqlite/0002_statistics.sql"),
     ),
+    (
+        3,
+        "api_keys",
+        include_str!("../../../migrations/sqlite/0003_api_keys.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -33,6 +38,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "statistics",
         include_str!("../../../migrations/postgres/0002_statistics.sql"),
+    ),
+    (
+        3,
+        "api_keys",
+        include_str!("../../../migrations/postgres/0003_api_keys.sql"),
     ),
 ];
 

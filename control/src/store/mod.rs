@@ -6,6 +6,7 @@
 //! SQL uses `$1, $2, …` placeholders, each once and in order, which both backends read the
 //! same way. Integers are i64 on the wire (ids and Unix µs fit).
 
+mod keys;
 mod migrate;
 mod stats;
 
@@ -20,6 +21,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::engine::{CheckConfig, EventKind, OpenEvent, Projection, Source, Transition, Window};
 
+pub use keys::KeyRow;
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use stats::{Period, Rollup};
 
