@@ -34,6 +34,8 @@ const MAX_BATCH: usize = 500;
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How soon requests whose checks could not be read are tried again.
+const RETRY_READ: Duration = Duration::from_secs(5);
 
 /// A veriflier's health as the metrics show it.
 #[derive(Debug, Clone, Default)]
@@ -246,27 +248,46 @@ async fn run(
     detection: jetmon_shared::config::DetectionConfig,
 ) {
     let mut store: Option<Store> = None;
-    while let Some(first) = rx.recv().await {
-        tokio::time::sleep(BATCH_WINDOW).await;
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
+    // Requests that could not be read yet (the database away): retried, never dropped — an
+    // event waiting for a verdict that never comes would stay Seems Down.
+    let mut carry: Vec<(u64, u64)> = Vec::new();
+    loop {
+        if carry.is_empty() {
+            match rx.recv().await {
+                Some(r) => carry.push(r),
+                None => return,
+            }
+        } else {
+            tokio::time::sleep(RETRY_READ).await;
         }
+        tokio::time::sleep(BATCH_WINDOW).await;
+        while let Ok(more) = rx.try_recv() {
+            carry.push(more);
+        }
+        let mut batch = std::mem::take(&mut carry);
         batch.sort_unstable();
         batch.dedup_by_key(|r| r.0);
         if store.is_none() {
             match Store::open(url, host).await {
                 Ok(s) => store = Some(s),
-                Err(e) => eprintln!("jetmon: verification cannot read the checks: {e:#}"),
+                Err(e) => {
+                    eprintln!("jetmon: verification cannot read the checks (will retry): {e:#}")
+                }
             }
         }
-        let Some(s) = &store else { continue };
+        let Some(s) = &store else {
+            carry = batch;
+            continue;
+        };
         let mut specs = Vec::new();
         for (check_id, event_id) in batch {
             match s.check(check_id).await {
                 Ok(Some(c)) => specs.push((c.spec, event_id)),
                 Ok(None) => {} // removed meanwhile: the engine has closed its events
-                Err(e) => eprintln!("jetmon: verification: reading check {check_id}: {e:#}"),
+                Err(e) => {
+                    eprintln!("jetmon: verification: reading check {check_id} (will retry): {e:#}");
+                    carry.push((check_id, event_id));
+                }
             }
         }
         if specs.is_empty() {
