@@ -226,9 +226,17 @@ pub fn up(
         ingest.engine.check_count(),
         open.len()
     );
-    let (metrics_addr, metrics_text) =
-        metrics::start(&config.control.api_listen, "control.api_listen")?;
-    eprintln!("jetmon: metrics on http://{metrics_addr}/metrics");
+    // The REST API and /metrics, /ready, /health share control.api_listen.
+    let metrics_text = metrics::Shared::default();
+    let metrics_addr = jetmon_control::api::start(
+        &config.control.api_listen,
+        &config.control.database_url,
+        &host,
+        metrics_text.clone(),
+    )?;
+    eprintln!(
+        "jetmon: metrics on http://{metrics_addr}/metrics, API on http://{metrics_addr}/api/v1"
+    );
     let mut counters = Counters::new();
     let mut last_metrics = Instant::now();
     let mut pending: Option<Batch> = None;

@@ -750,13 +750,34 @@ impl Store {
 
     /// Sites with their projection, by id.
     pub async fn sites(&self) -> Result<Vec<SiteRow>> {
-        let rows = sqlx::query(
+        self.sites_page(0, u32::MAX, None).await
+    }
+
+    /// Up to `limit` sites with ids above `after`, by id; only those in `state` when given
+    /// (the filter applies before the limit: pages are never short).
+    pub async fn sites_page(
+        &self,
+        after: u64,
+        limit: u32,
+        state: Option<State>,
+    ) -> Result<Vec<SiteRow>> {
+        let filter = if state.is_some() {
+            "AND current_state = $3 "
+        } else {
+            ""
+        };
+        let sql = format!(
             "SELECT id, name, current_state, current_severity, site_status, active_event_count, \
-             last_status_change_at, ssl_expiry_at, last_checked_at FROM sites ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .context("loading sites")?;
+             last_status_change_at, ssl_expiry_at, last_checked_at FROM sites WHERE id > $1 \
+             {filter}ORDER BY id LIMIT $2"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i(after))
+            .bind(i64::from(limit));
+        if let Some(st) = state {
+            q = q.bind(i64::from(st.code()));
+        }
+        let rows = q.fetch_all(&self.pool).await.context("loading sites")?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             out.push(SiteRow {
@@ -772,6 +793,12 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// One site; None when there is no such site.
+    pub async fn site(&self, id: u64) -> Result<Option<SiteRow>> {
+        let page = self.sites_page(id.saturating_sub(1), 1, None).await?;
+        Ok(page.into_iter().find(|s| s.id == id))
     }
 }
 
