@@ -2,7 +2,8 @@
 //! `jetmon-prober`, on its own glommio executor thread — so a veriflier's outcome codes and
 //! phase timings are the prober's by construction. The tonic side hands checks to a driver
 //! thread over a channel; the driver speaks to the shard through a private pair of rings
-//! (upsert + trigger-now, result, remove), the way control speaks to a prober.
+//! (upsert + trigger-now, result, remove), the way control speaks to a prober. The ring files
+//! are unlinked as soon as both sides have mapped them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ pub struct Engine {
     pub load: Arc<Load>,
 }
 
-/// Removes the private ring directory.
+/// Removes the private ring directory (also when starting fails half-way).
 struct RingDir(PathBuf);
 
 impl Drop for RingDir {
@@ -83,6 +84,9 @@ impl Engine {
         let consumer = RingFile::open_or_create(&results_path, RING_BYTES)?.consumer()?;
         let shard_commands = RingFile::open(&commands_path)?.consumer()?;
         let shard_results = RingFile::open(&results_path)?.producer()?;
+        // All four ends are mapped: the files can go now, so nothing is left behind however
+        // the process ends (kill -9 included).
+        drop(dir);
         let hosts = Arc::new(jetmon_prober::target::HostsFile::system());
         let handle = jetmon_prober::exec::spawn_shard(
             0,
@@ -100,7 +104,6 @@ impl Engine {
         std::thread::Builder::new()
             .name("veriflier-driver".into())
             .spawn(move || {
-                let _dir = dir;
                 drive(rx, producer, consumer, &l);
                 let _ = handle.join();
             })

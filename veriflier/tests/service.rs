@@ -101,6 +101,9 @@ async fn checks_run_with_the_prober_engine_and_bad_callers_are_refused() {
     let mut client = VeriflierClient::connect(format!("http://{}", v.addr))
         .await
         .unwrap();
+    // The private rings are unlinked once mapped: nothing to leave behind in /dev/shm.
+    let rings = format!("/dev/shm/jetmon-veriflier-{}", v.child.id());
+    assert!(!Path::new(&rings).exists(), "{rings} left behind");
     // Status.
     let status = client
         .status(authed(pb::StatusRequest {}, TOKEN))
