@@ -14,7 +14,9 @@ use crate::shard::{Shard, ShardConfig};
 use crate::target::HostsFile;
 
 /// Starts shard `id` on its own executor thread (placement from the configuration), fed by
-/// `commands` and writing into `results`; runs until drained or shut down.
+/// `commands` and writing into `results`; runs until drained or shut down. With
+/// `private_rings` the rings' files may be unlinked once mapped (see
+/// `ShardConfig::stop_when_ring_deleted`).
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_shard(
     id: u16,
@@ -25,6 +27,7 @@ pub fn spawn_shard(
     hosts: Arc<HostsFile>,
     commands: Consumer,
     results: Producer,
+    private_rings: bool,
 ) -> Result<ExecutorJoinHandle<()>> {
     let placement = match config.placement {
         Placement::Unbound => GlommioPlacement::Unbound,
@@ -42,7 +45,8 @@ pub fn spawn_shard(
         .name(&format!("jetmon-shard-{id}"))
         .io_memory(config.io_memory_bytes)
         .spawn(move || async move {
-            let cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow, tls);
+            let mut cfg = ShardConfig::from_prober(id, &shard_config, &extra_allow, tls);
+            cfg.stop_when_ring_deleted = !private_rings;
             let shard = Rc::new(RefCell::new(Shard::new(cfg, commands, results, hosts)));
             Shard::run(shard).await;
         })

@@ -160,6 +160,7 @@ fn run_shards(
             hosts.clone(),
             commands,
             results,
+            false,
         )?;
         handles.push((id, handle));
     }

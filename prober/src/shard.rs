@@ -70,6 +70,9 @@ pub struct ShardConfig {
     pub resolver_canary: Rc<str>,
     /// The TLS client configuration every shard shares.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Stop when the result ring's file is deleted (nobody can read us any more). Off for a
+    /// shard embedded with private rings that are unlinked on purpose once mapped.
+    pub stop_when_ring_deleted: bool,
 }
 
 impl ShardConfig {
@@ -93,6 +96,7 @@ impl ShardConfig {
             resolvers: Rc::from(resolver::servers(&c.resolvers)),
             resolver_canary: Rc::from(c.resolver_canary.as_str()),
             tls,
+            stop_when_ring_deleted: true,
         }
     }
 }
@@ -396,7 +400,10 @@ impl Shard {
             s.publish_stats(now_us);
             // Rings deleted under us (an operator cleaned up, a test's temp dir went away):
             // nobody can ever read our results again, so stop instead of probing for no one.
-            if s.draining_until.is_none() && !s.results.ring().path().exists() {
+            if s.cfg.stop_when_ring_deleted
+                && s.draining_until.is_none()
+                && !s.results.ring().path().exists()
+            {
                 eprintln!(
                     "jetmon-prober: shard {}: {} was deleted; stopping",
                     s.cfg.id,

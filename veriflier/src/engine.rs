@@ -97,6 +97,7 @@ impl Engine {
             hosts,
             shard_commands,
             shard_results,
+            true,
         )?;
         let (tx, rx) = std::sync::mpsc::channel();
         let load = Arc::new(Load::default());
