@@ -5,6 +5,9 @@
 //! previous `after`, nothing after the close), which a lost or a repeated transition breaks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::http_get;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -301,18 +304,6 @@ impl Drop for OwnPostgres {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
-    let mut s = String::new();
-    let _ = c.read_to_string(&mut s);
-    s
 }
 
 fn metric(text: &str, prefix: &str) -> f64 {

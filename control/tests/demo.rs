@@ -4,6 +4,9 @@
 //! command reads it all. The flapping site's cycle (40 s) and the checks' interval (3 s) are shortened for the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::http_get;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -268,16 +271,6 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
 }
 
 #[test]

@@ -8,6 +8,9 @@
 //! transition.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::http_get;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,15 +202,7 @@ fn quorum_confirms_real_outages_and_no_single_bad_veriflier_decides() {
         .unwrap()
         .to_owned();
     std::thread::sleep(Duration::from_millis(1_200));
-    let metrics = {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect(&addr).unwrap();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut s = String::new();
-        let _ = c.read_to_string(&mut s);
-        s
-    };
+    let metrics = http_get(&addr, "/metrics");
     for (name, healthy) in [
         ("good", 1),
         ("mtls", 1),

@@ -25,24 +25,6 @@ pub struct DetectionArgs {
     pub verifliers: u32,
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child: SIGTERM first, for a clean drain.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn p95(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -137,7 +119,7 @@ pub fn run(args: &DetectionArgs, jetmon: &Path, prober: &Path) -> Result<String>
         anyhow::Ok(())
     })?;
     let log = std::fs::File::create(args.dir.join("up.log"))?;
-    let _up = KillOnDrop(
+    let _up = crate::Terminate(
         Command::new(jetmon)
             .arg("--config")
             .arg(&cfg)

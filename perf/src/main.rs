@@ -227,6 +227,26 @@ enum Mode {
     Wake,
 }
 
+/// A child (`jetmon up`, a veriflier) stopped when dropped: SIGTERM for a clean drain, SIGKILL
+/// after 15 s.
+pub(crate) struct Terminate(pub std::process::Child);
+
+impl Drop for Terminate {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Every run must finish within this, or the bench fails rather than hang.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
 const BARE_RECORD_BYTES: usize = 128;

@@ -22,24 +22,6 @@ pub struct ProductArgs {
     pub dir: PathBuf,
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child: SIGTERM for a clean drain.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(15) {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// (RSS, private, mapped-file-or-shm) in MB from /proc/PID/status: what is not anonymous is
 /// the ring mappings (tmpfs or a file) and the binary's pages.
 fn memory(pid: u32) -> (f64, f64, f64) {
@@ -114,7 +96,7 @@ pub fn run(args: &ProductArgs, jetmon: &Path, prober: &Path) -> Result<String> {
         loaded.elapsed()
     );
     let log_path = args.dir.join("up.log");
-    let up = KillOnDrop(
+    let up = crate::Terminate(
         Command::new(jetmon)
             .arg("--config")
             .arg(&cfg)
