@@ -108,6 +108,11 @@ impl Ingest {
         );
     }
 
+    /// Transitions made and not yet taken in a batch.
+    pub fn pending_transitions(&self) -> usize {
+        self.batch.transitions.len()
+    }
+
     /// Applies any other input (configuration, ticks, synthetic results).
     pub fn apply(&mut self, input: Input, now_us: u64, commands: &mut Vec<Command>) {
         self.effects.clear();

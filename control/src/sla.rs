@@ -436,4 +436,125 @@ mod tests {
             }
         }
     }
+
+    /// A random event history: when it started, the states it went through (offsets and
+    /// states), how it ended, whether its check is critical.
+    fn histories() -> impl Strategy<Value = Vec<EventHistory>> {
+        let state = prop::sample::select(vec![
+            State::SeemsDown,
+            State::Down,
+            State::Degraded,
+            State::Warning,
+            State::Unknown,
+            State::Maintenance,
+            State::Paused,
+        ]);
+        let reason = prop::sample::select(vec![
+            Reason::FalseAlarm,
+            Reason::ProbeCleared,
+            Reason::VerifierCleared,
+            Reason::ManualOverride,
+        ]);
+        let event = (
+            0u64..150,
+            prop::collection::vec((1u64..30, state), 1..4),
+            prop::option::of((1u64..60, reason)),
+            any::<bool>(),
+        )
+            .prop_map(|(start, steps, closed, critical)| {
+                let mut at = start;
+                let mut states = Vec::new();
+                for (i, (gap, st)) in steps.into_iter().enumerate() {
+                    if i > 0 {
+                        at += gap;
+                    }
+                    states.push((at * S, st));
+                }
+                EventHistory {
+                    started_us: start * S,
+                    closed: closed.map(|(after, r)| ((at + after) * S, r)),
+                    states,
+                    critical,
+                }
+            });
+        prop::collection::vec(event, 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whole event histories against a second-by-second model that reads the events
+        /// directly: overlapping events are a union, Paused/Maintenance/Unknown are not
+        /// monitored time, a Down event counts from its first failure, Seems Down that did not
+        /// reach Down is not downtime, a non-critical check's Down is Degraded.
+        #[test]
+        fn event_histories_match_a_second_by_second_model(
+            events in histories(), from in 0u64..100, len in 0u64..200,
+        ) {
+            let now = 260;
+            let mut input = SlaInput {
+                window: Some(span(from, from + len)),
+                ..SlaInput::default()
+            };
+            for e in &events {
+                add_event(&mut input, e, now * S);
+            }
+            let sla = compute(&input);
+            // 0 paused, 1 maintenance, 2 unknown, 3 down, 4 degraded, 5 warning, 6 up.
+            let class_of = |e: &EventHistory, t: u64| -> Option<usize> {
+                let end = e.closed.map_or(now * S, |(at, _)| at);
+                if t * S < e.started_us || t * S >= end {
+                    return None;
+                }
+                if e.states.iter().any(|(_, s)| *s == State::Down) {
+                    return Some(if e.critical { 3 } else { 4 });
+                }
+                let (_, st) = e.states.iter().rev().find(|(at, _)| *at <= t * S)?;
+                match st {
+                    State::Paused => Some(0),
+                    State::Maintenance => Some(1),
+                    State::Unknown => Some(2),
+                    State::Degraded => Some(4),
+                    State::Warning => Some(5),
+                    _ => None,
+                }
+            };
+            let mut count = [0u64; 7];
+            for t in from..from + len {
+                let class = events.iter().filter_map(|e| class_of(e, t)).min().unwrap_or(6);
+                count[class] += 1;
+            }
+            prop_assert_eq!(sla.paused_seconds, count[0] as f64);
+            prop_assert_eq!(sla.maintenance_seconds, count[1] as f64);
+            prop_assert_eq!(sla.unknown_seconds, count[2] as f64);
+            prop_assert_eq!(sla.downtime_seconds, count[3] as f64);
+            prop_assert_eq!(sla.degraded_seconds, count[4] as f64);
+            prop_assert_eq!(sla.warning_seconds, count[5] as f64);
+            let monitored = len - count[0] - count[1] - count[2];
+            prop_assert_eq!(sla.monitored_seconds, monitored as f64);
+            // Incidents: critical events that reached Down and overlap the window.
+            let overlaps = |e: &EventHistory| {
+                let end = e.closed.map_or(u64::MAX, |(at, _)| at);
+                e.started_us < (from + len) * S && end > from * S
+            };
+            let reached = |e: &EventHistory| e.states.iter().any(|(_, s)| *s == State::Down);
+            let incidents = events.iter().filter(|e| e.critical && reached(e) && overlaps(e)).count();
+            prop_assert_eq!(sla.incidents as usize, incidents);
+            let false_alarms = events
+                .iter()
+                .filter(|e| !reached(e) && matches!(e.closed, Some((_, Reason::FalseAlarm))) && overlaps(e))
+                .count();
+            prop_assert_eq!(sla.false_alarms as usize, false_alarms);
+            if monitored > 0 {
+                let expected = 100.0 * (monitored - count[3]) as f64 / monitored as f64;
+                prop_assert!((sla.uptime_percent.unwrap_or(-1.0) - expected).abs() < 1e-9);
+                if incidents > 0 {
+                    let mtbf = (monitored - count[3]) as f64 / incidents as f64;
+                    prop_assert!((sla.mtbf_seconds.unwrap_or(-1.0) - mtbf).abs() < 1e-9);
+                }
+            } else {
+                prop_assert_eq!(sla.uptime_percent, None);
+            }
+        }
+    }
 }

@@ -24,7 +24,7 @@ use jetmon_control::stats::flush::{FlushCounters, Flusher};
 use jetmon_control::stats::spool::Spool;
 use jetmon_control::store::{Batch, CHECKS_PAGE, Store};
 use jetmon_control::verify::Verifier;
-use jetmon_shared::check::{CheckSpec, bucket_of, shard_of_bucket};
+use jetmon_shared::check::{bucket_of, shard_of_bucket};
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
     Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ShardStats,
@@ -177,7 +177,7 @@ pub fn up(
     }
     for_each_check_page(&rt, &store, |page| {
         for c in page {
-            let (id, hash) = (c.spec.check_id, spec_hash(&c.spec));
+            let (id, hash) = (c.spec.check_id, spec_hash(&c));
             let mine = open_by_check.remove(&c.engine.check_id).unwrap_or_default();
             engine.restore(c.engine, mine);
             engine.set_tag(id, hash);
@@ -228,12 +228,23 @@ pub fn up(
     );
     // The REST API and /metrics, /ready, /health share control.api_listen.
     let metrics_text = metrics::Shared::default();
-    let metrics_addr = jetmon_control::api::start(
-        &config.control.api_listen,
-        &config.control.database_url,
-        &host,
-        metrics_text.clone(),
-    )?;
+    let (link, api) = jetmon_control::api::link();
+    let mut allow = config.prober.allow_list();
+    if demo {
+        // The demo fleet is on loopback; the prober allows it in demo mode too.
+        allow.extend("127.0.0.0/8".parse::<jetmon_shared::cidr::Cidr>());
+    }
+    let metrics_addr = jetmon_control::api::start(jetmon_control::api::Options {
+        listen: config.control.api_listen.clone(),
+        database_url: config.control.database_url.clone(),
+        host: host.clone(),
+        metrics: metrics_text.clone(),
+        safety: jetmon_prober::proto::safety::ProbeSafety::new(allow),
+        link,
+        rate_per_minute: config.control.api_rate_per_minute,
+        expensive_per_minute: config.control.api_expensive_per_minute,
+    })?;
+    let mut triggers = Triggers::default();
     eprintln!(
         "jetmon: metrics on http://{metrics_addr}/metrics, API on http://{metrics_addr}/api/v1"
     );
@@ -273,7 +284,13 @@ pub fn up(
             let drained = drain(prober_state, &mut shards, &mut encoder);
             // What the prober finished while draining is stored before we go.
             let now_us = unix_us();
-            read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            read_results(
+                &mut shards,
+                &mut ingest,
+                now_us,
+                &mut commands,
+                &mut triggers,
+            )?;
             let mut batch = pending.take().unwrap_or_default();
             merge(&mut batch, ingest.take_batch());
             if let Err(e) = rt.block_on(store.apply(&batch)) {
@@ -291,7 +308,14 @@ pub fn up(
             s.results.heartbeat();
         }
         if pending.is_none() {
-            let drained = read_results(&mut shards, &mut ingest, now_us, &mut commands)?;
+            let drained = read_results(
+                &mut shards,
+                &mut ingest,
+                now_us,
+                &mut commands,
+                &mut triggers,
+            )?;
+            api_commands(&api, &mut ingest, &mut triggers, now_us, &mut commands);
             if let Some(v) = &verifier {
                 for (check_id, event_id) in ingest.verify.drain(..) {
                     v.ask(check_id, event_id);
@@ -408,7 +432,7 @@ pub fn up(
                 eprintln!("jetmon: pruning old failures failed: {e:#}");
             }
         }
-        if last_checks_poll.elapsed() >= CHECKS_EVERY && pending.is_none() {
+        if pending.is_none() && (api.take_nudge() || last_checks_poll.elapsed() >= CHECKS_EVERY) {
             last_checks_poll = Instant::now();
             match rt.block_on(store.checks_fingerprint()) {
                 Ok(now) if now != fingerprint => {
@@ -857,7 +881,7 @@ fn reconcile_page(
     for c in page {
         let id = c.spec.check_id;
         seen.push(id);
-        let hash = spec_hash(&c.spec);
+        let hash = spec_hash(&c);
         if ingest.engine.tag(id) != Some(hash) {
             changed += 1;
             ingest.apply(Input::Configure(c.engine), now_us, commands);
@@ -902,6 +926,7 @@ fn send_commands(
             Command::Recheck { check_id, .. } => *check_id,
             Command::Upsert(spec) => spec.check_id,
             Command::Remove { check_id } => *check_id,
+            Command::TriggerNow { check_id, .. } => *check_id,
             _ => continue,
         };
         let shard = shard_of_bucket(bucket_of(check_id, buckets), count) as usize;
@@ -914,10 +939,11 @@ fn send_commands(
 
 /// A fingerprint of everything in a check's settings (collisions only cost a missed update
 /// until the next change: 64 bits make that negligible).
-fn spec_hash(spec: &CheckSpec) -> u64 {
+fn spec_hash(c: &jetmon_control::store::StoredCheck) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    format!("{spec:?}").hash(&mut h);
+    // The engine's part too: maintenance windows and `critical` live there.
+    format!("{:?}{:?}", c.spec, c.engine).hash(&mut h);
     h.finish()
 }
 
@@ -973,6 +999,7 @@ fn read_results(
     ingest: &mut Ingest,
     now_us: u64,
     commands: &mut Vec<Command>,
+    triggers: &mut Triggers,
 ) -> Result<bool> {
     let mut drained = true;
     for (i, s) in shards.iter_mut().enumerate() {
@@ -988,6 +1015,9 @@ fn read_results(
                 KIND_CHECK_RESULT => match decode_result(record.payload) {
                     Ok(frame) => {
                         s.results_seen += 1;
+                        if frame.result.request_id != 0 {
+                            triggers.result(&frame.result);
+                        }
                         ingest.result(i as u16, &frame.result, now_us, commands);
                     }
                     Err(_) => s.rejected += 1,
@@ -1008,6 +1038,102 @@ fn read_results(
         warn_spool(&e);
     }
     Ok(drained)
+}
+
+/// Trigger-now requests from the API waiting for their results, by request id.
+#[derive(Default)]
+struct Triggers {
+    next: u64,
+    waiting: HashMap<u64, Trigger>,
+}
+
+struct Trigger {
+    left: Vec<u64>,
+    got: Vec<jetmon_shared::frames::ProbeResult>,
+    reply: tokio::sync::oneshot::Sender<Vec<jetmon_shared::frames::ProbeResult>>,
+    since: Instant,
+}
+
+impl Triggers {
+    fn result(&mut self, r: &jetmon_shared::frames::ProbeResult) {
+        let Some(t) = self.waiting.get_mut(&r.request_id) else {
+            return;
+        };
+        if let Some(k) = t.left.iter().position(|c| *c == r.check_id) {
+            t.left.swap_remove(k);
+            t.got.push(*r);
+        }
+        if t.left.is_empty()
+            && let Some(t) = self.waiting.remove(&r.request_id)
+        {
+            let _ = t.reply.send(t.got);
+        }
+    }
+}
+
+/// Runs what the API asked of the engine and the prober.
+fn api_commands(
+    api: &jetmon_control::api::LinkEnd,
+    ingest: &mut Ingest,
+    triggers: &mut Triggers,
+    now_us: u64,
+    commands: &mut Vec<Command>,
+) {
+    // Callers gave up long ago: forget them.
+    triggers
+        .waiting
+        .retain(|_, t| t.since.elapsed() < Duration::from_secs(180) && !t.reply.is_closed());
+    while let Ok(c) = api.commands.try_recv() {
+        match c {
+            jetmon_control::api::Command::Close {
+                check_id,
+                event_id,
+                source,
+                note,
+                reply,
+            } => {
+                let before = ingest.pending_transitions();
+                ingest.apply(
+                    Input::Close {
+                        check_id,
+                        event_id,
+                        source: jetmon_control::engine::Source::Operator(source),
+                        note: note.map(String::into_boxed_str),
+                    },
+                    now_us,
+                    commands,
+                );
+                let _ = reply.send(ingest.pending_transitions() > before);
+            }
+            jetmon_control::api::Command::Trigger { check_ids, reply } => {
+                triggers.next += 1;
+                let request_id = triggers.next;
+                let mut left = Vec::with_capacity(check_ids.len());
+                for check_id in check_ids {
+                    if ingest.engine.tag(check_id).is_some() {
+                        commands.push(Command::TriggerNow {
+                            check_id,
+                            request_id,
+                        });
+                        left.push(check_id);
+                    }
+                }
+                if left.is_empty() {
+                    let _ = reply.send(Vec::new());
+                    continue;
+                }
+                triggers.waiting.insert(
+                    request_id,
+                    Trigger {
+                        left,
+                        got: Vec::new(),
+                        reply,
+                        since: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
 }
 
 fn merge(into: &mut Batch, more: Batch) {

@@ -12,6 +12,7 @@ use jetmon_shared::frames::{
 };
 use jetmon_shared::ring::{Consumer, PushError, RingFile, monotonic_us};
 
+mod api;
 mod density;
 mod detection;
 mod http;
@@ -171,6 +172,25 @@ enum Scenario {
     /// P9: statistics storage — an hour of results for `checks` checks through the spool
     /// and the flush into SQLite (bytes per check-hour), then a day of hourly rows for
     /// `rollup_checks` checks rolled up into daily rows.
+    /// P8: `GET /sites/{id}/sla?window=30d` on 10,000 sites × 30 days of history in SQLite:
+    /// p50/p99 at one connection, requests/s under wrk (server on core 0, client on core 1).
+    Api {
+        #[arg(long, default_value_t = 10_000)]
+        sites: u32,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Requests timed over one keep-alive connection.
+        #[arg(long, default_value_t = 5_000)]
+        requests: u32,
+        #[arg(long, default_value_t = 10)]
+        wrk_seconds: u32,
+        #[arg(long, default_value_t = 8)]
+        wrk_connections: u32,
+        #[arg(long, default_value = "/tmp/jetmon-perf-api")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     Stats {
         #[arg(long, default_value_t = 1_000_000)]
         checks: u32,
@@ -349,6 +369,25 @@ fn main() -> Result<()> {
             let veriflier_bin = std::env::current_exe()?.with_file_name("jetmon-veriflier");
             let line = veriflier::run(&args, &prober_binary()?, &veriflier_bin)?;
             finish("veriflier", &line, record.as_deref())
+        }
+        Scenario::Api {
+            sites,
+            days,
+            requests,
+            wrk_seconds,
+            wrk_connections,
+            dir,
+            record,
+        } => {
+            let line = api::run(&api::ApiArgs {
+                sites,
+                days: days.clamp(15, 400),
+                requests,
+                wrk_seconds,
+                wrk_connections,
+                dir,
+            })?;
+            finish("api", &line, record.as_deref())
         }
         Scenario::Stats {
             checks,

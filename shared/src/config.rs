@@ -198,6 +198,10 @@ pub struct ControlConfig {
     pub stats_hourly_days: u32,
     /// Days daily statistics are kept.
     pub stats_daily_days: u32,
+    /// REST API requests per minute per key (a token bucket: bursts up to this many).
+    pub api_rate_per_minute: u32,
+    /// Expensive REST API operations (trigger-now) per minute per key, on top.
+    pub api_expensive_per_minute: u32,
 }
 
 impl ControlConfig {
@@ -233,6 +237,8 @@ impl Default for ControlConfig {
             stats_spool_dir: None,
             stats_hourly_days: 14,
             stats_daily_days: 400,
+            api_rate_per_minute: 600,
+            api_expensive_per_minute: 10,
         }
     }
 }
@@ -454,6 +460,15 @@ impl Config {
         })?;
         if c.buckets == 0 {
             return Err(("control.buckets", "must be at least 1".into()));
+        }
+        if c.api_rate_per_minute == 0 {
+            return Err(("control.api_rate_per_minute", "must be at least 1".into()));
+        }
+        if c.api_expensive_per_minute == 0 {
+            return Err((
+                "control.api_expensive_per_minute",
+                "must be at least 1".into(),
+            ));
         }
         if c.stats_hourly_days == 0 {
             return Err(("control.stats_hourly_days", "must be at least 1".into()));

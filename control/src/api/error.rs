@@ -4,6 +4,26 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error response: `{"error": {...}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case: `invalid_body`, `invalid_query`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `idempotency_mismatch`, `payload_too_large`, `unsafe_target`,
+    /// `rate_limited`, `database_unavailable`…
+    pub code: String,
+    /// For people; never SQL or secrets.
+    pub message: String,
+    /// The request's `X-Request-ID`.
+    pub request_id: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -35,6 +55,18 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
@@ -83,7 +115,11 @@ pub fn with_request(e: &ApiError, req: &HttpRequest) -> HttpResponse {
 }
 
 pub fn envelope(e: &ApiError, request_id: &str) -> HttpResponse {
-    HttpResponse::build(e.status).json(serde_json::json!({
-        "error": {"code": e.code, "message": e.message, "request_id": request_id}
-    }))
+    HttpResponse::build(e.status).json(ErrorBody {
+        error: ErrorDetail {
+            code: e.code.to_owned(),
+            message: e.message.clone(),
+            request_id: request_id.to_owned(),
+        },
+    })
 }

@@ -1,23 +1,44 @@
 //! The REST API (`/api/v1`, design: docs/api.md) and the operator endpoints (`/metrics`,
 //! `/ready`, `/health`), served by actix-web on a thread of its own inside `jetmon up`, with
-//! its own database pool. This is the foundation: conventions (error envelope, request ids,
-//! bearer keys with scopes, cursor pages) and the first read routes; the rest of api.md lands
-//! on top of it.
+//! its own database pool.
+//!
+//! - `guard.rs`: authentication, per-key rate limits, idempotency keys and the audit log (one
+//!   middleware around `/api/v1`).
+//! - `sites.rs`: sites, endpoints, checks, pause/resume, maintenance, bulk.
+//! - `events.rs`: events, transitions, manual close, recent results.
+//! - `stats.rs`: SLA, response-time percentiles and series.
+//! - `trigger.rs`: trigger-now (sync, or 202 + a job to poll).
+//! - `doc.rs`: the OpenAPI 3.1 document, generated from the handlers' annotations and types.
+//!
+//! Writes that change what is monitored are stored, then the supervisor is nudged to reload
+//! the check set (the engine stays the only writer of events); manual closes and trigger-now
+//! are commands the supervisor runs and answers.
 
+mod doc;
 mod error;
+mod events;
+mod guard;
 mod sites;
+mod stats;
+mod time;
+mod trigger;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{App, FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::{Context, Result};
+use jetmon_prober::proto::safety::ProbeSafety;
+use jetmon_shared::frames::ProbeResult;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 pub use error::ApiError;
+pub use time::{parse_rfc3339, rfc3339};
 
 use crate::keys::Scope;
 use crate::metrics::Shared;
@@ -26,55 +47,169 @@ use crate::store::{KeyRow, Store};
 /// Largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// What the API asks of the supervisor (the engine's owner).
+pub enum Command {
+    /// Close an open event (`manual_override`); the reply says whether it was open.
+    Close {
+        check_id: u64,
+        event_id: u64,
+        source: String,
+        note: Option<String>,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// Probe these checks now; the reply carries one result per check that answered.
+    Trigger {
+        check_ids: Vec<u64>,
+        reply: tokio::sync::oneshot::Sender<Vec<ProbeResult>>,
+    },
+}
+
+/// The API's side of its link to the supervisor.
+#[derive(Clone)]
+pub struct Link {
+    commands: std::sync::mpsc::Sender<Command>,
+    nudge: Arc<AtomicBool>,
+}
+
+/// The supervisor's side: commands to run, and whether the check set changed.
+pub struct LinkEnd {
+    pub commands: std::sync::mpsc::Receiver<Command>,
+    nudge: Arc<AtomicBool>,
+}
+
+impl LinkEnd {
+    /// True once after the API changed what is monitored.
+    pub fn take_nudge(&self) -> bool {
+        self.nudge.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// A connected pair.
+pub fn link() -> (Link, LinkEnd) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let nudge = Arc::new(AtomicBool::new(false));
+    (
+        Link {
+            commands: tx,
+            nudge: nudge.clone(),
+        },
+        LinkEnd {
+            commands: rx,
+            nudge,
+        },
+    )
+}
+
+impl Link {
+    /// The check set changed: reload it now rather than at the next poll.
+    pub fn nudge(&self) {
+        self.nudge.store(true, Ordering::Release);
+    }
+
+    fn send(&self, c: Command) -> Result<(), ApiError> {
+        self.commands
+            .send(c)
+            .map_err(|_| ApiError::unavailable("the control loop is not running"))
+    }
+}
+
+/// How the API is set up.
+pub struct Options {
+    pub listen: String,
+    pub database_url: String,
+    pub host: String,
+    pub metrics: Shared,
+    pub safety: ProbeSafety,
+    pub link: Link,
+    pub rate_per_minute: u32,
+    pub expensive_per_minute: u32,
+}
+
 /// What every handler can reach.
 pub struct State {
     pub store: Store,
     pub metrics: Shared,
+    pub safety: ProbeSafety,
+    pub link: Link,
+    pub guard: Arc<guard::Guard>,
+    pub jobs: trigger::Jobs,
 }
 
 /// Binds `listen` and serves until the process exits; returns the bound address. Fails with
 /// one line when the address is taken or the database cannot be opened.
-pub fn start(listen: &str, database_url: &str, host: &str, metrics: Shared) -> Result<SocketAddr> {
-    let listener = TcpListener::bind(listen).with_context(|| {
-        format!("listening on {listen} (control.api_listen): is another jetmon running?")
+pub fn start(o: Options) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(&o.listen).with_context(|| {
+        format!(
+            "listening on {} (control.api_listen): is another jetmon running?",
+            o.listen
+        )
     })?;
     let addr = listener.local_addr()?;
-    let (url, host) = (database_url.to_owned(), host.to_owned());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     std::thread::Builder::new()
         .name("jetmon-api".into())
         .spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                let store = match Store::open(&url, &host).await {
+                let store = match Store::open(&o.database_url, &o.host).await {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.context("the API's database pool")));
                         return;
                     }
                 };
-                let state = web::Data::new(State { store, metrics });
+                let guard = match guard::Guard::start(
+                    store.clone(),
+                    o.rate_per_minute,
+                    o.expensive_per_minute,
+                )
+                .await
+                {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.context("loading rate limits")));
+                        return;
+                    }
+                };
+                let state = web::Data::new(State {
+                    store,
+                    metrics: o.metrics,
+                    safety: o.safety,
+                    link: o.link,
+                    guard,
+                    jobs: trigger::Jobs::default(),
+                });
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
                         .app_data(
                             web::JsonConfig::default()
                                 .limit(MAX_BODY_BYTES)
-                                .error_handler(|e, _| {
-                                    ApiError::bad_request("invalid_body", e.to_string()).into()
-                                }),
+                                .error_handler(|e, _| body_error(&e).into()),
                         )
                         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                        .app_data(web::PathConfig::default().error_handler(|e, _| {
+                            ApiError::bad_request("invalid_path", format!("path: {e}")).into()
+                        }))
+                        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                            ApiError::bad_request("invalid_query", query_message(&e.to_string()))
+                                .into()
+                        }))
                         .wrap(from_fn(request_id))
                         .route("/metrics", web::get().to(metrics_text))
                         .route("/ready", web::get().to(ready))
                         .route("/health", web::get().to(health))
                         .service(
                             web::scope("/api/v1")
-                                .route("/health", web::get().to(health))
-                                .route("/ready", web::get().to(ready))
+                                .wrap(from_fn(guard::guard))
+                                .route("/health", web::get().to(health_v1))
+                                .route("/ready", web::get().to(ready_v1))
                                 .route("/me", web::get().to(me))
-                                .configure(sites::routes),
+                                .route("/openapi.json", web::get().to(doc::openapi))
+                                .configure(sites::routes)
+                                .configure(events::routes)
+                                .configure(stats::routes)
+                                .configure(trigger::routes),
                         )
                         .default_service(web::to(not_found))
                 })
@@ -99,12 +234,42 @@ pub fn start(listen: &str, database_url: &str, host: &str, metrics: Shared) -> R
     Ok(addr)
 }
 
+/// A JSON body that could not be read: too large (413), or not the expected shape (400,
+/// naming the field serde names).
+fn body_error(e: &actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match e {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => too_large(),
+        J::Payload(actix_web::error::PayloadError::Overflow) => too_large(),
+        J::ContentType => ApiError::bad_request(
+            "invalid_body",
+            "send the body as JSON (Content-Type: application/json)",
+        ),
+        J::Deserialize(d) => ApiError::bad_request("invalid_body", format!("body: {d}")),
+        other => ApiError::bad_request("invalid_body", format!("body: {other}")),
+    }
+}
+
+pub(crate) fn too_large() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// serde_urlencoded's message, with the parameter named the way clients wrote it.
+fn query_message(e: &str) -> String {
+    let e = e.trim_start_matches("Query deserialize error: ");
+    format!("query: {e}")
+}
+
 /// The request's id: the client's `X-Request-ID` when it is sane, else a fresh one.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
 fn fresh_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let t = std::time::SystemTime::now()
@@ -130,7 +295,10 @@ async fn request_id(
         .map(str::to_owned);
     let id: Arc<str> = Arc::from(given.unwrap_or_else(fresh_id));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let res = next.call(req).await?;
+    let res = match next.call(req).await {
+        Ok(r) => r,
+        Err(e) => return Err(e),
+    };
     // An ApiError a handler or an extractor returned: its envelope gets the request id.
     let envelope = res
         .response()
@@ -139,7 +307,14 @@ async fn request_id(
         .map(|e| error::envelope(e, &id));
     let mut res = match envelope {
         Some(body) => {
-            let (req, _) = res.into_parts();
+            let (req, old) = res.into_parts();
+            let mut body = body;
+            // Headers the guard set (rate limits) survive the rewrite.
+            for (k, v) in old.headers() {
+                if k.as_str().starts_with("x-ratelimit") || k == "retry-after" {
+                    body.headers_mut().insert(k.clone(), v.clone());
+                }
+            }
             ServiceResponse::new(req, body).map_into_boxed_body()
         }
         None => res.map_into_boxed_body(),
@@ -158,7 +333,7 @@ pub(crate) fn request_id_of(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-/// An authenticated caller: a valid, active key.
+/// An authenticated caller: a valid, active key (checked by the guard).
 pub struct Caller {
     pub key: KeyRow,
 }
@@ -176,34 +351,28 @@ impl Caller {
             )))
         }
     }
+
+    /// `operator:<key name>#<key id>`, for transition sources.
+    pub fn source(&self) -> String {
+        format!("{}#{}", self.key.name, self.key.id)
+    }
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, ApiError>>>>;
+    type Future = std::future::Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let token = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        let state = req.app_data::<web::Data<State>>().cloned();
-        Box::pin(async move {
-            let token = token.ok_or_else(|| {
-                ApiError::unauthorized("send an API key: Authorization: Bearer jm_…")
-            })?;
-            let state = state.ok_or_else(|| ApiError::internal("no API state"))?;
-            let key = state
-                .store
-                .key_for_token(&token)
-                .await
-                .map_err(ApiError::from_store)?
-                .filter(|k| k.active(now_us()))
-                .ok_or_else(|| ApiError::unauthorized("unknown, revoked or expired API key"))?;
-            Ok(Caller { key })
-        })
+        let found = match req.extensions().get::<guard::Auth>() {
+            Some(guard::Auth::Key(k)) => Ok(Caller { key: k.clone() }),
+            Some(guard::Auth::Invalid) => Err(ApiError::unauthorized(
+                "unknown, revoked or expired API key",
+            )),
+            None => Err(ApiError::unauthorized(
+                "send an API key: Authorization: Bearer jm_…",
+            )),
+        };
+        std::future::ready(found)
     }
 }
 
@@ -213,45 +382,25 @@ pub(crate) fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// RFC 3339 UTC with milliseconds, from Unix µs.
-pub fn rfc3339(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let ms = (us / 1000) % 1000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 async fn metrics_text(state: web::Data<State>) -> HttpResponse {
-    let body = state
+    let mut body = state
         .metrics
         .text
         .lock()
         .map(|t| t.clone())
         .unwrap_or_default();
+    body.push_str(&state.guard.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(body)
 }
 
+fn not_ready(state: &State) -> Option<String> {
+    state.metrics.not_ready.lock().ok().and_then(|r| r.clone())
+}
+
 async fn ready(state: web::Data<State>) -> HttpResponse {
-    match state.metrics.not_ready.lock().ok().and_then(|r| r.clone()) {
+    match not_ready(&state) {
         None => HttpResponse::Ok()
             .content_type("text/plain")
             .body("ready\n"),
@@ -265,25 +414,67 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// Liveness and readiness.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, `ready`, or `not_ready`.
+    pub status: String,
+    /// Why not ready (database or prober), when it is not.
+    pub reason: Option<String>,
+}
+
+/// Liveness: the API answers. No key needed.
+#[utoipa::path(get, path = "/api/v1/health", tag = "system",
+    responses((status = 200, description = "alive", body = Health)))]
+async fn health_v1() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok".into(),
+        reason: None,
+    })
+}
+
+/// Readiness: the database takes writes and the prober runs. No key needed.
+#[utoipa::path(get, path = "/api/v1/ready", tag = "system",
+    responses((status = 200, description = "ready", body = Health),
+              (status = 503, description = "not ready, with the reason", body = Health)))]
+async fn ready_v1(state: web::Data<State>) -> HttpResponse {
+    match not_ready(&state) {
+        None => HttpResponse::Ok().json(Health {
+            status: "ready".into(),
+            reason: None,
+        }),
+        Some(why) => HttpResponse::ServiceUnavailable().json(Health {
+            status: "not_ready".into(),
+            reason: Some(why),
+        }),
+    }
+}
+
 async fn not_found(req: HttpRequest) -> ApiError {
     ApiError::not_found(format!("no route {} {}", req.method(), req.path()))
 }
 
-#[derive(Serialize)]
-struct Me {
-    key: MeKey,
+/// The calling key.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub key: MeKey,
 }
 
-#[derive(Serialize)]
-struct MeKey {
-    id: u64,
-    name: String,
-    prefix: String,
-    scope: &'static str,
-    created_at: String,
-    expires_at: Option<String>,
+#[derive(Serialize, ToSchema)]
+pub struct MeKey {
+    pub id: u64,
+    pub name: String,
+    /// The token's first characters (the token itself is never stored).
+    pub prefix: String,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
 }
 
+/// The key making the call.
+#[utoipa::path(get, path = "/api/v1/me", tag = "system", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = "4XX", body = error::ErrorBody)))]
 async fn me(caller: Caller) -> Result<web::Json<Me>, ApiError> {
     caller.require(Scope::Read)?;
     let k = caller.key;
@@ -292,21 +483,106 @@ async fn me(caller: Caller) -> Result<web::Json<Me>, ApiError> {
             id: k.id,
             name: k.name,
             prefix: k.prefix,
-            scope: k.scope.name(),
+            scope: k.scope.name().to_owned(),
             created_at: rfc3339(k.created_us),
             expires_at: k.expires_us.map(rfc3339),
         },
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Cursor pages: `{"data": [...], "page": {"next", "limit"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct PageInfo {
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next: Option<String>,
+    pub limit: u32,
+}
 
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_milliseconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_996_800_123_456), "2026-11-30T00:00:00.123Z");
-        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 200;
+
+/// A query parameter parsed as `T`, naming the parameter when it does not parse (serde's
+/// query errors do not say which one).
+pub(crate) fn parsed<T: std::str::FromStr>(
+    name: &str,
+    v: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    v.map(|s| {
+        s.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{name}: {s:?} is not a valid {}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// The page size asked for, checked.
+pub(crate) fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    let limit = parsed::<u32>("limit", limit)?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit: 1 to {MAX_LIMIT}, not {limit}"),
+        ));
     }
+    Ok(limit)
+}
+
+pub(crate) fn encode_cursor(after: u64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("id:{after}"))
+}
+
+pub(crate) fn decode_cursor(c: Option<&str>) -> Result<u64, ApiError> {
+    use base64::Engine as _;
+    let Some(c) = c else { return Ok(0) };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("id:")?.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor: not one this API gave out"))
+}
+
+/// Cuts `rows` (fetched with one extra) to `limit` and says where the next page starts.
+pub(crate) fn cut<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> u64) -> (Vec<T>, PageInfo) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|r| encode_cursor(id(r))))
+        .flatten();
+    (rows, PageInfo { next, limit })
+}
+
+/// `a,b,c` as a list of `T`, naming `param` when an item does not parse.
+pub(crate) fn list_of<T>(
+    param: &str,
+    v: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let items: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.len() > MAX_LIMIT as usize {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{param}: at most {MAX_LIMIT} values"),
+        ));
+    }
+    items
+        .into_iter()
+        .map(|s| {
+            parse(s).ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("{param}: {s:?} is not valid here"))
+            })
+        })
+        .collect()
 }

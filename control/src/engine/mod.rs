@@ -152,12 +152,20 @@ pub struct Vote {
 pub enum Input {
     /// A check's configuration, new or changed.
     Configure(CheckConfig),
-    /// The check is gone: its open events close (`superseded`).
+    /// The check is gone (deleted, or its site deactivated): its open events close
+    /// (`manual_override`: an operator took it out of monitoring).
     Remove {
         check_id: u64,
     },
     Result(ResultIn),
     Verified(Verdict),
+    /// An operator closes an open event (`manual_override`); nothing when it is not open.
+    Close {
+        check_id: u64,
+        event_id: u64,
+        source: Source,
+        note: Option<Box<str>>,
+    },
     /// Time passes: silent checks become Unknown.
     Tick,
 }
@@ -180,6 +188,8 @@ pub struct Transition {
     pub detail: Vec<(&'static str, i64)>,
     /// The verifliers' answers, on a transition a verdict made.
     pub votes: Vec<Vote>,
+    /// An operator's words, on a manual close.
+    pub note: Option<Box<str>>,
 }
 
 /// The site row's projection (fast reads and the legacy `site_status`).
@@ -520,7 +530,7 @@ impl Engine {
                         close(
                             &mut entry,
                             kind,
-                            Reason::Superseded,
+                            Reason::ManualOverride,
                             Source::System("config"),
                             now_us,
                             out,
@@ -534,6 +544,31 @@ impl Engine {
             }
             Input::Result(r) => self.result(r, now_us, out),
             Input::Verified(v) => self.verified(v, now_us, out),
+            Input::Close {
+                check_id,
+                event_id,
+                source,
+                note,
+            } => {
+                let Some(entry) = self.checks.get_mut(&check_id) else {
+                    return;
+                };
+                let Some(kind) = entry
+                    .open
+                    .iter()
+                    .find(|(_, e)| e.id == event_id)
+                    .map(|(k, _)| k)
+                else {
+                    return;
+                };
+                let site_id = entry.site_id;
+                let from = out.len();
+                close(entry, kind, Reason::ManualOverride, source, now_us, out);
+                if let Some(Effect::Transition(t)) = out.get_mut(from) {
+                    t.note = note;
+                }
+                self.project(site_id, now_us, out);
+            }
             Input::Tick => self.tick(now_us, out),
         }
     }
@@ -1156,6 +1191,7 @@ fn open(
         started_at_us,
         detail,
         votes: Vec::new(),
+        note: None,
     }));
 }
 
@@ -1199,6 +1235,7 @@ fn change(
         started_at_us: e.started_at_us,
         detail,
         votes: Vec::new(),
+        note: None,
     }));
 }
 
@@ -1240,6 +1277,7 @@ fn close_with(
         started_at_us: e.started_at_us,
         detail,
         votes: Vec::new(),
+        note: None,
     }));
 }
 

@@ -25,6 +25,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "api_keys",
         include_str!("../../../migrations/sqlite/0003_api_keys.sql"),
     ),
+    (
+        4,
+        "api",
+        include_str!("../../../migrations/sqlite/0004_api.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -43,6 +48,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "api_keys",
         include_str!("../../../migrations/postgres/0003_api_keys.sql"),
+    ),
+    (
+        4,
+        "api",
+        include_str!("../../../migrations/postgres/0004_api.sql"),
     ),
 ];
 

@@ -6,6 +6,7 @@
 //! SQL uses `$1, $2, …` placeholders, each once and in order, which both backends read the
 //! same way. Integers are i64 on the wire (ids and Unix µs fit).
 
+mod api;
 mod keys;
 mod migrate;
 mod stats;
@@ -21,6 +22,10 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::engine::{CheckConfig, EventKind, OpenEvent, Projection, Source, Transition, Window};
 
+pub use api::{
+    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, SiteFilter, TransitionRow,
+    WindowRow, split_tags,
+};
 pub use keys::KeyRow;
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use stats::{Period, Rollup};
@@ -114,6 +119,12 @@ pub struct SiteRow {
     pub ssl_expiry_s: Option<i64>,
     /// Start of the latest result of any of its checks (written in batches, ≤ ~1 min old).
     pub last_checked_us: Option<u64>,
+    /// The site's main URL (its first endpoint).
+    pub url: String,
+    pub tags: Vec<String>,
+    /// False once deleted over the API: kept for history, no longer monitored.
+    pub active: bool,
+    pub created_us: u64,
 }
 
 /// A stored check: what the prober needs and what the engine needs.
@@ -355,6 +366,9 @@ impl Store {
                 .collect();
             metadata.insert("votes".to_owned(), serde_json::Value::Array(votes));
         }
+        if let Some(note) = &t.note {
+            metadata.insert("note".to_owned(), serde_json::Value::from(note.as_ref()));
+        }
         let metadata = serde_json::Value::Object(metadata).to_string();
         sqlx::query(
             "INSERT INTO transitions (event_id, site_id, state_before, severity_before, state_after, \
@@ -488,9 +502,12 @@ impl Store {
     pub async fn checks_page(&self, after: u64, limit: u32) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;
         let rows = sqlx::query(
-            "SELECT id, site_id, check_type, target, interval_ms, timeout_ms, retries, \
-             retry_spacing_ms, critical, paused, settings, generation FROM checks WHERE id > $1 \
-             ORDER BY id LIMIT $2",
+            // A join, not `IN (SELECT …)`: per page, one primary-key lookup per check (the
+            // subquery would read every site for every page of a million checks).
+            "SELECT c.id, c.site_id, c.check_type, c.target, c.interval_ms, c.timeout_ms, \
+             c.retries, c.retry_spacing_ms, c.critical, c.paused, c.settings, c.generation \
+             FROM checks c JOIN sites s ON s.id = c.site_id WHERE c.id > $1 AND s.active = 1 \
+             ORDER BY c.id LIMIT $2",
         )
         .bind(i(after))
         .bind(i64::from(limit))
@@ -643,24 +660,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .context("loading events")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(EventRow {
-                id: u(r.try_get::<i64, _>(0)?),
-                site_id: u(r.try_get::<i64, _>(1)?),
-                check_id: u(r.try_get::<i64, _>(2)?),
-                kind: u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(u8::MAX),
-                state: state_of(r.try_get::<i64, _>(4)?),
-                severity: Severity(u8::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0)),
-                started_us: u(r.try_get::<i64, _>(6)?),
-                ended_us: r.try_get::<Option<i64>, _>(7)?.map(u),
-                resolution: r
-                    .try_get::<Option<i64>, _>(8)?
-                    .and_then(|c| u8::try_from(c).ok())
-                    .and_then(Reason::from_code),
-            });
-        }
-        Ok(out)
+        rows.iter().map(event_of).collect()
     }
 
     /// A site's transitions in order: (event, check, before, after, reason).
@@ -749,62 +749,26 @@ impl Store {
             .context("updating last_checked_at")?;
         Ok(())
     }
-
-    /// Sites with their projection, by id.
-    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
-        self.sites_page(0, u32::MAX, None).await
-    }
-
-    /// Up to `limit` sites with ids above `after`, by id; only those in `state` when given
-    /// (the filter applies before the limit: pages are never short).
-    pub async fn sites_page(
-        &self,
-        after: u64,
-        limit: u32,
-        state: Option<State>,
-    ) -> Result<Vec<SiteRow>> {
-        let filter = if state.is_some() {
-            "AND current_state = $3 "
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT id, name, current_state, current_severity, site_status, active_event_count, \
-             last_status_change_at, ssl_expiry_at, last_checked_at FROM sites WHERE id > $1 \
-             {filter}ORDER BY id LIMIT $2"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(i(after))
-            .bind(i64::from(limit));
-        if let Some(st) = state {
-            q = q.bind(i64::from(st.code()));
-        }
-        let rows = q.fetch_all(&self.pool).await.context("loading sites")?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(SiteRow {
-                id: u(r.try_get::<i64, _>(0)?),
-                name: r.try_get(1)?,
-                state: state_of(r.try_get::<i64, _>(2)?),
-                severity: Severity(u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0)),
-                site_status: u8::try_from(r.try_get::<i64, _>(4)?).unwrap_or(1),
-                active_event_count: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
-                last_status_change_us: r.try_get::<Option<i64>, _>(6)?.map(u),
-                ssl_expiry_s: r.try_get::<Option<i64>, _>(7)?,
-                last_checked_us: r.try_get::<Option<i64>, _>(8)?.map(u),
-            });
-        }
-        Ok(out)
-    }
-
-    /// One site; None when there is no such site.
-    pub async fn site(&self, id: u64) -> Result<Option<SiteRow>> {
-        let page = self.sites_page(id.saturating_sub(1), 1, None).await?;
-        Ok(page.into_iter().find(|s| s.id == id))
-    }
 }
 
 /// Inserts one check row inside a transaction; returns its id.
+fn event_of(r: &sqlx::any::AnyRow) -> Result<EventRow> {
+    Ok(EventRow {
+        id: u(r.try_get::<i64, _>(0)?),
+        site_id: u(r.try_get::<i64, _>(1)?),
+        check_id: u(r.try_get::<i64, _>(2)?),
+        kind: u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(u8::MAX),
+        state: state_of(r.try_get::<i64, _>(4)?),
+        severity: Severity(u8::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0)),
+        started_us: u(r.try_get::<i64, _>(6)?),
+        ended_us: r.try_get::<Option<i64>, _>(7)?.map(u),
+        resolution: r
+            .try_get::<Option<i64>, _>(8)?
+            .and_then(|c| u8::try_from(c).ok())
+            .and_then(Reason::from_code),
+    })
+}
+
 async fn insert_check(
     tx: &mut Transaction<'static, Any>,
     site_id: u64,

@@ -104,6 +104,15 @@ impl Store {
         Ok(true)
     }
 
+    /// Merges rows into a statistics table directly (benchmarks and imports; control itself
+    /// writes hourly rows through `put_hourly` and daily rows through the rollup).
+    pub async fn put_period(&self, p: Period, rows: Vec<PeriodStats>) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        merge_rows(&mut tx, p, rows).await?;
+        tx.commit().await.context("committing statistics")?;
+        Ok(())
+    }
+
     /// A check's rows with `from <= period < to`, oldest first.
     pub async fn period_stats(
         &self,
@@ -123,6 +132,37 @@ impl Store {
             .bind(i(check_id))
             .bind(i(from))
             .bind(i(to))
+            .fetch_all(&self.pool)
+            .await
+            .context("reading statistics")?;
+        rows.iter().map(stats_of).collect()
+    }
+
+    /// The rows of several checks with `from <= period < to` (one query), by period.
+    pub async fn period_stats_of(
+        &self,
+        p: Period,
+        check_ids: &[u64],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<PeriodStats>> {
+        if check_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {c} >= $1 AND {c} < $2 AND check_id IN ({}) ORDER BY {c}",
+            columns(p),
+            p.table(),
+            placeholders(3, check_ids.len()),
+            c = p.column()
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i(from))
+            .bind(i(to));
+        for id in check_ids {
+            q = q.bind(i(*id));
+        }
+        let rows = q
             .fetch_all(&self.pool)
             .await
             .context("reading statistics")?;

@@ -1,0 +1,1134 @@
+//! What the REST API reads and writes (docs/api.md): sites with their owner-facing fields,
+//! endpoints, checks, maintenance windows, events and transitions with filters, the SLA's
+//! inputs, idempotency keys, rate-limit buckets and the audit log.
+//!
+//! Writes that change what is monitored bump `checks.updated_at` of the checks concerned, so
+//! the supervisor's check-set fingerprint sees them (the API also nudges it).
+
+use anyhow::{Context, Result};
+use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::state::{Reason, Severity, State};
+use sqlx::{Any, Row, Transaction};
+
+use super::{EventRow, SiteRow, Store, i, insert_check, now_us, settings_json, state_of, u};
+use crate::engine::Window;
+
+/// A value bound to a dynamic statement.
+#[derive(Debug, Clone)]
+enum Bind {
+    I(i64),
+    S(String),
+}
+
+/// Clauses joined with AND, their values bound in order (`$N` numbered as they are added).
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+impl Where {
+    fn next(&self) -> usize {
+        self.binds.len() + 1
+    }
+
+    fn int(&mut self, sql: &str, v: i64) {
+        let n = self.next();
+        self.clauses.push(sql.replace('?', &format!("${n}")));
+        self.binds.push(Bind::I(v));
+    }
+
+    fn text(&mut self, sql: &str, v: String) {
+        let n = self.next();
+        self.clauses.push(sql.replace('?', &format!("${n}")));
+        self.binds.push(Bind::S(v));
+    }
+
+    /// `column IN (…)` over integers; nothing when `vs` is empty.
+    fn ints_in(&mut self, column: &str, vs: &[i64]) {
+        if vs.is_empty() {
+            return;
+        }
+        let from = self.next();
+        let list = (from..from + vs.len())
+            .map(|k| format!("${k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.clauses.push(format!("{column} IN ({list})"));
+        self.binds.extend(vs.iter().map(|v| Bind::I(*v)));
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.clauses.join(" AND ")
+        }
+    }
+
+    fn query<'q>(
+        &self,
+        sql: String,
+    ) -> sqlx::query::Query<'q, Any, <Any as sqlx::Database>::Arguments> {
+        // Every dynamic statement here is built from constants and placeholders only.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &self.binds {
+            q = match b {
+                Bind::I(v) => q.bind(*v),
+                Bind::S(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+}
+
+/// Filters for `GET /sites`, applied before the page is cut.
+#[derive(Debug, Clone, Default)]
+pub struct SiteFilter {
+    pub state_in: Vec<State>,
+    pub severity_gte: Option<u8>,
+    pub active: Option<bool>,
+    /// Substring of the site's URL (or name).
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub id_in: Vec<u64>,
+}
+
+/// A new site: its main URL becomes its first endpoint, watched by `checks` (at least an
+/// HTTP check of that URL).
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub name: String,
+    pub url: String,
+    pub tags: Vec<String>,
+    pub checks: Vec<CheckSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub id: u64,
+    pub site_id: u64,
+    pub url: String,
+    pub critical: bool,
+}
+
+/// A check as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRow {
+    pub spec: CheckSpec,
+    pub name: String,
+    pub endpoint_id: Option<u64>,
+    pub critical: bool,
+    pub created_us: u64,
+    pub updated_us: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    pub id: u64,
+    pub site_id: u64,
+    pub check_id: Option<u64>,
+    pub window: Window,
+}
+
+/// Filters for the event listings.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub site_in: Vec<u64>,
+    pub state_in: Vec<State>,
+    pub check_type: Option<CheckType>,
+    pub kind: Option<u8>,
+    pub active: Option<bool>,
+    pub started_gte_us: Option<u64>,
+    pub started_lt_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionRow {
+    pub id: u64,
+    pub event_id: u64,
+    pub before: Option<(State, Severity)>,
+    pub after: Option<(State, Severity)>,
+    pub reason: Reason,
+    pub source: String,
+    pub metadata: String,
+    pub at_us: u64,
+}
+
+/// What an `Idempotency-Key` lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idem {
+    /// The key is ours now (in flight): run the request, then `idem_finish`.
+    Fresh,
+    /// Done before with this body: the stored response.
+    Replay { status: u16, body: String },
+    /// Another request with this key is running.
+    InFlight,
+    /// Used before with another body.
+    Mismatch,
+}
+
+/// `s` matched literally inside a LIKE pattern (with `ESCAPE '\'`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn join_tags(tags: &[String]) -> String {
+    if tags.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", tags.join(","))
+    }
+}
+
+pub fn split_tags(s: &str) -> Vec<String> {
+    s.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const SITE_COLUMNS: &str = "id, name, current_state, current_severity, site_status, \
+     active_event_count, last_status_change_at, ssl_expiry_at, last_checked_at, url, tags, \
+     active, created_at";
+
+fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
+    Ok(SiteRow {
+        id: u(r.try_get::<i64, _>(0)?),
+        name: r.try_get(1)?,
+        state: state_of(r.try_get::<i64, _>(2)?),
+        severity: Severity(u8::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0)),
+        site_status: u8::try_from(r.try_get::<i64, _>(4)?).unwrap_or(1),
+        active_event_count: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+        last_status_change_us: r.try_get::<Option<i64>, _>(6)?.map(u),
+        ssl_expiry_s: r.try_get::<Option<i64>, _>(7)?,
+        last_checked_us: r.try_get::<Option<i64>, _>(8)?.map(u),
+        url: r.try_get(9)?,
+        tags: split_tags(&r.try_get::<String, _>(10)?),
+        active: r.try_get::<i64, _>(11)? != 0,
+        created_us: u(r.try_get::<i64, _>(12)?),
+    })
+}
+
+const CHECK_COLUMNS: &str = "id, site_id, check_type, target, interval_ms, timeout_ms, retries, \
+     retry_spacing_ms, critical, paused, settings, generation, name, endpoint_id, created_at, \
+     updated_at";
+
+fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
+    let id = u(r.try_get::<i64, _>(0)?);
+    let site_id = u(r.try_get::<i64, _>(1)?);
+    let check_type = u8::try_from(r.try_get::<i64, _>(2)?)
+        .ok()
+        .and_then(CheckType::from_code)
+        .unwrap_or_default();
+    let target: String = r.try_get(3)?;
+    let mut spec = CheckSpec::new(id, site_id, check_type, &target);
+    spec.interval_ms = u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(spec.interval_ms);
+    spec.timeout_ms = u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(spec.timeout_ms);
+    spec.retries = u8::try_from(r.try_get::<i64, _>(6)?).unwrap_or(spec.retries);
+    spec.retry_spacing_ms = u32::try_from(r.try_get::<i64, _>(7)?).unwrap_or(spec.retry_spacing_ms);
+    let critical = r.try_get::<i64, _>(8)? != 0;
+    spec.paused = r.try_get::<i64, _>(9)? != 0;
+    super::apply_settings(&mut spec, &r.try_get::<String, _>(10)?);
+    spec.generation = u32::try_from(r.try_get::<i64, _>(11)?).unwrap_or(1);
+    Ok(CheckRow {
+        spec,
+        name: r.try_get(12)?,
+        endpoint_id: r.try_get::<Option<i64>, _>(13)?.map(u),
+        critical,
+        created_us: u(r.try_get::<i64, _>(14)?),
+        updated_us: u(r.try_get::<i64, _>(15)?),
+    })
+}
+
+fn window_of(
+    from: Option<i64>,
+    to: Option<i64>,
+    start: Option<i64>,
+    duration: Option<i64>,
+) -> Option<Window> {
+    match (from, to, start, duration) {
+        (Some(from), Some(to), _, _) => Some(Window::OneOff {
+            from_us: u(from),
+            to_us: u(to),
+        }),
+        (_, _, Some(start), Some(duration)) => Some(Window::Weekly {
+            start_s: u32::try_from(start).unwrap_or(0),
+            duration_s: u32::try_from(duration).unwrap_or(0),
+        }),
+        _ => None,
+    }
+}
+
+fn window_columns(w: &Window) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+    match *w {
+        Window::OneOff { from_us, to_us } => (Some(i(from_us)), Some(i(to_us)), None, None),
+        Window::Weekly {
+            start_s,
+            duration_s,
+        } => (
+            None,
+            None,
+            Some(i64::from(start_s)),
+            Some(i64::from(duration_s)),
+        ),
+    }
+}
+
+fn transition_of(r: &sqlx::any::AnyRow) -> Result<TransitionRow> {
+    let pair = |s: usize| -> Result<Option<(State, Severity)>> {
+        let st = r.try_get::<Option<i64>, _>(s)?;
+        let sev = r.try_get::<Option<i64>, _>(s + 1)?;
+        Ok(st.map(|st| {
+            (
+                state_of(st),
+                Severity(sev.and_then(|v| u8::try_from(v).ok()).unwrap_or(0)),
+            )
+        }))
+    };
+    Ok(TransitionRow {
+        id: u(r.try_get::<i64, _>(0)?),
+        event_id: u(r.try_get::<i64, _>(1)?),
+        before: pair(2)?,
+        after: pair(4)?,
+        reason: u8::try_from(r.try_get::<i64, _>(6)?)
+            .ok()
+            .and_then(Reason::from_code)
+            .unwrap_or(Reason::ManualOverride),
+        source: r.try_get(7)?,
+        metadata: r.try_get(8)?,
+        at_us: u(r.try_get::<i64, _>(9)?),
+    })
+}
+
+/// Marks a site's checks changed (the supervisor's fingerprint moves).
+async fn touch_site(tx: &mut Transaction<'static, Any>, site_id: u64) -> Result<()> {
+    sqlx::query(
+        "UPDATE checks SET updated_at = $1, generation = generation + 1 WHERE site_id = $2",
+    )
+    .bind(i(now_us()))
+    .bind(i(site_id))
+    .execute(&mut **tx)
+    .await
+    .context("marking a site's checks changed")?;
+    Ok(())
+}
+
+/// Deletes the statistics and raw failures of the checks `filter` selects.
+async fn delete_check_data(
+    tx: &mut Transaction<'static, Any>,
+    filter: &str,
+    id: u64,
+) -> Result<()> {
+    for table in ["check_hourly", "check_daily", "recent_failures"] {
+        let sql =
+            format!("DELETE FROM {table} WHERE check_id IN (SELECT id FROM checks WHERE {filter})");
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i(id))
+            .execute(&mut **tx)
+            .await
+            .with_context(|| format!("deleting from {table}"))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Up to `limit` sites with ids above `after`, by id, that pass `f` (applied before the
+    /// limit: pages are never short).
+    pub async fn sites_page(&self, after: u64, limit: u32, f: &SiteFilter) -> Result<Vec<SiteRow>> {
+        let mut w = Where::default();
+        w.int("id > ?", i(after));
+        let states: Vec<i64> = f.state_in.iter().map(|s| i64::from(s.code())).collect();
+        w.ints_in("current_state", &states);
+        let ids: Vec<i64> = f.id_in.iter().map(|v| i(*v)).collect();
+        w.ints_in("id", &ids);
+        if let Some(s) = f.severity_gte {
+            w.int("current_severity >= ?", i64::from(s));
+        }
+        if let Some(a) = f.active {
+            w.int("active = ?", i64::from(a));
+        }
+        if let Some(q) = &f.q {
+            let pattern = format!("%{}%", like_escape(q));
+            let n = w.next();
+            w.clauses.push(format!(
+                "(url LIKE ${n} ESCAPE '\\' OR name LIKE ${} ESCAPE '\\')",
+                n + 1
+            ));
+            w.binds.push(Bind::S(pattern.clone()));
+            w.binds.push(Bind::S(pattern));
+        }
+        if let Some(t) = &f.tag {
+            w.text("tags LIKE ? ESCAPE '\\'", format!("%,{},%", like_escape(t)));
+        }
+        let n = w.next();
+        w.binds.push(Bind::I(i64::from(limit)));
+        let sql = format!(
+            "SELECT {SITE_COLUMNS} FROM sites WHERE {} ORDER BY id LIMIT ${n}",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("loading sites")?;
+        rows.iter().map(site_of).collect()
+    }
+
+    /// Sites with their projection, by id.
+    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
+        self.sites_page(0, u32::MAX, &SiteFilter::default()).await
+    }
+
+    /// One site; None when there is no such site.
+    pub async fn site(&self, id: u64) -> Result<Option<SiteRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"
+        )))
+        .bind(i(id))
+        .fetch_optional(&self.pool)
+        .await
+        .context("loading a site")?;
+        row.as_ref().map(site_of).transpose()
+    }
+
+    /// Creates a site, its main endpoint and its checks in one transaction; returns its id.
+    pub async fn create_site(&self, s: &NewSite) -> Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let id = create_site_in(&mut tx, s).await?;
+        tx.commit().await.context("committing a site")?;
+        Ok(id)
+    }
+
+    /// Creates several sites in one transaction (bulk): all or nothing.
+    pub async fn create_sites(&self, sites: &[NewSite]) -> Result<Vec<u64>> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut ids = Vec::with_capacity(sites.len());
+        for s in sites {
+            ids.push(create_site_in(&mut tx, s).await?);
+        }
+        tx.commit().await.context("committing sites")?;
+        Ok(ids)
+    }
+
+    /// Sets every site's creation time (benchmarks seeding a history).
+    pub async fn backdate_sites(&self, created_us: u64) -> Result<()> {
+        sqlx::query("UPDATE sites SET created_at = $1")
+            .bind(i(created_us))
+            .execute(&self.pool)
+            .await
+            .context("backdating sites")?;
+        Ok(())
+    }
+
+    /// Changes a site's owner-facing fields; false when there is no such site. Deactivating
+    /// takes its checks out of the monitored set (their open events close).
+    pub async fn update_site(
+        &self,
+        id: u64,
+        name: Option<&str>,
+        tags: Option<&[String]>,
+        active: Option<bool>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut w = Where::default();
+        let mut sets = Vec::new();
+        if let Some(n) = name {
+            sets.push(format!("name = ${}", w.next()));
+            w.binds.push(Bind::S(n.to_owned()));
+        }
+        if let Some(t) = tags {
+            sets.push(format!("tags = ${}", w.next()));
+            w.binds.push(Bind::S(join_tags(t)));
+        }
+        if let Some(a) = active {
+            sets.push(format!("active = ${}", w.next()));
+            w.binds.push(Bind::I(i64::from(a)));
+        }
+        if sets.is_empty() {
+            sets.push("id = id".to_owned());
+        }
+        let n = w.next();
+        w.binds.push(Bind::I(i(id)));
+        let sql = format!("UPDATE sites SET {} WHERE id = ${n}", sets.join(", "));
+        let done = w
+            .query(sql)
+            .execute(&mut *tx)
+            .await
+            .context("updating a site")?
+            .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        if active.is_some() {
+            touch_site(&mut tx, id).await?;
+        }
+        tx.commit().await.context("committing a site")?;
+        Ok(true)
+    }
+
+    pub async fn endpoints(&self, site_id: u64) -> Result<Vec<EndpointRow>> {
+        let rows = sqlx::query(
+            "SELECT id, site_id, url, critical FROM endpoints WHERE site_id = $1 ORDER BY id",
+        )
+        .bind(i(site_id))
+        .fetch_all(&self.pool)
+        .await
+        .context("loading endpoints")?;
+        rows.iter()
+            .map(|r| {
+                Ok(EndpointRow {
+                    id: u(r.try_get::<i64, _>(0)?),
+                    site_id: u(r.try_get::<i64, _>(1)?),
+                    url: r.try_get(2)?,
+                    critical: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn add_endpoint(&self, site_id: u64, url: &str, critical: bool) -> Result<u64> {
+        let row = sqlx::query(
+            "INSERT INTO endpoints (site_id, url, critical) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(i(site_id))
+        .bind(url.to_owned())
+        .bind(i64::from(critical))
+        .fetch_one(&self.pool)
+        .await
+        .context("adding an endpoint")?;
+        Ok(u(row.try_get::<i64, _>(0)?))
+    }
+
+    /// Changes an endpoint; its checks' critical flag follows it. False when not found.
+    pub async fn update_endpoint(
+        &self,
+        site_id: u64,
+        id: u64,
+        url: Option<&str>,
+        critical: Option<bool>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let done = sqlx::query(
+            "UPDATE endpoints SET url = COALESCE($1, url), critical = COALESCE($2, critical) \
+             WHERE id = $3 AND site_id = $4",
+        )
+        .bind(url.map(str::to_owned))
+        .bind(critical.map(i64::from))
+        .bind(i(id))
+        .bind(i(site_id))
+        .execute(&mut *tx)
+        .await
+        .context("updating an endpoint")?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        if let Some(c) = critical {
+            sqlx::query(
+                "UPDATE checks SET critical = $1, updated_at = $2, generation = generation + 1 \
+                 WHERE endpoint_id = $3",
+            )
+            .bind(i64::from(c))
+            .bind(i(now_us()))
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("updating an endpoint's checks")?;
+        }
+        tx.commit().await.context("committing an endpoint")?;
+        Ok(true)
+    }
+
+    /// Deletes an endpoint with its checks and their statistics. False when not found.
+    pub async fn delete_endpoint(&self, site_id: u64, id: u64) -> Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let found = sqlx::query("SELECT 1 FROM endpoints WHERE id = $1 AND site_id = $2")
+            .bind(i(id))
+            .bind(i(site_id))
+            .fetch_optional(&mut *tx)
+            .await
+            .context("finding an endpoint")?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        delete_check_data(&mut tx, "endpoint_id = $1", id).await?;
+        sqlx::query("DELETE FROM checks WHERE endpoint_id = $1")
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("deleting an endpoint's checks")?;
+        sqlx::query("DELETE FROM endpoints WHERE id = $1")
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("deleting an endpoint")?;
+        tx.commit().await.context("committing")?;
+        Ok(true)
+    }
+
+    /// A site's checks, by id.
+    pub async fn site_checks(&self, site_id: u64) -> Result<Vec<CheckRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHECK_COLUMNS} FROM checks WHERE site_id = $1 ORDER BY id"
+        )))
+        .bind(i(site_id))
+        .fetch_all(&self.pool)
+        .await
+        .context("loading checks")?;
+        rows.iter().map(check_of).collect()
+    }
+
+    /// Adds a check to a site (on `endpoint_id` when given); returns its id.
+    pub async fn add_site_check(
+        &self,
+        site_id: u64,
+        endpoint_id: Option<u64>,
+        name: &str,
+        spec: &CheckSpec,
+        critical: bool,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let id = insert_check(&mut tx, site_id, spec, critical, now_us()).await?;
+        sqlx::query("UPDATE checks SET name = $1, endpoint_id = $2 WHERE id = $3")
+            .bind(name.to_owned())
+            .bind(endpoint_id.map(i))
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("naming a check")?;
+        tx.commit().await.context("committing a check")?;
+        Ok(id)
+    }
+
+    /// Replaces a check's settings (its generation moves on). False when not found.
+    pub async fn replace_check(
+        &self,
+        site_id: u64,
+        name: &str,
+        spec: &CheckSpec,
+        critical: bool,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE checks SET check_type = $1, target = $2, interval_ms = $3, timeout_ms = $4, \
+             retries = $5, retry_spacing_ms = $6, critical = $7, paused = $8, settings = $9, \
+             name = $10, generation = generation + 1, updated_at = $11 \
+             WHERE id = $12 AND site_id = $13",
+        )
+        .bind(i64::from(spec.check_type as u8))
+        .bind(spec.target.clone())
+        .bind(i64::from(spec.interval_ms))
+        .bind(i64::from(spec.timeout_ms))
+        .bind(i64::from(spec.retries))
+        .bind(i64::from(spec.retry_spacing_ms))
+        .bind(i64::from(critical))
+        .bind(i64::from(spec.paused))
+        .bind(settings_json(spec))
+        .bind(name.to_owned())
+        .bind(i(now_us()))
+        .bind(i(spec.check_id))
+        .bind(i(site_id))
+        .execute(&self.pool)
+        .await
+        .context("updating a check")?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// Deletes a check and its statistics. False when not found.
+    pub async fn delete_check(&self, site_id: u64, id: u64) -> Result<bool> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let found = sqlx::query("SELECT 1 FROM checks WHERE id = $1 AND site_id = $2")
+            .bind(i(id))
+            .bind(i(site_id))
+            .fetch_optional(&mut *tx)
+            .await
+            .context("finding a check")?;
+        if found.is_none() {
+            return Ok(false);
+        }
+        delete_check_data(&mut tx, "id = $1", id).await?;
+        sqlx::query("DELETE FROM maintenance_windows WHERE check_id = $1")
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("deleting a check's windows")?;
+        sqlx::query("DELETE FROM checks WHERE id = $1")
+            .bind(i(id))
+            .execute(&mut *tx)
+            .await
+            .context("deleting a check")?;
+        tx.commit().await.context("committing")?;
+        Ok(true)
+    }
+
+    /// Pauses or resumes a site's checks; returns how many changed state.
+    pub async fn set_paused(&self, site_id: u64, paused: bool) -> Result<u64> {
+        let n = sqlx::query(
+            "UPDATE checks SET paused = $1, updated_at = $2, generation = generation + 1 \
+             WHERE site_id = $3 AND paused <> $4",
+        )
+        .bind(i64::from(paused))
+        .bind(i(now_us()))
+        .bind(i(site_id))
+        .bind(i64::from(paused))
+        .execute(&self.pool)
+        .await
+        .context("pausing checks")?
+        .rows_affected();
+        Ok(n)
+    }
+
+    /// Replaces a site's maintenance windows.
+    pub async fn put_windows(
+        &self,
+        site_id: u64,
+        windows: &[(Option<u64>, Window)],
+    ) -> Result<Vec<WindowRow>> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        sqlx::query("DELETE FROM maintenance_windows WHERE site_id = $1")
+            .bind(i(site_id))
+            .execute(&mut *tx)
+            .await
+            .context("replacing maintenance windows")?;
+        let mut out = Vec::with_capacity(windows.len());
+        for (check_id, w) in windows {
+            let (from, to, start, duration) = window_columns(w);
+            let row = sqlx::query(
+                "INSERT INTO maintenance_windows (site_id, check_id, from_at, to_at, \
+                 weekly_start_s, weekly_duration_s, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(i(site_id))
+            .bind(check_id.map(i))
+            .bind(from)
+            .bind(to)
+            .bind(start)
+            .bind(duration)
+            .bind(i(now_us()))
+            .fetch_one(&mut *tx)
+            .await
+            .context("adding a maintenance window")?;
+            out.push(WindowRow {
+                id: u(row.try_get::<i64, _>(0)?),
+                site_id,
+                check_id: *check_id,
+                window: *w,
+            });
+        }
+        touch_site(&mut tx, site_id).await?;
+        tx.commit()
+            .await
+            .context("committing maintenance windows")?;
+        Ok(out)
+    }
+
+    /// Maintenance windows with id > `after` (of one site when given), by id.
+    pub async fn windows_page(
+        &self,
+        site_id: Option<u64>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<WindowRow>> {
+        let mut w = Where::default();
+        w.int("id > ?", i(after));
+        if let Some(s) = site_id {
+            w.int("site_id = ?", i(s));
+        }
+        let n = w.next();
+        w.binds.push(Bind::I(i64::from(limit)));
+        let sql = format!(
+            "SELECT id, site_id, check_id, from_at, to_at, weekly_start_s, weekly_duration_s \
+             FROM maintenance_windows WHERE {} ORDER BY id LIMIT ${n}",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("loading maintenance windows")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Some(window) =
+                window_of(r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)
+            else {
+                continue;
+            };
+            out.push(WindowRow {
+                id: u(r.try_get::<i64, _>(0)?),
+                site_id: u(r.try_get::<i64, _>(1)?),
+                check_id: r.try_get::<Option<i64>, _>(2)?.map(u),
+                window,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Events with id > `after` that pass `f`, by id (filters before the limit).
+    pub async fn events_page(
+        &self,
+        after: u64,
+        limit: u32,
+        f: &EventFilter,
+    ) -> Result<Vec<EventRow>> {
+        let mut w = Where::default();
+        w.int("e.id > ?", i(after));
+        let sites: Vec<i64> = f.site_in.iter().map(|v| i(*v)).collect();
+        w.ints_in("e.site_id", &sites);
+        let states: Vec<i64> = f.state_in.iter().map(|s| i64::from(s.code())).collect();
+        w.ints_in("e.state", &states);
+        if let Some(t) = f.check_type {
+            w.int(
+                "e.check_id IN (SELECT id FROM checks WHERE check_type = ?)",
+                i64::from(t as u8),
+            );
+        }
+        if let Some(k) = f.kind {
+            w.int("e.kind = ?", i64::from(k));
+        }
+        match f.active {
+            Some(true) => w.clauses.push("e.ended_at IS NULL".into()),
+            Some(false) => w.clauses.push("e.ended_at IS NOT NULL".into()),
+            None => {}
+        }
+        if let Some(t) = f.started_gte_us {
+            w.int("e.started_at >= ?", i(t));
+        }
+        if let Some(t) = f.started_lt_us {
+            w.int("e.started_at < ?", i(t));
+        }
+        let n = w.next();
+        w.binds.push(Bind::I(i64::from(limit)));
+        let sql = format!(
+            "SELECT e.id, e.site_id, e.check_id, e.kind, e.state, e.severity, e.started_at, \
+             e.ended_at, e.resolution_reason FROM events e WHERE {} ORDER BY e.id LIMIT ${n}",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("loading events")?;
+        rows.iter().map(super::event_of).collect()
+    }
+
+    pub async fn event(&self, id: u64) -> Result<Option<EventRow>> {
+        let page = self
+            .events_page(id.saturating_sub(1), 1, &EventFilter::default())
+            .await?;
+        Ok(page.into_iter().find(|e| e.id == id))
+    }
+
+    pub async fn transitions_of_event(&self, event_id: u64) -> Result<Vec<TransitionRow>> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, state_before, severity_before, state_after, severity_after, \
+             reason, source, metadata, at FROM transitions WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(i(event_id))
+        .fetch_all(&self.pool)
+        .await
+        .context("loading transitions")?;
+        rows.iter().map(transition_of).collect()
+    }
+
+    /// A site's events that overlap `[from, to)` with their transitions (for the SLA), and
+    /// whether each event's check is critical.
+    pub async fn site_history(
+        &self,
+        site_id: u64,
+        from_us: u64,
+        to_us: u64,
+    ) -> Result<Vec<(EventRow, bool, Vec<TransitionRow>)>> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.site_id, e.check_id, e.kind, e.state, e.severity, e.started_at, \
+             e.ended_at, e.resolution_reason, COALESCE(c.critical, 1) FROM events e \
+             LEFT JOIN checks c ON c.id = e.check_id WHERE e.site_id = $1 AND e.started_at < $2 \
+             AND (e.ended_at IS NULL OR e.ended_at > $3) ORDER BY e.id",
+        )
+        .bind(i(site_id))
+        .bind(i(to_us))
+        .bind(i(from_us))
+        .fetch_all(&self.pool)
+        .await
+        .context("loading a site's events")?;
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            events.push((
+                super::event_of(r)?,
+                r.try_get::<i64, _>(9)? != 0,
+                Vec::new(),
+            ));
+        }
+        if events.is_empty() {
+            return Ok(events);
+        }
+        let ids: Vec<i64> = events.iter().map(|(e, _, _)| i(e.id)).collect();
+        let mut w = Where::default();
+        w.ints_in("event_id", &ids);
+        let sql = format!(
+            "SELECT id, event_id, state_before, severity_before, state_after, severity_after, \
+             reason, source, metadata, at FROM transitions WHERE {} ORDER BY id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("loading transitions")?;
+        for r in &rows {
+            let t = transition_of(r)?;
+            if let Some((_, _, ts)) = events.iter_mut().find(|(e, _, _)| e.id == t.event_id) {
+                ts.push(t);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Check ids of a site (deleted checks' statistics are gone with them).
+    pub async fn site_check_ids(&self, site_id: u64) -> Result<Vec<u64>> {
+        let rows = sqlx::query("SELECT id FROM checks WHERE site_id = $1 ORDER BY id")
+            .bind(i(site_id))
+            .fetch_all(&self.pool)
+            .await
+            .context("loading a site's checks")?;
+        rows.iter()
+            .map(|r| Ok(u(r.try_get::<i64, _>(0)?)))
+            .collect()
+    }
+
+    /// Claims `(key_id, idem_key)` for a request whose body hashes to `hash`, or says what
+    /// happened to it before. Expired keys (older than `ttl_us`) are forgotten first.
+    pub async fn idem_begin(
+        &self,
+        key_id: u64,
+        idem_key: &str,
+        hash: &[u8],
+        ttl_us: u64,
+    ) -> Result<Idem> {
+        let now = now_us();
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE key_id = $1 AND idem_key = $2 AND created_at < $3",
+        )
+        .bind(i(key_id))
+        .bind(idem_key.to_owned())
+        .bind(i(now.saturating_sub(ttl_us)))
+        .execute(&self.pool)
+        .await
+        .context("expiring an idempotency key")?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (key_id, idem_key, body_hash, state, created_at) \
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT (key_id, idem_key) DO NOTHING",
+        )
+        .bind(i(key_id))
+        .bind(idem_key.to_owned())
+        .bind(hash.to_vec())
+        .bind(i(now))
+        .execute(&self.pool)
+        .await
+        .context("claiming an idempotency key")?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Idem::Fresh);
+        }
+        let row = sqlx::query(
+            "SELECT body_hash, state, status, response FROM idempotency_keys \
+             WHERE key_id = $1 AND idem_key = $2",
+        )
+        .bind(i(key_id))
+        .bind(idem_key.to_owned())
+        .fetch_optional(&self.pool)
+        .await
+        .context("reading an idempotency key")?;
+        let Some(r) = row else {
+            // Expired and deleted between the two statements: treat as in flight (retry).
+            return Ok(Idem::InFlight);
+        };
+        if r.try_get::<Vec<u8>, _>(0)? != hash {
+            return Ok(Idem::Mismatch);
+        }
+        if r.try_get::<i64, _>(1)? == 0 {
+            return Ok(Idem::InFlight);
+        }
+        Ok(Idem::Replay {
+            status: u16::try_from(r.try_get::<i64, _>(2)?).unwrap_or(200),
+            body: r.try_get(3)?,
+        })
+    }
+
+    /// Stores the response of a claimed key (`Some`) or releases the claim (`None`: the
+    /// request failed in a way worth retrying).
+    pub async fn idem_finish(
+        &self,
+        key_id: u64,
+        idem_key: &str,
+        response: Option<(u16, &str)>,
+    ) -> Result<()> {
+        let q = match response {
+            Some((status, body)) => sqlx::query(
+                "UPDATE idempotency_keys SET state = 1, status = $1, response = $2 \
+                 WHERE key_id = $3 AND idem_key = $4",
+            )
+            .bind(i64::from(status))
+            .bind(body.to_owned()),
+            None => sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND idem_key = $2"),
+        };
+        q.bind(i(key_id))
+            .bind(idem_key.to_owned())
+            .execute(&self.pool)
+            .await
+            .context("finishing an idempotency key")?;
+        Ok(())
+    }
+
+    /// Forgets idempotency keys older than `before_us`.
+    pub async fn prune_idempotency(&self, before_us: u64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(i(before_us))
+                .execute(&self.pool)
+                .await
+                .context("pruning idempotency keys")?
+                .rows_affected(),
+        )
+    }
+
+    /// Rate-limit buckets as stored: (key, bucket, milli-tokens, updated µs).
+    pub async fn rate_buckets(&self) -> Result<Vec<(u64, u8, i64, u64)>> {
+        let rows = sqlx::query("SELECT key_id, bucket, tokens_milli, updated_at FROM rate_limits")
+            .fetch_all(&self.pool)
+            .await
+            .context("loading rate limits")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    u(r.try_get::<i64, _>(0)?),
+                    u8::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                    r.try_get::<i64, _>(2)?,
+                    u(r.try_get::<i64, _>(3)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Saves rate-limit buckets (upserts).
+    pub async fn save_rate_buckets(&self, rows: &[(u64, u8, i64, u64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for (key, bucket, milli, at) in rows {
+            sqlx::query(
+                "INSERT INTO rate_limits (key_id, bucket, tokens_milli, updated_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, bucket) DO UPDATE SET \
+                 tokens_milli = excluded.tokens_milli, updated_at = excluded.updated_at",
+            )
+            .bind(i(*key))
+            .bind(i64::from(*bucket))
+            .bind(*milli)
+            .bind(i(*at))
+            .execute(&mut *tx)
+            .await
+            .context("saving rate limits")?;
+        }
+        tx.commit().await.context("committing rate limits")?;
+        Ok(())
+    }
+
+    /// Appends audit records: (key, method, route, status, duration µs, request id, at µs).
+    pub async fn audit(&self, rows: &[AuditRow]) -> Result<()> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for a in rows {
+            sqlx::query(
+                "INSERT INTO audit_log (key_id, method, route, status, duration_us, request_id, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(i(a.key_id))
+            .bind(a.method.clone())
+            .bind(a.route.clone())
+            .bind(i64::from(a.status))
+            .bind(i(a.duration_us))
+            .bind(a.request_id.clone())
+            .bind(i(a.at_us))
+            .execute(&mut *tx)
+            .await
+            .context("writing the audit log")?;
+        }
+        tx.commit().await.context("committing the audit log")?;
+        Ok(())
+    }
+
+    /// The newest audit records (for tests and `jetmon`'s operators).
+    pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT key_id, method, route, status, duration_us, request_id, at FROM audit_log \
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("reading the audit log")?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    key_id: u(r.try_get::<i64, _>(0)?),
+                    method: r.try_get(1)?,
+                    route: r.try_get(2)?,
+                    status: u16::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                    duration_us: u(r.try_get::<i64, _>(4)?),
+                    request_id: r.try_get(5)?,
+                    at_us: u(r.try_get::<i64, _>(6)?),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub key_id: u64,
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+    pub duration_us: u64,
+    pub request_id: String,
+    pub at_us: u64,
+}
+
+async fn create_site_in(tx: &mut Transaction<'static, Any>, s: &NewSite) -> Result<u64> {
+    let now = now_us();
+    let row = sqlx::query(
+        "INSERT INTO sites (name, url, tags, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(s.name.clone())
+    .bind(s.url.clone())
+    .bind(join_tags(&s.tags))
+    .bind(i(now))
+    .fetch_one(&mut **tx)
+    .await
+    .context("adding a site")?;
+    let site = u(row.try_get::<i64, _>(0)?);
+    let row = sqlx::query(
+        "INSERT INTO endpoints (site_id, url, critical) VALUES ($1, $2, 1) RETURNING id",
+    )
+    .bind(i(site))
+    .bind(s.url.clone())
+    .fetch_one(&mut **tx)
+    .await
+    .context("adding an endpoint")?;
+    let endpoint = u(row.try_get::<i64, _>(0)?);
+    for spec in &s.checks {
+        let id = insert_check(tx, site, spec, true, now).await?;
+        sqlx::query("UPDATE checks SET endpoint_id = $1 WHERE id = $2")
+            .bind(i(endpoint))
+            .bind(i(id))
+            .execute(&mut **tx)
+            .await
+            .context("linking a check")?;
+    }
+    Ok(site)
+}
