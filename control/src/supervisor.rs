@@ -315,7 +315,15 @@ pub fn up(
                 &mut commands,
                 &mut triggers,
             )?;
-            api_commands(&api, &mut ingest, &mut triggers, now_us, &mut commands);
+            let prober_up = !matches!(prober_state, Prober::None);
+            api_commands(
+                &api,
+                &mut ingest,
+                &mut triggers,
+                prober_up,
+                now_us,
+                &mut commands,
+            );
             if let Some(v) = &verifier {
                 for (check_id, event_id) in ingest.verify.drain(..) {
                     v.ask(check_id, event_id);
@@ -1050,7 +1058,7 @@ struct Triggers {
 struct Trigger {
     left: Vec<u64>,
     got: Vec<jetmon_shared::frames::ProbeResult>,
-    reply: tokio::sync::oneshot::Sender<Vec<jetmon_shared::frames::ProbeResult>>,
+    reply: tokio::sync::oneshot::Sender<Option<Vec<jetmon_shared::frames::ProbeResult>>>,
     since: Instant,
 }
 
@@ -1066,7 +1074,7 @@ impl Triggers {
         if t.left.is_empty()
             && let Some(t) = self.waiting.remove(&r.request_id)
         {
-            let _ = t.reply.send(t.got);
+            let _ = t.reply.send(Some(t.got));
         }
     }
 }
@@ -1076,6 +1084,7 @@ fn api_commands(
     api: &jetmon_control::api::LinkEnd,
     ingest: &mut Ingest,
     triggers: &mut Triggers,
+    prober_up: bool,
     now_us: u64,
     commands: &mut Vec<Command>,
 ) {
@@ -1106,6 +1115,10 @@ fn api_commands(
                 let _ = reply.send(ingest.pending_transitions() > before);
             }
             jetmon_control::api::Command::Trigger { check_ids, reply } => {
+                if !prober_up {
+                    let _ = reply.send(None);
+                    continue;
+                }
                 triggers.next += 1;
                 let request_id = triggers.next;
                 let mut left = Vec::with_capacity(check_ids.len());
@@ -1119,7 +1132,7 @@ fn api_commands(
                     }
                 }
                 if left.is_empty() {
-                    let _ = reply.send(Vec::new());
+                    let _ = reply.send(Some(Vec::new()));
                     continue;
                 }
                 triggers.waiting.insert(

@@ -57,10 +57,11 @@ pub enum Command {
         note: Option<String>,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
-    /// Probe these checks now; the reply carries one result per check that answered.
+    /// Probe these checks now; the reply carries one result per check that answered, or
+    /// None at once when no prober is running.
     Trigger {
         check_ids: Vec<u64>,
-        reply: tokio::sync::oneshot::Sender<Vec<ProbeResult>>,
+        reply: tokio::sync::oneshot::Sender<Option<Vec<ProbeResult>>>,
     },
 }
 

@@ -104,11 +104,16 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
 
 /// A `window=` value in µs.
 pub fn window_us(w: &str) -> Option<u64> {
-    let (n, unit) = w.split_at(w.len().checked_sub(1)?);
-    let n: u64 = n.parse().ok().filter(|n| *n > 0)?;
+    // By characters, not bytes: `w` is whatever a client sent (schemathesis found a panic
+    // on a multi-byte last character).
+    let unit = w.chars().last()?;
+    let n: u64 = w[..w.len() - unit.len_utf8()]
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)?;
     let s = match unit {
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
+        'h' => n.checked_mul(3600)?,
+        'd' => n.checked_mul(86_400)?,
         _ => return None,
     };
     (s <= 400 * 86_400).then_some(s * 1_000_000)
@@ -207,7 +212,17 @@ mod tests {
     fn windows() {
         assert_eq!(window_us("1h"), Some(3_600_000_000));
         assert_eq!(window_us("30d"), Some(30 * 86_400_000_000));
-        for junk in ["", "h", "0d", "-1d", "5m", "401d", "99999999999999999999d"] {
+        for junk in [
+            "",
+            "h",
+            "0d",
+            "-1d",
+            "5m",
+            "401d",
+            "99999999999999999999d",
+            "1\u{80}",
+            "\u{e9}",
+        ] {
             assert_eq!(window_us(junk), None, "{junk}");
         }
         let now = 100 * 86_400_000_000;

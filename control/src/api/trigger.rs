@@ -176,16 +176,17 @@ async fn trigger(
         })?;
     }
     let site_id = site.id;
-    let collect = async move {
-        let got = if ids.is_empty() {
-            Vec::new()
-        } else {
-            tokio::time::timeout(wait, rx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default()
-        };
+    let answer = async move {
+        if ids.is_empty() {
+            return Some(Vec::new());
+        }
+        // Timed out or dropped: what came back is nothing (all missing).
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Some(Vec::new()),
+        }
+    };
+    let collect = move |got: Vec<ProbeResult>, ids: Vec<u64>| {
         let results: Vec<TriggerResult> = got.iter().map(TriggerResult::from).collect();
         let missing = ids
             .iter()
@@ -198,18 +199,26 @@ async fn trigger(
             results,
         }
     };
+    let unavailable = || {
+        ApiError::unavailable(
+            "the prober is not running (it is being restarted); try again shortly",
+        )
+    };
+    let ids = checks.iter().map(|c| c.spec.check_id).collect::<Vec<u64>>();
     if super::parsed::<bool>("async", q.run_async.as_deref())?.unwrap_or(false) {
         let job = state.jobs.start();
         let s = state.clone();
         actix_web::rt::spawn(async move {
-            let r = collect.await;
-            s.jobs.finish(job, r);
+            // No prober: the job finishes with every check missing.
+            let got = answer.await.unwrap_or_default();
+            s.jobs.finish(job, collect(got, ids));
         });
         return Ok(HttpResponse::Accepted()
             .insert_header(("Location", format!("/api/v1/jobs/{job}")))
             .json(job_view(job, None)));
     }
-    Ok(HttpResponse::Ok().json(collect.await))
+    let got = answer.await.ok_or_else(unavailable)?;
+    Ok(HttpResponse::Ok().json(collect(got, ids)))
 }
 
 /// An asynchronous trigger-now's state and, once done, its results.
