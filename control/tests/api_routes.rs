@@ -1345,6 +1345,151 @@ fn every_route(database_url: &str, prefix: &str) {
         409
     );
 
+    // SQL-ish strings are data; path traversal and huge limits are client errors.
+    let sqlish = "x'); DROP TABLE sites; --";
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": format!("http://{demo}/up?sql=1"), "name": sqlish})),
+    );
+    assert_eq!(
+        (r.status, r.body["site"]["name"].as_str()),
+        (201, Some(sqlish))
+    );
+    for q in ["q=%27%20OR%201%3D1%20--", "tag=%27", "q=%25", "q=_"] {
+        let r = api.call("GET", &format!("/api/v1/sites?{q}"), &read, None);
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        assert!(
+            r.body["data"].as_array().unwrap().is_empty(),
+            "{q}: {}",
+            r.body
+        );
+    }
+    for path in [
+        "/api/v1/sites/..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/../../etc/passwd",
+        "/api/v1/sites/%00",
+        "/api/v1/sites?limit=99999999999999999999",
+        "/api/v1/events?limit=-1",
+    ] {
+        let r = raw(&api.addr, "GET", path, Some(&read), None, &[]);
+        assert!(matches!(r.status, 400 | 404), "{path}: {r:?}");
+        assert!(r.body["error"]["code"].is_string(), "{path}: {r:?}");
+    }
+    // Concurrent conflicting updates: every one applies whole, in some order.
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/checks/{check}"),
+        &read,
+        None,
+    );
+    let generation = r.body["generation"].as_u64().unwrap();
+    let threads: Vec<_> = (0..8u32)
+        .map(|k| {
+            let (addr, token) = (api.addr.clone(), write.clone());
+            std::thread::spawn(move || {
+                let body = json!({"interval_s": 20 + k, "timeout_ms": 1000 + k}).to_string();
+                let path = format!("/api/v1/sites/{site}/checks/{check}");
+                raw(
+                    &addr,
+                    "PATCH",
+                    &path,
+                    Some(&token),
+                    Some(body.as_bytes()),
+                    &[],
+                )
+                .status
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/checks/{check}"),
+        &read,
+        None,
+    );
+    assert_eq!(
+        r.body["generation"].as_u64(),
+        Some(generation + 8),
+        "{}",
+        r.body
+    );
+    let k = r.body["interval_s"].as_u64().unwrap() - 20;
+    assert_eq!(
+        r.body["timeout_ms"].as_u64(),
+        Some(1000 + k),
+        "one update, whole: {}",
+        r.body
+    );
+    // An Idempotency-Key still running: a concurrent duplicate gets 409 in flight. The slow
+    // demo page answers in 0.8 s, so a trigger-now on it is in flight that long.
+    // (Fresh keys: the trigger-now bucket holds 4 a minute.)
+    let (warm, idem) = (api.key("write"), api.key("write"));
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": format!("http://{demo}/slow"), "name": "slow"})),
+    );
+    let slow = id_of(&r.body["site"]);
+    eventually(
+        "the slow site's check in the prober",
+        Duration::from_secs(20),
+        || {
+            let r = api.call(
+                "POST",
+                &format!("/api/v1/sites/{slow}/trigger-now"),
+                &warm,
+                None,
+            );
+            r.status == 200 && r.body["missing"].as_array().unwrap().is_empty()
+        },
+    );
+    let (addr, token) = (api.addr.clone(), idem.clone());
+    let first = std::thread::spawn(move || {
+        let path = format!("/api/v1/sites/{slow}/trigger-now");
+        raw(
+            &addr,
+            "POST",
+            &path,
+            Some(&token),
+            None,
+            &[("Idempotency-Key", "slow-1")],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let dup = api.call_with(
+        "POST",
+        &format!("/api/v1/sites/{slow}/trigger-now"),
+        &idem,
+        None,
+        &[("Idempotency-Key", "slow-1")],
+    );
+    assert_eq!(
+        (dup.status, dup.body["error"]["code"].as_str()),
+        (409, Some("idempotency_in_flight")),
+        "{}",
+        dup.body
+    );
+    let first = first.join().unwrap();
+    assert_eq!(first.status, 200, "{:?}", first);
+    let replay = api.call_with(
+        "POST",
+        &format!("/api/v1/sites/{slow}/trigger-now"),
+        &idem,
+        None,
+        &[("Idempotency-Key", "slow-1")],
+    );
+    assert_eq!(
+        replay.header("idempotency-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(replay.body, first.body);
+
     // Every documented operation was exercised (and every response above conformed).
     let documented: BTreeSet<(String, String)> = api.doc["paths"]
         .as_object()

@@ -74,31 +74,7 @@ fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition_sqlite() {
 
 #[test]
 fn kill_9_of_control_during_a_storm_loses_and_repeats_no_transition_postgres() {
-    let base = std::env::var("JETMON_TEST_PG_URL").unwrap_or_else(|_| {
-        panic!(
-            "JETMON_TEST_PG_URL is not set: start a test PostgreSQL with `perf/postgres start` and \
-             export JETMON_TEST_PG_URL=$(perf/postgres url), or run the tests with .ci/test"
-        )
-    });
-    let name = format!("jetmon_crash_{}", std::process::id());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {base}: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-    });
-    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    let url = common::pg_database("crash");
     let dir = tempfile::tempdir().unwrap();
     storm(dir.path(), &url);
 }

@@ -2,7 +2,7 @@
 //! (`perf/postgres`, started by `.ci/test`; its URL in JETMON_TEST_PG_URL).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
 
 use jetmon_control::engine::{
     CheckConfig, Effect, Engine, EventIds, EventKind, Input, ResultIn, Window,
@@ -21,8 +21,6 @@ struct Db {
     _dir: Option<tempfile::TempDir>,
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 async fn sqlite() -> Db {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("jetmon.db").display());
@@ -33,33 +31,10 @@ async fn sqlite() -> Db {
 }
 
 async fn postgres() -> Db {
-    let base = std::env::var("JETMON_TEST_PG_URL").unwrap_or_else(|_| {
-        panic!(
-            "JETMON_TEST_PG_URL is not set: start a test PostgreSQL with `perf/postgres start` and \
-             export JETMON_TEST_PG_URL=$(perf/postgres url), or run the tests with .ci/test"
-        )
-    });
-    let name = format!(
-        "jetmon_t_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {base}: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let url = match base.rfind('/') {
-        Some(slash) => format!("{}/{name}", &base[..slash]),
-        None => panic!("odd URL {base}"),
-    };
-    Db { url, _dir: None }
+    Db {
+        url: common::pg_database("t"),
+        _dir: None,
+    }
 }
 
 fn cfg(check_id: u64, site_id: u64) -> CheckConfig {

@@ -31,19 +31,11 @@ const S: u64 = 1_000_000;
 const HOUR: u64 = 3600 * S;
 const DAY: u64 = 86_400 * S;
 
-/// xorshift: runs compare.
-struct Rng(u64);
+use crate::stats::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// Uniform in `0..n`.
+fn below(rng: &mut Rng, n: u64) -> u64 {
+    rng.next() % n.max(1)
 }
 
 fn now_us() -> u64 {
@@ -56,7 +48,7 @@ fn now_us() -> u64 {
 fn period(rng: &mut Rng, check: u64, period: u64, n: u32, base_us: u32) -> PeriodStats {
     let mut samples = |scale: u32| {
         Hist::from_values((0..n).map(|_| {
-            let jitter = rng.below(u64::from(base_us / 2).max(1)) as u32;
+            let jitter = below(&mut *rng, u64::from(base_us / 2).max(1)) as u32;
             (base_us / scale).saturating_add(jitter / scale)
         }))
     };
@@ -144,7 +136,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
     let mut batch = Batch::default();
     for site in 1..=u64::from(a.sites) {
         for kind in 0..3 {
-            let t0 = start + rng.below(u64::from(a.days) * DAY - DAY);
+            let t0 = start + below(&mut rng, u64::from(a.days) * DAY - DAY);
             let id = next_event;
             next_event += 1;
             batch.transitions.push(transition(
@@ -158,7 +150,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
             ));
             if kind < 2 {
                 let down = t0 + 30 * S;
-                let end = down + (60 + rng.below(3600)) * S;
+                let end = down + (60 + below(&mut rng, 3600)) * S;
                 batch.transitions.push(transition(
                     id,
                     site,
@@ -309,7 +301,7 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     let path = |rng: &mut Rng| {
         format!(
             "/api/v1/sites/{}/sla?window=30d",
-            1 + rng.below(u64::from(a.sites))
+            1 + below(&mut *rng, u64::from(a.sites))
         )
     };
     for _ in 0..200 {

@@ -167,6 +167,23 @@ async fn stats_rows(
     Ok(out)
 }
 
+/// A site and the statistics rows of its checks over `[from, to)`.
+async fn site_rows(
+    state: &State,
+    id: u64,
+    from_us: u64,
+    to_us: u64,
+) -> Result<(SiteRow, Vec<(u64, u64, PeriodStats)>), ApiError> {
+    let site = site_or_404(state, id).await?;
+    let checks = state
+        .store
+        .site_check_ids(site.id)
+        .await
+        .map_err(ApiError::from_store)?;
+    let rows = stats_rows(state, &checks, from_us, to_us).await?;
+    Ok((site, rows))
+}
+
 fn response_times<'a>(rows: impl IntoIterator<Item = &'a PeriodStats>) -> ResponseTimes {
     let mut merged: [Hist; 5] = Default::default();
     let mut failed = 0;
@@ -414,13 +431,7 @@ async fn response_time(
         "24h",
         now_us(),
     )?;
-    let site = site_or_404(&state, *id).await?;
-    let checks = state
-        .store
-        .site_check_ids(site.id)
-        .await
-        .map_err(ApiError::from_store)?;
-    let rows = stats_rows(&state, &checks, from, to).await?;
+    let (site, rows) = site_rows(&state, *id, from, to).await?;
     let mut merged = Hist::default();
     let mut failed = 0;
     for (_, _, r) in &rows {
@@ -505,13 +516,7 @@ async fn series(
             format!("{n} points: at most {MAX_POINTS}; use a larger step"),
         ));
     }
-    let site = site_or_404(&state, *id).await?;
-    let checks = state
-        .store
-        .site_check_ids(site.id)
-        .await
-        .map_err(ApiError::from_store)?;
-    let rows = stats_rows(&state, &checks, start, to).await?;
+    let (site, rows) = site_rows(&state, *id, start, to).await?;
     let mut buckets: Vec<(Hist, u64)> = (0..n).map(|_| (Hist::default(), 0)).collect();
     for (at, _, r) in &rows {
         let Some(b) = at

@@ -221,7 +221,12 @@ const CHECK_COLUMNS: &str = "id, site_id, check_type, target, interval_ms, timeo
      retry_spacing_ms, critical, paused, settings, generation, name, endpoint_id, created_at, \
      updated_at";
 
-fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
+/// The same columns, of `checks c` in a join.
+pub(super) const CHECK_COLUMNS_C: &str = "c.id, c.site_id, c.check_type, c.target, \
+     c.interval_ms, c.timeout_ms, c.retries, c.retry_spacing_ms, c.critical, c.paused, \
+     c.settings, c.generation, c.name, c.endpoint_id, c.created_at, c.updated_at";
+
+pub(super) fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
     let id = u(r.try_get::<i64, _>(0)?);
     let site_id = u(r.try_get::<i64, _>(1)?);
     let check_type = u8::try_from(r.try_get::<i64, _>(2)?)

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_shared::check::CheckSpec;
 use jetmon_shared::state::{Reason, Severity, State};
 use sqlx::pool::{Pool, PoolOptions};
 use sqlx::{Any, Row, Transaction};
@@ -501,38 +501,23 @@ impl Store {
 
     pub async fn checks_page(&self, after: u64, limit: u32) -> Result<Vec<StoredCheck>> {
         let windows = self.windows().await?;
-        let rows = sqlx::query(
-            // A join, not `IN (SELECT …)`: per page, one primary-key lookup per check (the
-            // subquery would read every site for every page of a million checks).
-            "SELECT c.id, c.site_id, c.check_type, c.target, c.interval_ms, c.timeout_ms, \
-             c.retries, c.retry_spacing_ms, c.critical, c.paused, c.settings, c.generation \
-             FROM checks c JOIN sites s ON s.id = c.site_id WHERE c.id > $1 AND s.active = 1 \
-             ORDER BY c.id LIMIT $2",
-        )
-        .bind(i(after))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .context("loading checks")?;
+        // A join, not `IN (SELECT …)`: per page, one primary-key lookup per check (the
+        // subquery would read every site for every page of a million checks).
+        let sql = format!(
+            "SELECT {} FROM checks c JOIN sites s ON s.id = c.site_id WHERE c.id > $1 \
+             AND s.active = 1 ORDER BY c.id LIMIT $2",
+            api::CHECK_COLUMNS_C
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .context("loading checks")?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let id = u(r.try_get::<i64, _>(0)?);
-            let site_id = u(r.try_get::<i64, _>(1)?);
-            let check_type = u8::try_from(r.try_get::<i64, _>(2)?)
-                .ok()
-                .and_then(CheckType::from_code)
-                .unwrap_or_default();
-            let target: String = r.try_get(3)?;
-            let mut spec = CheckSpec::new(id, site_id, check_type, &target);
-            spec.interval_ms = u32::try_from(r.try_get::<i64, _>(4)?).unwrap_or(spec.interval_ms);
-            spec.timeout_ms = u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(spec.timeout_ms);
-            spec.retries = u8::try_from(r.try_get::<i64, _>(6)?).unwrap_or(spec.retries);
-            spec.retry_spacing_ms =
-                u32::try_from(r.try_get::<i64, _>(7)?).unwrap_or(spec.retry_spacing_ms);
-            let critical = r.try_get::<i64, _>(8)? != 0;
-            spec.paused = r.try_get::<i64, _>(9)? != 0;
-            apply_settings(&mut spec, &r.try_get::<String, _>(10)?);
-            spec.generation = u32::try_from(r.try_get::<i64, _>(11)?).unwrap_or(1);
+            let api::CheckRow { spec, critical, .. } = api::check_of(&r)?;
+            let (id, site_id) = (spec.check_id, spec.site_id);
             let maintenance = windows
                 .iter()
                 .filter(|(site, check, _)| *site == site_id && check.is_none_or(|c| c == id))

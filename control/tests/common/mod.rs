@@ -35,23 +35,29 @@ pub fn pg_database(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&base)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {base}: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("CREATE DATABASE");
-        admin.close().await;
-    });
+    // On a thread of its own: callable from async tests too (no runtime inside a runtime).
+    let (b, n) = (base.clone(), name.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&b)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {b}: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
+                .execute(&admin)
+                .await
+                .expect("CREATE DATABASE");
+            admin.close().await;
+        });
+    })
+    .join()
+    .expect("creating a test database");
     match base.rfind('/') {
         Some(slash) => format!("{}/{name}", &base[..slash]),
         None => panic!("odd URL {base}"),
