@@ -388,7 +388,84 @@ fn id_of(v: &Value) -> u64 {
 
 fn every_route(database_url: &str, prefix: &str) {
     let mut api = Api::start(database_url, prefix);
-    let (read, write) = (api.key("read"), api.key("write"));
+    let (read, write, admin) = (api.key("read"), api.key("write"), api.key("admin"));
+
+    // Keys over the API (admin only): create (token once), rotate (grace), revoke (at once).
+    assert_eq!(api.call("GET", "/api/v1/keys", &write, None).status, 403);
+    let r = api.call(
+        "POST",
+        "/api/v1/keys",
+        &admin,
+        Some(json!({"name": "ci", "scope": "read", "expires_in_days": 30})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (made, made_id) = (
+        r.body["token"].as_str().unwrap().to_owned(),
+        id_of(&r.body["key"]),
+    );
+    assert_eq!(
+        api.call("GET", "/api/v1/me", &made, None).body["key"]["id"],
+        made_id
+    );
+    let r = api.call("GET", "/api/v1/keys", &admin, None);
+    assert!(
+        !r.body.to_string().contains(&made),
+        "a listing shows a token"
+    );
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/keys/{made_id}/rotate"),
+        &admin,
+        Some(json!({"grace_hours": 1})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rotated = r.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.call("GET", "/api/v1/me", &rotated, None).status, 200);
+    assert_eq!(
+        api.call("GET", "/api/v1/me", &made, None).status,
+        200,
+        "the old token's grace"
+    );
+    let r = api.call("DELETE", &format!("/api/v1/keys/{made_id}"), &admin, None);
+    assert_eq!(
+        (r.status, r.body["state"].as_str()),
+        (200, Some("revoked")),
+        "{}",
+        r.body
+    );
+    assert_eq!(api.call("GET", "/api/v1/me", &made, None).status, 401);
+    assert_eq!(
+        api.call("DELETE", &format!("/api/v1/keys/{made_id}"), &admin, None)
+            .status,
+        409
+    );
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/api/v1/keys/{made_id}/rotate"),
+            &admin,
+            Some(json!({}))
+        )
+        .status,
+        409
+    );
+    for body in [
+        json!({"name": "x", "scope": "root"}),
+        json!({"name": "", "scope": "read"}),
+        json!({"name": "x", "scope": "read", "expires_in_days": 0}),
+    ] {
+        assert_eq!(
+            api.call("POST", "/api/v1/keys", &admin, Some(body.clone()))
+                .status,
+            400,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        api.call("DELETE", "/api/v1/keys/999999", &admin, None)
+            .status,
+        404
+    );
     let demo = api.demo.clone();
     let up_url = format!("http://{demo}/up");
     let down_url = format!("http://{demo}/down");
@@ -1333,7 +1410,6 @@ fn every_route(database_url: &str, prefix: &str) {
     );
     assert!(r.body["page"]["next"].is_string() || r.body["data"].as_array().unwrap().len() == 1);
     // (Another key: this one's trigger-now bucket is empty.)
-    let admin = api.key("admin");
     assert_eq!(
         api.call(
             "POST",

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, events, sites, stats, trigger};
+use super::{error, events, keys, sites, stats, trigger};
 
 struct Bearer;
 
@@ -41,11 +41,12 @@ impl Modify for Bearer {
         events::results,
         stats::site_sla, stats::many_sla, stats::response_time, stats::series,
         trigger::trigger, trigger::job,
+        keys::list, keys::create, keys::revoke, keys::rotate,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "system"), (name = "sites"), (name = "checks"), (name = "maintenance"),
-        (name = "events"), (name = "statistics"),
+        (name = "events"), (name = "statistics"), (name = "keys"),
     )
 )]
 pub struct Doc;

@@ -21,6 +21,8 @@ use crate::store::{AuditRow, Idem, KeyRow, Store};
 
 /// How long a finished idempotent response is replayed.
 pub const IDEMPOTENCY_TTL_US: u64 = 24 * 3600 * 1_000_000;
+/// How long audit records are kept.
+pub const AUDIT_RETENTION_US: u64 = 90 * 86_400 * 1_000_000;
 /// Audit records waiting to be written; beyond this they are dropped (and counted).
 const AUDIT_QUEUE: usize = 10_000;
 const GENERAL: u8 = 0;
@@ -127,8 +129,12 @@ impl Guard {
                 }
                 if last_prune.elapsed() >= Duration::from_secs(3600) {
                     last_prune = Instant::now();
+                    let now = now_us();
                     let _ = store
-                        .prune_idempotency(now_us().saturating_sub(IDEMPOTENCY_TTL_US))
+                        .prune_idempotency(now.saturating_sub(IDEMPOTENCY_TTL_US))
+                        .await;
+                    let _ = store
+                        .prune_audit(now.saturating_sub(AUDIT_RETENTION_US))
                         .await;
                 }
             }

@@ -8,6 +8,7 @@
 //! - `events.rs`: events, transitions, manual close, recent results.
 //! - `stats.rs`: SLA, response-time percentiles and series.
 //! - `trigger.rs`: trigger-now (sync, or 202 + a job to poll).
+//! - `keys.rs`: API keys for `admin` keys (list, create, revoke, rotate).
 //! - `doc.rs`: the OpenAPI 3.1 document, generated from the handlers' annotations and types.
 //!
 //! Writes that change what is monitored are stored, then the supervisor is nudged to reload
@@ -18,6 +19,7 @@ mod doc;
 mod error;
 mod events;
 mod guard;
+mod keys;
 mod sites;
 mod stats;
 mod time;
@@ -210,7 +212,8 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                                 .configure(sites::routes)
                                 .configure(events::routes)
                                 .configure(stats::routes)
-                                .configure(trigger::routes),
+                                .configure(trigger::routes)
+                                .configure(keys::routes),
                         )
                         .default_service(web::to(not_found))
                 })

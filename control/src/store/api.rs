@@ -1066,6 +1066,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets audit records older than `before_us`.
+    pub async fn prune_audit(&self, before_us: u64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(i(before_us))
+            .execute(&self.pool)
+            .await
+            .context("pruning the audit log")?
+            .rows_affected())
+    }
+
     /// The newest audit records (for tests and `jetmon`'s operators).
     pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRow>> {
         let rows = sqlx::query(

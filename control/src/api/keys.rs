@@ -1,0 +1,217 @@
+//! API keys over the API, for `admin` keys (the CLI `jetmon keys` does the same): list,
+//! create (the token shown once), revoke, rotate with a grace period.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::ErrorBody;
+use super::{ApiError, Caller, State, now_us, rfc3339};
+use crate::keys::{Scope, new_token};
+use crate::store::KeyRow;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/keys", web::get().to(list))
+        .route("/keys", web::post().to(create))
+        .route("/keys/{key_id}", web::delete().to(revoke))
+        .route("/keys/{key_id}/rotate", web::post().to(rotate));
+}
+
+/// A key as listed: never its token (only a short prefix is stored).
+#[derive(Serialize, ToSchema)]
+pub struct Key {
+    pub id: u64,
+    pub name: String,
+    pub prefix: String,
+    /// read, write or admin.
+    pub scope: String,
+    /// active, expired or revoked.
+    pub state: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// The key that replaced this one in a rotation.
+    pub replaced_by: Option<u64>,
+}
+
+impl Key {
+    fn of(k: KeyRow, now: u64) -> Key {
+        let state = if k.revoked_us.is_some() {
+            "revoked"
+        } else if k.active(now) {
+            "active"
+        } else {
+            "expired"
+        };
+        Key {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            scope: k.scope.name().to_owned(),
+            state: state.to_owned(),
+            created_at: rfc3339(k.created_us),
+            expires_at: k.expires_us.map(rfc3339),
+            revoked_at: k.revoked_us.map(rfc3339),
+            replaced_by: k.replaced_by,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub data: Vec<Key>,
+}
+
+/// A new key and its token: shown this once, stored only as a hash.
+#[derive(Serialize, ToSchema)]
+pub struct NewKey {
+    pub key: Key,
+    pub token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    pub name: String,
+    /// read, write or admin.
+    pub scope: String,
+    /// 1 to 3650; default: never expires.
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the old token keeps working: 0 to 720 (default 24).
+    pub grace_hours: Option<u32>,
+}
+
+async fn key_or_404(state: &State, id: u64) -> Result<KeyRow, ApiError> {
+    state
+        .store
+        .keys()
+        .await
+        .map_err(ApiError::from_store)?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no API key {id}")))
+}
+
+/// Every key (admin).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyList), (status = "4XX", body = ErrorBody)))]
+async fn list(caller: Caller, state: web::Data<State>) -> Result<web::Json<KeyList>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let now = now_us();
+    let keys = state.store.keys().await.map_err(ApiError::from_store)?;
+    Ok(web::Json(KeyList {
+        data: keys.into_iter().map(|k| Key::of(k, now)).collect(),
+    }))
+}
+
+/// Creates a key (admin); the token is in this answer only.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", security(("bearer" = [])),
+    request_body = NewKeyBody,
+    responses((status = 201, body = NewKey), (status = "4XX", body = ErrorBody)))]
+async fn create(
+    caller: Caller,
+    state: web::Data<State>,
+    body: web::Json<NewKeyBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let bad = |m: String| ApiError::bad_request("invalid_body", m);
+    let scope = Scope::from_name(&body.scope).ok_or_else(|| {
+        bad(format!(
+            "scope: {:?} is not read, write or admin",
+            body.scope
+        ))
+    })?;
+    if body.name.is_empty() || body.name.len() > 100 || body.name.chars().any(char::is_control) {
+        return Err(bad("name: 1 to 100 bytes, no control characters".into()));
+    }
+    if let Some(d) = body.expires_in_days
+        && !(1..=3650).contains(&d)
+    {
+        return Err(bad(format!("expires_in_days: {d} is outside 1..=3650")));
+    }
+    let now = now_us();
+    let token = new_token().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    let expires = body
+        .expires_in_days
+        .map(|d| now + u64::from(d) * 86_400 * 1_000_000);
+    let id = state
+        .store
+        .create_key(&body.name, scope, expires, &token, now)
+        .await
+        .map_err(ApiError::from_store)?;
+    let key = key_or_404(&state, id).await?;
+    Ok(HttpResponse::Created().json(NewKey {
+        key: Key::of(key, now),
+        token: token.token,
+    }))
+}
+
+/// Revokes a key (admin): it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/keys/{key_id}", tag = "keys", security(("bearer" = [])),
+    params(("key_id" = u64, Path)),
+    responses((status = 200, body = Key), (status = "4XX", body = ErrorBody)))]
+async fn revoke(
+    caller: Caller,
+    state: web::Data<State>,
+    id: web::Path<u64>,
+) -> Result<web::Json<Key>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let k = key_or_404(&state, *id).await?;
+    if k.revoked_us.is_some() {
+        return Err(ApiError::conflict(
+            "key_revoked",
+            format!("API key {id} is already revoked"),
+        ));
+    }
+    let now = now_us();
+    state
+        .store
+        .revoke_key(*id, now)
+        .await
+        .map_err(ApiError::from_store)?;
+    Ok(web::Json(Key::of(key_or_404(&state, *id).await?, now)))
+}
+
+/// Replaces a key with a new token (admin); the old one works for the grace period.
+#[utoipa::path(post, path = "/api/v1/keys/{key_id}/rotate", tag = "keys",
+    security(("bearer" = [])), params(("key_id" = u64, Path)), request_body = RotateBody,
+    responses((status = 201, body = NewKey), (status = "4XX", body = ErrorBody)))]
+async fn rotate(
+    caller: Caller,
+    state: web::Data<State>,
+    id: web::Path<u64>,
+    body: web::Json<RotateBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let grace = body.grace_hours.unwrap_or(24);
+    if grace > 720 {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("grace_hours: {grace} is more than 720"),
+        ));
+    }
+    let now = now_us();
+    let old = key_or_404(&state, *id).await?;
+    if !old.active(now) {
+        return Err(ApiError::conflict(
+            "key_inactive",
+            format!("API key {id} is revoked or expired: create a new one instead"),
+        ));
+    }
+    let token = new_token().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    let new_id = state
+        .store
+        .rotate_key(*id, &token, u64::from(grace) * 3_600_000_000, now)
+        .await
+        .map_err(ApiError::from_store)?;
+    let key = key_or_404(&state, new_id).await?;
+    Ok(HttpResponse::Created().json(NewKey {
+        key: Key::of(key, now),
+        token: token.token,
+    }))
+}
