@@ -763,7 +763,12 @@ fn every_route(database_url: &str, prefix: &str) {
         "POST",
         &format!("/api/v1/sites/{site}/checks"),
         &write,
-        Some(json!({"endpoint_id": ep, "keywords": ["slow"], "retries": 1})),
+        Some(
+            json!({"endpoint_id": ep, "keywords": ["slow"], "retries": 1,
+            "accepted_statuses": [[200, 299], [304, 304]], "ttfb_warn_ms": 500,
+            "total_degrade_ms": 3000, "ip_preference": "v4_only", "max_redirects": 3,
+            "keyword_case_sensitive": true, "body_budget_bytes": 65536}),
+        ),
     );
     assert_eq!(
         (r.status, r.body["target"].as_str()),
@@ -772,6 +777,25 @@ fn every_route(database_url: &str, prefix: &str) {
         r.body
     );
     let kw = id_of(&r.body);
+    // Type-specific settings are stored and read back whole.
+    let stored = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/checks/{kw}"),
+        &read,
+        None,
+    );
+    for (k, v) in [
+        ("accepted_statuses", json!([[200, 299], [304, 304]])),
+        ("ttfb_warn_ms", json!(500)),
+        ("total_degrade_ms", json!(3000)),
+        ("ip_preference", json!("v4_only")),
+        ("max_redirects", json!(3)),
+        ("keyword_case_sensitive", json!(true)),
+        ("body_budget_bytes", json!(65536)),
+        ("keywords", json!(["slow"])),
+    ] {
+        assert_eq!(stored.body[k], v, "{k}: {}", stored.body);
+    }
     let r = api.call(
         "PATCH",
         &format!("/api/v1/sites/{site}/checks/{kw}"),
@@ -792,6 +816,10 @@ fn every_route(database_url: &str, prefix: &str) {
         (json!({"type": "ftp"}), "invalid_body"),
         (json!({"method": "DELETE"}), "invalid_body"),
         (json!({"retries": 9}), "invalid_body"),
+        (json!({"accepted_statuses": [[500, 200]]}), "invalid_body"),
+        (json!({"max_redirects": 11}), "invalid_body"),
+        (json!({"body_budget_bytes": 99999999}), "invalid_body"),
+        (json!({"ip_preference": "v5"}), "invalid_body"),
         (json!({"target": "http://192.168.1.1/"}), "unsafe_target"),
         (json!({"endpoint_id": ep}), "invalid_body"),
     ] {

@@ -2,7 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 use jetmon_prober::target::Target;
-use jetmon_shared::check::{CheckSpec, CheckType, DnsRecordType, HttpMethod, RedirectPolicy};
+use jetmon_shared::check::{
+    CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
+};
 use jetmon_shared::state::State as SiteState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -838,6 +840,20 @@ pub struct Check {
     pub dns_record_type: String,
     pub dns_expected: Vec<String>,
     pub tcp_banner: Option<String>,
+    /// http: inclusive [lo, hi] ranges; empty = 1..=399 counts as up.
+    pub accepted_statuses: Vec<[u16; 2]>,
+    /// v4_first, v6_first, v4_only or v6_only.
+    pub ip_preference: String,
+    pub keyword_case_sensitive: bool,
+    pub max_redirects: u8,
+    /// Body bytes read at most (0 = the default, 256 KiB).
+    pub body_budget_bytes: u32,
+    pub min_body_bytes: u32,
+    /// Slower than this is Warning / Degraded (0 = off).
+    pub ttfb_warn_ms: u32,
+    pub ttfb_degrade_ms: u32,
+    pub total_warn_ms: u32,
+    pub total_degrade_ms: u32,
     /// Moves on with every change.
     pub generation: u32,
     pub created_at: String,
@@ -867,6 +883,16 @@ impl From<CheckRow> for Check {
             dns_record_type: s.dns_record_type.name().to_owned(),
             dns_expected: s.dns_expected,
             tcp_banner: s.tcp_banner,
+            accepted_statuses: s.accepted_statuses.iter().map(|(a, b)| [*a, *b]).collect(),
+            ip_preference: s.ip_preference.name().to_owned(),
+            keyword_case_sensitive: s.keyword_case_sensitive,
+            max_redirects: s.max_redirects,
+            body_budget_bytes: s.body_budget_bytes,
+            min_body_bytes: s.min_body_bytes,
+            ttfb_warn_ms: s.ttfb_warn_ms,
+            ttfb_degrade_ms: s.ttfb_degrade_ms,
+            total_warn_ms: s.total_warn_ms,
+            total_degrade_ms: s.total_degrade_ms,
             generation: s.generation,
             created_at: rfc3339(c.created_us),
             updated_at: rfc3339(c.updated_us),
@@ -904,6 +930,19 @@ pub struct CheckInput {
     pub dns_record_type: Option<String>,
     pub dns_expected: Option<Vec<String>>,
     pub tcp_banner: Option<String>,
+    /// Inclusive [lo, hi] status ranges counted as up (at most 16).
+    pub accepted_statuses: Option<Vec<[u16; 2]>>,
+    pub ip_preference: Option<String>,
+    pub keyword_case_sensitive: Option<bool>,
+    /// 0 to 10.
+    pub max_redirects: Option<u8>,
+    /// Up to 1 MiB (0 = the default).
+    pub body_budget_bytes: Option<u32>,
+    pub min_body_bytes: Option<u32>,
+    pub ttfb_warn_ms: Option<u32>,
+    pub ttfb_degrade_ms: Option<u32>,
+    pub total_warn_ms: Option<u32>,
+    pub total_degrade_ms: Option<u32>,
 }
 
 fn named<T>(
@@ -985,6 +1024,35 @@ impl CheckInput {
         if let Some(b) = &self.tcp_banner {
             check_name("tcp_banner", b, 255)?;
             spec.tcp_banner = Some(b.clone());
+        }
+        if let Some(r) = &self.accepted_statuses {
+            spec.accepted_statuses = r.iter().map(|[a, b]| (*a, *b)).collect();
+        }
+        if let Some(p) = &self.ip_preference {
+            spec.ip_preference = named(
+                "ip_preference",
+                p,
+                IpPreference::from_name,
+                "v4_first, v6_first, v4_only, v6_only",
+            )?;
+        }
+        if let Some(c) = self.keyword_case_sensitive {
+            spec.keyword_case_sensitive = c;
+        }
+        if let Some(n) = self.max_redirects {
+            spec.max_redirects = n;
+        }
+        for (field, given) in [
+            (&mut spec.body_budget_bytes, self.body_budget_bytes),
+            (&mut spec.min_body_bytes, self.min_body_bytes),
+            (&mut spec.ttfb_warn_ms, self.ttfb_warn_ms),
+            (&mut spec.ttfb_degrade_ms, self.ttfb_degrade_ms),
+            (&mut spec.total_warn_ms, self.total_warn_ms),
+            (&mut spec.total_degrade_ms, self.total_degrade_ms),
+        ] {
+            if let Some(v) = given {
+                *field = v;
+            }
         }
         // Limits the engine and prober rely on (sizes, ranges).
         let check_id = spec.check_id;

@@ -809,6 +809,35 @@ fn settings_json(spec: &CheckSpec) -> String {
         m.insert("dns_record_type".into(), spec.dns_record_type.name().into());
         m.insert("dns_expected".into(), spec.dns_expected.clone().into());
     }
+    if !spec.accepted_statuses.is_empty() {
+        let ranges: Vec<serde_json::Value> = spec
+            .accepted_statuses
+            .iter()
+            .map(|(lo, hi)| serde_json::json!([lo, hi]))
+            .collect();
+        m.insert("accepted_statuses".into(), ranges.into());
+    }
+    if spec.ip_preference != jetmon_shared::check::IpPreference::V4First {
+        m.insert("ip_preference".into(), spec.ip_preference.name().into());
+    }
+    if spec.keyword_case_sensitive {
+        m.insert("keyword_case_sensitive".into(), true.into());
+    }
+    if spec.max_redirects != jetmon_shared::check::MAX_REDIRECTS {
+        m.insert("max_redirects".into(), spec.max_redirects.into());
+    }
+    for (k, v) in [
+        ("body_budget_bytes", spec.body_budget_bytes),
+        ("min_body_bytes", spec.min_body_bytes),
+        ("ttfb_warn_ms", spec.ttfb_warn_ms),
+        ("ttfb_degrade_ms", spec.ttfb_degrade_ms),
+        ("total_warn_ms", spec.total_warn_ms),
+        ("total_degrade_ms", spec.total_degrade_ms),
+    ] {
+        if v != 0 {
+            m.insert(k.into(), v.into());
+        }
+    }
     serde_json::Value::Object(m).to_string()
 }
 
@@ -843,6 +872,45 @@ fn apply_settings(spec: &mut CheckSpec, json: &str) {
         spec.dns_record_type = x;
     }
     spec.tcp_banner = name("tcp_banner").map(str::to_owned);
+    if let Some(x) = name("ip_preference").and_then(jetmon_shared::check::IpPreference::from_name) {
+        spec.ip_preference = x;
+    }
+    spec.accepted_statuses = m
+        .get("accepted_statuses")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let lo = u16::try_from(r.get(0)?.as_u64()?).ok()?;
+                    let hi = u16::try_from(r.get(1)?.as_u64()?).ok()?;
+                    Some((lo, hi))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    spec.keyword_case_sensitive = m
+        .get("keyword_case_sensitive")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if let Some(n) = m
+        .get("max_redirects")
+        .and_then(|v| v.as_u64())
+        .and_then(|n| u8::try_from(n).ok())
+    {
+        spec.max_redirects = n;
+    }
+    let num = |k: &str| {
+        m.get(k)
+            .and_then(|v| v.as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0)
+    };
+    spec.body_budget_bytes = num("body_budget_bytes");
+    spec.min_body_bytes = num("min_body_bytes");
+    spec.ttfb_warn_ms = num("ttfb_warn_ms");
+    spec.ttfb_degrade_ms = num("ttfb_degrade_ms");
+    spec.total_warn_ms = num("total_warn_ms");
+    spec.total_degrade_ms = num("total_degrade_ms");
 }
 
 fn now_us() -> u64 {
