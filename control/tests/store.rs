@@ -477,3 +477,36 @@ async fn keys_on_sqlite() {
 async fn keys_on_postgres() {
     keys_suite(postgres().await).await;
 }
+
+/// Deleting checks while another connection keeps committing: no SQLITE_BUSY (a transaction
+/// that read first could not become a writer once the other connection committed — found by
+/// schemathesis as a 503 on DELETE /sites/{id}/checks/{cid}).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_beside_a_busy_writer_on_sqlite() {
+    let db = sqlite().await;
+    let a = Store::open(&db.url, "a").await.unwrap();
+    let b = Store::open(&db.url, "b").await.unwrap();
+    let site = a.add_site("busy").await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        let spec = CheckSpec::new(1, site, CheckType::Http, &format!("http://127.0.0.1/{n}"));
+        ids.push(a.add_check(site, &spec, true).await.unwrap());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (b, stop) = (b.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                b.add_site(&format!("other {n}")).await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for id in ids {
+        assert!(a.delete_check(site, id).await.unwrap(), "check {id}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0);
+}

@@ -555,6 +555,8 @@ impl Store {
     /// Deletes an endpoint with its checks and their statistics. False when not found.
     pub async fn delete_endpoint(&self, site_id: u64, id: u64) -> Result<bool> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        // Schemathesis found this one failing with SQLITE_BUSY: see `write_first`.
+        super::write_first(&mut tx).await?;
         let found = sqlx::query("SELECT 1 FROM endpoints WHERE id = $1 AND site_id = $2")
             .bind(i(id))
             .bind(i(site_id))
@@ -650,6 +652,7 @@ impl Store {
     /// Deletes a check and its statistics. False when not found.
     pub async fn delete_check(&self, site_id: u64, id: u64) -> Result<bool> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        super::write_first(&mut tx).await?;
         let found = sqlx::query("SELECT 1 FROM checks WHERE id = $1 AND site_id = $2")
             .bind(i(id))
             .bind(i(site_id))

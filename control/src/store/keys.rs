@@ -122,6 +122,7 @@ impl Store {
         now_us: u64,
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        super::write_first(&mut tx).await?;
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
         let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i(id))

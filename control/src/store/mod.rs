@@ -737,6 +737,18 @@ impl Store {
 }
 
 /// Inserts one check row inside a transaction; returns its id.
+/// Makes a transaction a writer before it reads. On SQLite (WAL) a transaction that reads
+/// first holds a snapshot that cannot become a writer once another connection has committed:
+/// its first write fails at once with SQLITE_BUSY (the busy timeout does not apply). Writing
+/// first takes the write lock, waiting the busy timeout like any writer. A no-op on PostgreSQL.
+pub(crate) async fn write_first(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    sqlx::query("UPDATE ingest_positions SET position = position WHERE shard = -1")
+        .execute(&mut **tx)
+        .await
+        .context("taking the write lock")?;
+    Ok(())
+}
+
 fn event_of(r: &sqlx::any::AnyRow) -> Result<EventRow> {
     Ok(EventRow {
         id: u(r.try_get::<i64, _>(0)?),

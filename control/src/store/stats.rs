@@ -85,6 +85,7 @@ impl Store {
     pub async fn put_hourly(&self, rows: &[PeriodStats], spool_part: &str) -> Result<bool> {
         let name = format!("{}/{spool_part}", self.host);
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        super::write_first(&mut tx).await?;
         let seen = sqlx::query("SELECT 1 FROM stats_flushed WHERE spool_part = $1")
             .bind(&name)
             .fetch_optional(&mut *tx)
@@ -108,6 +109,7 @@ impl Store {
     /// writes hourly rows through `put_hourly` and daily rows through the rollup).
     pub async fn put_period(&self, p: Period, rows: Vec<PeriodStats>) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        super::write_first(&mut tx).await?;
         merge_rows(&mut tx, p, rows).await?;
         tx.commit().await.context("committing statistics")?;
         Ok(())
@@ -224,6 +226,7 @@ impl Store {
             after = last;
             let list = placeholders(2, ids.len());
             let mut tx = self.pool.begin().await.context("starting a transaction")?;
+            super::write_first(&mut tx).await?;
             let sql = format!(
                 "SELECT {} FROM check_hourly WHERE hour < $1 AND check_id IN ({list}) \
                  ORDER BY check_id, hour",
