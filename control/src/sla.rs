@@ -246,10 +246,15 @@ pub struct Percentiles {
 /// Merges histograms (no cap on sample counts) and reads the percentiles; None when empty.
 /// Values are bucket midpoints, within 1% of the true order statistic (`stats`).
 pub fn percentiles<'h>(hists: impl IntoIterator<Item = &'h Hist>) -> Option<Percentiles> {
-    let mut merged = Hist::default();
+    let mut sum = crate::stats::HistSum::default();
     for h in hists {
-        merged.merge(h);
+        sum.add(h);
     }
+    of_hist(&sum.finish())
+}
+
+/// The percentiles of one (already merged) histogram; None when empty.
+pub fn of_hist(merged: &Hist) -> Option<Percentiles> {
     let q = |q: f64| merged.quantile(q).map(u64::from);
     Some(Percentiles {
         count: merged.count(),

@@ -25,6 +25,8 @@ pub struct ApiArgs {
     pub wrk_seconds: u32,
     pub wrk_connections: u32,
     pub dir: PathBuf,
+    /// Reuse the history an earlier run of the same size left in `dir`.
+    pub reuse: bool,
 }
 
 const S: u64 = 1_000_000;
@@ -102,6 +104,20 @@ fn transition(
 async fn seed(a: &ApiArgs) -> Result<(String, String)> {
     std::fs::create_dir_all(&a.dir)?;
     let db = a.dir.join("api-bench.db");
+    let seeded = a.dir.join(format!("seeded-{}x{}", a.sites, a.days));
+    if a.reuse && seeded.exists() {
+        // The history of an earlier run with the same size; a fresh key (tokens are not kept).
+        let url = format!("sqlite:{}", db.display());
+        let store = Store::open(&url, "bench").await?;
+        let token = new_token()?;
+        store
+            .create_key("bench", Scope::Read, None, &token, now_us())
+            .await?;
+        store.close().await;
+        eprintln!("perf: reusing the history in {}", db.display());
+        return Ok((url, token.token));
+    }
+    let _ = std::fs::remove_file(&seeded);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
@@ -229,6 +245,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
         .create_key("bench", Scope::Read, None, &token, now)
         .await?;
     store.close().await;
+    std::fs::write(&seeded, b"")?;
     eprintln!(
         "perf: seeded {} sites × {} days ({} events) in {:.0} s",
         a.sites,

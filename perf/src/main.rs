@@ -188,6 +188,9 @@ enum Scenario {
         wrk_connections: u32,
         #[arg(long, default_value = "/tmp/jetmon-perf-api")]
         dir: PathBuf,
+        /// Reuse the history an earlier run of the same size left in --dir.
+        #[arg(long)]
+        reuse: bool,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -377,6 +380,7 @@ fn main() -> Result<()> {
             wrk_seconds,
             wrk_connections,
             dir,
+            reuse,
             record,
         } => {
             let line = api::run(&api::ApiArgs {
@@ -386,6 +390,7 @@ fn main() -> Result<()> {
                 wrk_seconds,
                 wrk_connections,
                 dir,
+                reuse,
             })?;
             finish("api", &line, record.as_deref())
         }

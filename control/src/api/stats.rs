@@ -13,7 +13,7 @@ use super::{ApiError, Caller, State, list_of, now_us, rfc3339};
 use crate::engine::Window;
 use crate::keys::Scope;
 use crate::sla::{self, EventHistory, SlaInput, Span};
-use crate::stats::{Hist, PHASES, PeriodStats};
+use crate::stats::{Hist, HistSum, PHASES, PeriodStats};
 use crate::store::{Period, SiteRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,7 +51,7 @@ fn ms(us: u64) -> f64 {
 }
 
 fn percentiles_of(h: &Hist) -> Percentiles {
-    match sla::percentiles([h]) {
+    match sla::of_hist(h) {
         None => Percentiles::default(),
         Some(p) => Percentiles {
             count: p.count,
@@ -185,15 +185,15 @@ async fn site_rows(
 }
 
 fn response_times<'a>(rows: impl IntoIterator<Item = &'a PeriodStats>) -> ResponseTimes {
-    let mut merged: [Hist; 5] = Default::default();
+    let mut sums: [HistSum; 5] = Default::default();
     let mut failed = 0;
     for r in rows {
         failed += r.fail_count;
-        for (m, h) in merged.iter_mut().zip(&r.hists) {
-            m.merge(h);
+        for (m, h) in sums.iter_mut().zip(&r.hists) {
+            m.add(h);
         }
     }
-    let [total, dns, connect, tls, ttfb] = merged;
+    let [total, dns, connect, tls, ttfb] = sums.map(|s| s.finish());
     ResponseTimes {
         failed_count: failed,
         total: percentiles_of(&total),
@@ -432,12 +432,13 @@ async fn response_time(
         now_us(),
     )?;
     let (site, rows) = site_rows(&state, *id, from, to).await?;
-    let mut merged = Hist::default();
+    let mut sum = HistSum::default();
     let mut failed = 0;
     for (_, _, r) in &rows {
-        merged.merge(&r.hists[phase]);
+        sum.add(&r.hists[phase]);
         failed += r.fail_count;
     }
+    let merged = sum.finish();
     Ok(web::Json(ResponseTime {
         site_id: site.id,
         phase: name,

@@ -66,6 +66,42 @@ impl std::fmt::Display for Corrupt {
 
 impl std::error::Error for Corrupt {}
 
+/// Sums many histograms into one: a dense array of counts, made sparse once at the end.
+/// Merging hundreds of sparse histograms pairwise allocates a new vector for each; an SLA over
+/// 30 days sums ~350 rows per phase (Hist::merge was 13% of the SLA route's CPU).
+#[derive(Debug, Clone, Default)]
+pub struct HistSum {
+    counts: Vec<u64>,
+}
+
+impl HistSum {
+    pub fn add(&mut self, h: &Hist) {
+        if h.entries.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; usize::from(BUCKETS)];
+        }
+        for &(b, c) in &h.entries {
+            if let Some(slot) = self.counts.get_mut(usize::from(b)) {
+                *slot = slot.saturating_add(c);
+            }
+        }
+    }
+
+    pub fn finish(&self) -> Hist {
+        Hist {
+            entries: self
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(b, c)| (b as u16, *c))
+                .collect(),
+        }
+    }
+}
+
 /// A sparse histogram: (bucket, count), buckets strictly increasing, counts > 0.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hist {
@@ -406,6 +442,12 @@ mod tests {
             m.merge(&hb);
             let all = Hist::from_values(a.iter().chain(&b).copied());
             prop_assert_eq!(&m, &all);
+            // The dense sum is the same merge.
+            let mut sum = HistSum::default();
+            sum.add(&ha);
+            sum.add(&Hist::default());
+            sum.add(&hb);
+            prop_assert_eq!(&sum.finish(), &all);
             prop_assert_eq!(m.count(), (a.len() + b.len()) as u64);
             // Quantiles within 1% of the exact order statistic.
             let mut sorted: Vec<u32> = a.iter().chain(&b).copied().collect();
