@@ -205,6 +205,7 @@ async fn one(
 #[serde(deny_unknown_fields)]
 pub struct NewSiteBody {
     /// http(s) URL; must pass probe safety (public addresses only, unless allowed).
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/@ ]+")]
     pub url: String,
     /// Defaults to the URL.
     pub name: Option<String>,
@@ -1235,8 +1236,10 @@ pub struct WindowBody {
     /// Only this check (default: the whole site).
     pub check_id: Option<u64>,
     /// One-off: RFC 3339 start.
+    #[schema(format = DateTime)]
     pub from: Option<String>,
     /// One-off: RFC 3339 end (after `from`).
+    #[schema(format = DateTime)]
     pub to: Option<String>,
     pub weekly: Option<Weekly>,
 }

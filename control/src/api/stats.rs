@@ -110,10 +110,13 @@ pub struct SlaReport {
 #[into_params(parameter_in = Query)]
 pub struct SlaQuery {
     /// 1h, 24h, 7d, 30d, 90d… (default 30d), or give from/to.
+    #[param(pattern = "^[1-9][0-9]{0,2}[hd]$")]
     window: Option<String>,
     /// RFC 3339.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339 (default now).
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
@@ -334,8 +337,11 @@ pub struct ManySlaQuery {
     #[serde(rename = "site_id__in")]
     #[param(rename = "site_id__in")]
     site_id_in: String,
+    #[param(pattern = "^[1-9][0-9]{0,2}[hd]$")]
     window: Option<String>,
+    #[param(format = DateTime)]
     from: Option<String>,
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
@@ -380,8 +386,11 @@ async fn many_sla(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ResponseTimeQuery {
+    #[param(pattern = "^[1-9][0-9]{0,2}[hd]$")]
     window: Option<String>,
+    #[param(format = DateTime)]
     from: Option<String>,
+    #[param(format = DateTime)]
     to: Option<String>,
     /// total (default), dns, connect, tls or ttfb.
     phase: Option<String>,
@@ -453,10 +462,14 @@ async fn response_time(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
+    #[param(pattern = "^[1-9][0-9]{0,2}[hd]$")]
     window: Option<String>,
+    #[param(format = DateTime)]
     from: Option<String>,
+    #[param(format = DateTime)]
     to: Option<String>,
     /// Bucket size: 1h (default), 6h, 1d… (whole hours; days beyond the hourly retention).
+    #[param(pattern = "^[1-9][0-9]{0,2}[hd]$")]
     step: Option<String>,
     phase: Option<String>,
 }
