@@ -85,6 +85,7 @@ pub fn up(
     demo: bool,
     duration: Option<Duration>,
 ) -> Result<()> {
+    limit_malloc_arenas();
     shutdown::install();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -570,6 +571,18 @@ pub fn up(
             status(&shards, &ingest);
         }
         std::thread::sleep(TICK);
+    }
+}
+
+/// glibc gives each thread that allocates its own arena (up to 8 per core), and each keeps
+/// what its thread freed. Control has a handful of threads (loop, API workers, flusher,
+/// verifier) and allocates little after loading the check set: two arenas are plenty and
+/// save ~20 MB of RSS at a million checks (perf/bench product, measured side by side). An
+/// operator's MALLOC_ARENA_MAX wins. Called before any thread starts.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; no thread allocates concurrently yet.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
 }
 
