@@ -1,7 +1,6 @@
 //! Sites, endpoints, checks, pause/resume, maintenance windows and bulk writes.
 
 use actix_web::{HttpResponse, web};
-use jetmon_prober::target::Target;
 use jetmon_shared::check::{
     CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
 };
@@ -14,7 +13,7 @@ use super::{
     ApiError, Caller, PageInfo, State, cut, decode_cursor, list_of, page_limit, parsed, rfc3339,
 };
 use crate::engine::Window;
-use crate::import::{MAX_INTERVAL_S, MIN_INTERVAL_S};
+use crate::import::{MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem};
 use crate::keys::Scope;
 use crate::store::{CheckRow, EndpointRow, NewSite, SiteFilter, SiteRow, WindowRow};
 
@@ -260,43 +259,18 @@ fn check_tags(tags: &[String]) -> Result<(), ApiError> {
 /// Checks a check's target the way the prober will see it: syntax (422 `invalid_target`) and
 /// probe safety (422 `unsafe_target`).
 pub(crate) fn check_target(state: &State, t: CheckType, target: &str) -> Result<(), ApiError> {
-    let invalid = |why: String| ApiError::unprocessable("invalid_target", why);
-    let host = match t {
-        CheckType::Http => Target::parse_url(target)
-            .map_err(|e| invalid(format!("target {target:?}: {e}")))?
-            .host
-            .to_owned(),
-        CheckType::Tcp => Target::parse_host_port(target)
-            .map_err(|e| invalid(format!("target {target:?}: {e}")))?
-            .host
-            .to_owned(),
-        CheckType::Dns => {
-            let ok = !target.is_empty()
-                && target.len() <= 253
-                && target
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-            if !ok {
-                return Err(invalid(format!("target {target:?}: not a DNS name")));
-            }
-            target.to_owned()
+    crate::import::check_target(&state.safety, t, target).map_err(|p| match p {
+        TargetProblem::Invalid(why) => {
+            ApiError::unprocessable("invalid_target", format!("target {target:?}: {why}"))
         }
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let unsafe_target = |why| {
-        ApiError::unprocessable(
+        TargetProblem::Unsafe(why) => ApiError::unprocessable(
             "unsafe_target",
             format!(
                 "target {target:?} is not a public address ({why:?}); operators can allow it \
                  with prober.allow_cidrs"
             ),
-        )
-    };
-    state.safety.check_host(host).map_err(unsafe_target)?;
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        state.safety.check_addr(ip).map_err(unsafe_target)?;
-    }
-    Ok(())
+        ),
+    })
 }
 
 fn site_spec(state: &State, b: &NewSiteBody) -> Result<NewSite, ApiError> {

@@ -120,6 +120,22 @@ pub struct SlaQuery {
     to: Option<String>,
 }
 
+/// `[from, to)` from a query's `window` or `from`/`to`, ending now by default.
+fn window_of(
+    window: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+    default: &str,
+) -> Result<(u64, u64), ApiError> {
+    span(
+        window.as_deref(),
+        from.as_deref(),
+        to.as_deref(),
+        default,
+        now_us(),
+    )
+}
+
 /// Week starts (Monday 00:00 UTC, µs) whose weekly window can touch `[from, to)`.
 fn weekly_spans(start_s: u32, duration_s: u32, from_us: u64, to_us: u64) -> Vec<Span> {
     let week = |t_us: u64| (t_us / 1_000_000).saturating_sub(FIRST_MONDAY_S) / WEEK_S;
@@ -318,13 +334,7 @@ async fn site_sla(
     q: web::Query<SlaQuery>,
 ) -> Result<web::Json<SlaReport>, ApiError> {
     caller.require(Scope::Read)?;
-    let (from, to) = span(
-        q.window.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "30d",
-        now_us(),
-    )?;
+    let (from, to) = window_of(&q.window, &q.from, &q.to, "30d")?;
     let site = site_or_404(&state, *id).await?;
     Ok(web::Json(report(&state, &site, from, to).await?))
 }
@@ -367,13 +377,7 @@ async fn many_sla(
             format!("site_id__in: 1 to {MAX_SITES} ids"),
         ));
     }
-    let (from, to) = span(
-        q.window.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "30d",
-        now_us(),
-    )?;
+    let (from, to) = window_of(&q.window, &q.from, &q.to, "30d")?;
     let mut data = Vec::with_capacity(ids.len());
     for id in ids {
         let site = site_or_404(&state, id).await?;
@@ -433,13 +437,7 @@ async fn response_time(
 ) -> Result<web::Json<ResponseTime>, ApiError> {
     caller.require(Scope::Read)?;
     let (phase, name) = phase_index(q.phase.as_deref())?;
-    let (from, to) = span(
-        q.window.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "24h",
-        now_us(),
-    )?;
+    let (from, to) = window_of(&q.window, &q.from, &q.to, "24h")?;
     let (site, rows) = site_rows(&state, *id, from, to).await?;
     let mut sum = HistSum::default();
     let mut failed = 0;
@@ -514,13 +512,7 @@ async fn series(
             format!("step: {step:?} is not a step (1h, 6h, 1d…)"),
         )
     })?;
-    let (from, to) = span(
-        q.window.as_deref(),
-        q.from.as_deref(),
-        q.to.as_deref(),
-        "30d",
-        now_us(),
-    )?;
+    let (from, to) = window_of(&q.window, &q.from, &q.to, "30d")?;
     // Buckets are aligned to the step (hours and days in UTC).
     let start = from / step_us * step_us;
     let n = (to - start).div_ceil(step_us);

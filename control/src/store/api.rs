@@ -253,7 +253,7 @@ pub(super) fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
     })
 }
 
-fn window_of(
+pub(super) fn window_of(
     from: Option<i64>,
     to: Option<i64>,
     start: Option<i64>,
@@ -272,7 +272,7 @@ fn window_of(
     }
 }
 
-fn window_columns(w: &Window) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+pub(super) fn window_columns(w: &Window) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
     match *w {
         Window::OneOff { from_us, to_us } => (Some(i(from_us)), Some(i(to_us)), None, None),
         Window::Weekly {

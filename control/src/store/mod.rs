@@ -550,21 +550,10 @@ impl Store {
         for r in rows {
             let site = u(r.try_get::<i64, _>(0)?);
             let check = r.try_get::<Option<i64>, _>(1)?.map(u);
-            let window = match (
-                r.try_get::<Option<i64>, _>(2)?,
-                r.try_get::<Option<i64>, _>(3)?,
-                r.try_get::<Option<i64>, _>(4)?,
-                r.try_get::<Option<i64>, _>(5)?,
-            ) {
-                (Some(from), Some(to), _, _) => Window::OneOff {
-                    from_us: u(from),
-                    to_us: u(to),
-                },
-                (_, _, Some(start), Some(duration)) => Window::Weekly {
-                    start_s: u32::try_from(start).unwrap_or(0),
-                    duration_s: u32::try_from(duration).unwrap_or(0),
-                },
-                _ => continue,
+            let Some(window) =
+                api::window_of(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)
+            else {
+                continue;
             };
             out.push((site, check, window));
         }
@@ -573,18 +562,7 @@ impl Store {
 
     /// Adds a maintenance window for a site (or one of its checks).
     pub async fn add_window(&self, site_id: u64, check_id: Option<u64>, w: Window) -> Result<()> {
-        let (from, to, start, duration) = match w {
-            Window::OneOff { from_us, to_us } => (Some(i(from_us)), Some(i(to_us)), None, None),
-            Window::Weekly {
-                start_s,
-                duration_s,
-            } => (
-                None,
-                None,
-                Some(i64::from(start_s)),
-                Some(i64::from(duration_s)),
-            ),
-        };
+        let (from, to, start, duration) = api::window_columns(&w);
         sqlx::query(
             "INSERT INTO maintenance_windows (site_id, check_id, from_at, to_at, weekly_start_s, \
              weekly_duration_s, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
