@@ -102,6 +102,8 @@ impl Ingest {
                 at_us: r.started_at_us,
                 origin: r.origin,
                 cert_not_after_s: r.cert_not_after_s,
+                ttfb_us: r.phases.ttfb_us,
+                total_us: r.phases.total_us,
             }),
             now_us,
             commands,
@@ -252,6 +254,7 @@ mod tests {
                     critical: true,
                     paused: false,
                     maintenance: Vec::new(),
+                    thresholds: Default::default(),
                 },
                 Vec::new(),
             );
@@ -262,6 +265,8 @@ mod tests {
                 at_us,
                 origin: ProbeOrigin::Scheduled,
                 cert_not_after_s: 0,
+                ttfb_us: 0,
+                total_us: 0,
             };
             e.apply(Input::Result(r), at_us, &mut fx);
         }

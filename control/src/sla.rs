@@ -5,6 +5,7 @@
 //! always add up: Paused > Maintenance > Unknown (these three are not monitored time) > Down >
 //! Degraded > Warning > up. Overlapping events of one class are merged (a union, not a sum).
 
+use crate::engine::EventKind;
 use crate::stats::Hist;
 use jetmon_shared::state::{Reason, State};
 
@@ -189,15 +190,23 @@ pub struct EventHistory {
     pub closed: Option<(u64, Reason)>,
     /// A non-critical check's Down is its site's Degraded.
     pub critical: bool,
+    /// What the event is about: only availability events make downtime and incidents.
+    pub kind: EventKind,
 }
 
-/// Adds an event's time to the classes it belongs to. An event that reached Down counts as
-/// downtime from its first failure (`started_us`) to its end; Seems Down that ended as a
-/// false alarm or cleared locally is not downtime (it is recorded as a false alarm when a
-/// veriflier said so).
+/// Adds an event's time to the classes it belongs to.
+///
+/// Downtime comes only from availability: an availability event that reached Down counts as
+/// downtime from its first failure (`started_us`) to its end and is one incident; Seems Down
+/// that ended as a false alarm or cleared locally is not downtime (it is recorded as a false
+/// alarm when a veriflier said so). Every other kind (`tls_expiry`, `performance`,
+/// `advisory`) is time in the state it was in, with Down counted as degraded: an expired
+/// certificate is downtime through the failing HTTP check's own event, never a second
+/// incident, and its 30 days of Warning are warning seconds.
 pub fn add_event(input: &mut SlaInput, e: &EventHistory, now_us: u64) {
     let end = e.closed.map_or(now_us, |(at, _)| at);
-    let reached_down = e.states.iter().any(|(_, s)| *s == State::Down);
+    let availability = e.kind == EventKind::Availability;
+    let reached_down = availability && e.states.iter().any(|(_, s)| *s == State::Down);
     if reached_down {
         let span = Span::new(e.started_us, end);
         if e.critical {
@@ -211,7 +220,7 @@ pub fn add_event(input: &mut SlaInput, e: &EventHistory, now_us: u64) {
         }
         return;
     }
-    if matches!(e.closed, Some((_, Reason::FalseAlarm))) {
+    if availability && matches!(e.closed, Some((_, Reason::FalseAlarm))) {
         input.false_alarms.push(Incident {
             started_us: e.started_us,
             ended_us: e.closed.map(|(at, _)| at),
@@ -226,6 +235,7 @@ pub fn add_event(input: &mut SlaInput, e: &EventHistory, now_us: u64) {
             State::Unknown => input.unknown.push(span),
             State::Degraded => input.degraded.push(span),
             State::Warning => input.warning.push(span),
+            State::Down | State::SeemsDown if !availability => input.degraded.push(span),
             State::Down | State::SeemsDown | State::Up => {}
         }
     }
@@ -335,6 +345,7 @@ mod tests {
                 states: vec![(100 * S, State::SeemsDown), (130 * S, State::Down)],
                 closed: Some((200 * S, Reason::VerifierCleared)),
                 critical: true,
+                kind: EventKind::Availability,
             },
             1000 * S,
         );
@@ -346,6 +357,7 @@ mod tests {
                 states: vec![(300 * S, State::SeemsDown)],
                 closed: Some((330 * S, Reason::FalseAlarm)),
                 critical: true,
+                kind: EventKind::Availability,
             },
             1000 * S,
         );
@@ -357,6 +369,7 @@ mod tests {
                 states: vec![(900 * S, State::Unknown)],
                 closed: None,
                 critical: true,
+                kind: EventKind::Availability,
             },
             1000 * S,
         );
@@ -368,6 +381,7 @@ mod tests {
                 states: vec![(400 * S, State::SeemsDown), (420 * S, State::Down)],
                 closed: Some((500 * S, Reason::VerifierCleared)),
                 critical: false,
+                kind: EventKind::Availability,
             },
             1000 * S,
         );
@@ -376,6 +390,57 @@ mod tests {
         assert_eq!(sla.unknown_seconds, 100.0);
         assert_eq!(sla.degraded_seconds, 100.0);
         assert_eq!((sla.incidents, sla.false_alarms), (1, 1));
+    }
+
+    /// states-and-events.md: a certificate that warns for 30 days and then expires is 30
+    /// days of Warning (7 of them Degraded) and no downtime of its own; the expiry is
+    /// downtime through the failing HTTP check's event, from its first failure: one incident.
+    #[test]
+    fn an_expiring_certificate_is_downtime_only_through_the_http_failure() {
+        const DAY: u64 = 86_400;
+        let expiry = 30 * DAY;
+        let (from, to) = (0, 31 * DAY);
+        let mut input = SlaInput {
+            window: Some(span(from, to)),
+            ..SlaInput::default()
+        };
+        add_event(
+            &mut input,
+            &EventHistory {
+                started_us: 0,
+                states: vec![
+                    (0, State::Warning),
+                    ((expiry - 7 * DAY) * S, State::Degraded),
+                    (expiry * S, State::Down),
+                ],
+                closed: Some(((expiry + DAY / 2) * S, Reason::ProbeCleared)),
+                critical: true,
+                kind: EventKind::TlsExpiry,
+            },
+            to * S,
+        );
+        // The HTTP check fails from the expiry (tls_cert_expired) until the renewal.
+        let http_fail = expiry + 60;
+        add_event(
+            &mut input,
+            &EventHistory {
+                started_us: http_fail * S,
+                states: vec![
+                    (http_fail * S, State::SeemsDown),
+                    ((http_fail + 30) * S, State::Down),
+                ],
+                closed: Some(((expiry + DAY / 2) * S, Reason::VerifierCleared)),
+                critical: true,
+                kind: EventKind::Availability,
+            },
+            to * S,
+        );
+        let sla = compute(&input);
+        assert_eq!(sla.downtime_seconds, (DAY / 2 - 60) as f64);
+        assert_eq!(sla.incidents, 1, "the certificate is not a second incident");
+        assert_eq!(sla.warning_seconds, (23 * DAY) as f64);
+        assert_eq!(sla.degraded_seconds, (7 * DAY + 60) as f64);
+        assert_eq!(sla.mttr_seconds, Some((DAY / 2 - 60) as f64));
     }
 
     #[test]
@@ -460,19 +525,35 @@ mod tests {
             Reason::VerifierCleared,
             Reason::ManualOverride,
         ]);
+        // Availability events go through every state; the other kinds (certificate expiry,
+        // performance, advisories) through Warning, Degraded and Down.
+        let kind = prop::sample::select(vec![
+            EventKind::Availability,
+            EventKind::Availability,
+            EventKind::TlsExpiry,
+            EventKind::Performance,
+            EventKind::Advisory,
+        ]);
         let event = (
             0u64..150,
             prop::collection::vec((1u64..30, state), 1..4),
             prop::option::of((1u64..60, reason)),
             any::<bool>(),
+            kind,
         )
-            .prop_map(|(start, steps, closed, critical)| {
+            .prop_map(|(start, steps, closed, critical, kind)| {
                 let mut at = start;
                 let mut states = Vec::new();
                 for (i, (gap, st)) in steps.into_iter().enumerate() {
                     if i > 0 {
                         at += gap;
                     }
+                    let st = match st {
+                        _ if kind == EventKind::Availability => st,
+                        State::Down | State::SeemsDown => State::Down,
+                        State::Degraded | State::Unknown => State::Degraded,
+                        _ => State::Warning,
+                    };
                     states.push((at * S, st));
                 }
                 EventHistory {
@@ -480,6 +561,7 @@ mod tests {
                     closed: closed.map(|(after, r)| ((at + after) * S, r)),
                     states,
                     critical,
+                    kind,
                 }
             });
         prop::collection::vec(event, 0..6)
@@ -511,11 +593,14 @@ mod tests {
                 if t * S < e.started_us || t * S >= end {
                     return None;
                 }
-                if e.states.iter().any(|(_, s)| *s == State::Down) {
+                let availability = e.kind == EventKind::Availability;
+                if availability && e.states.iter().any(|(_, s)| *s == State::Down) {
                     return Some(if e.critical { 3 } else { 4 });
                 }
                 let (_, st) = e.states.iter().rev().find(|(at, _)| *at <= t * S)?;
                 match st {
+                    // Downtime comes only from availability.
+                    State::Down | State::SeemsDown if !availability => Some(4),
                     State::Paused => Some(0),
                     State::Maintenance => Some(1),
                     State::Unknown => Some(2),
@@ -542,12 +627,19 @@ mod tests {
                 let end = e.closed.map_or(u64::MAX, |(at, _)| at);
                 e.started_us < (from + len) * S && end > from * S
             };
-            let reached = |e: &EventHistory| e.states.iter().any(|(_, s)| *s == State::Down);
+            let reached = |e: &EventHistory| {
+                e.kind == EventKind::Availability && e.states.iter().any(|(_, s)| *s == State::Down)
+            };
             let incidents = events.iter().filter(|e| e.critical && reached(e) && overlaps(e)).count();
             prop_assert_eq!(sla.incidents as usize, incidents);
             let false_alarms = events
                 .iter()
-                .filter(|e| !reached(e) && matches!(e.closed, Some((_, Reason::FalseAlarm))) && overlaps(e))
+                .filter(|e| {
+                    e.kind == EventKind::Availability
+                        && !reached(e)
+                        && matches!(e.closed, Some((_, Reason::FalseAlarm)))
+                        && overlaps(e)
+                })
                 .count();
             prop_assert_eq!(sla.false_alarms as usize, false_alarms);
             if monitored > 0 {

@@ -523,6 +523,8 @@ pub fn up(
                         at_us: now_us,
                         origin: jetmon_shared::check::ProbeOrigin::Scheduled,
                         cert_not_after_s: 0,
+                        ttfb_us: 0,
+                        total_us: 0,
                     }),
                     now_us,
                     &mut commands,

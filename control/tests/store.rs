@@ -47,6 +47,7 @@ fn cfg(check_id: u64, site_id: u64) -> CheckConfig {
         critical: true,
         paused: false,
         maintenance: Vec::new(),
+        thresholds: Default::default(),
     }
 }
 
@@ -57,6 +58,8 @@ fn result(check_id: u64, outcome: Outcome, at: u64, origin: ProbeOrigin) -> Inpu
         at_us: at,
         origin,
         cert_not_after_s: 0,
+        ttfb_us: 0,
+        total_us: 0,
     })
 }
 

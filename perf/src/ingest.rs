@@ -65,6 +65,7 @@ pub fn run(args: &IngestArgs) -> Result<String> {
                     critical: true,
                     paused: false,
                     maintenance: Vec::new(),
+                    thresholds: Default::default(),
                 },
                 Vec::new(),
             );

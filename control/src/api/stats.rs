@@ -10,7 +10,7 @@ use super::error::ErrorBody;
 use super::sites::site_or_404;
 use super::time::span;
 use super::{ApiError, Caller, State, list_of, now_us, rfc3339};
-use crate::engine::Window;
+use crate::engine::{EventKind, Window};
 use crate::keys::Scope;
 use crate::sla::{self, EventHistory, SlaInput, Span};
 use crate::stats::{Hist, HistSum, PHASES, PeriodStats};
@@ -268,6 +268,7 @@ pub async fn report(
                     .ended_us
                     .map(|at| (at, e.resolution.unwrap_or(Reason::ManualOverride))),
                 critical,
+                kind: EventKind::from_code(e.kind).unwrap_or(EventKind::Availability),
             };
             sla::add_event(&mut input, &h, now);
         }

@@ -34,14 +34,24 @@ pub enum EventKind {
     TlsExpiry = 2,
     /// The check is paused: not monitored time.
     Paused = 3,
+    /// Response time over a threshold (median of the last 3 successes): Warning / Degraded.
+    Performance = 4,
+    /// Passing but worth a look (TLS 1.0/1.1, a redirect the policy `alert` flags): Warning.
+    Advisory = 5,
 }
 
+/// How many event kinds there are (the size of a check's open-event slots).
+const KINDS: usize = 6;
+
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    /// Every kind, in code order (the stored `events.kind`).
+    pub const ALL: [EventKind; KINDS] = [
         EventKind::Availability,
         EventKind::Unknown,
         EventKind::TlsExpiry,
         EventKind::Paused,
+        EventKind::Performance,
+        EventKind::Advisory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,7 +60,14 @@ impl EventKind {
             EventKind::Unknown => "unknown",
             EventKind::TlsExpiry => "tls_expiry",
             EventKind::Paused => "paused",
+            EventKind::Performance => "performance",
+            EventKind::Advisory => "advisory",
         }
+    }
+
+    /// The kind stored as `code`; None for a code this build does not know.
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        EventKind::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -86,7 +103,39 @@ pub struct CheckConfig {
     pub paused: bool,
     /// Maintenance windows (failures inside are swallowed).
     pub maintenance: Vec<Window>,
+    /// Response-time thresholds of `performance` events (all 0 = none).
+    pub thresholds: Thresholds,
 }
+
+/// Response-time thresholds of one check, ms; 0 = that threshold is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Thresholds {
+    pub ttfb_warn_ms: u32,
+    pub ttfb_degrade_ms: u32,
+    pub total_warn_ms: u32,
+    pub total_degrade_ms: u32,
+}
+
+impl Thresholds {
+    pub fn is_off(&self) -> bool {
+        *self == Thresholds::default()
+    }
+
+    /// 0 under every threshold, 1 over a warn threshold, 2 over a degrade threshold.
+    fn level(&self, ttfb_us: u32, total_us: u32) -> u8 {
+        let over = |v_us: u32, ms: u32| ms > 0 && u64::from(v_us) > u64::from(ms) * 1000;
+        if over(ttfb_us, self.ttfb_degrade_ms) || over(total_us, self.total_degrade_ms) {
+            2
+        } else if over(ttfb_us, self.ttfb_warn_ms) || over(total_us, self.total_warn_ms) {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// How many recent successful results a `performance` event is judged on (their median).
+pub const PERFORMANCE_SAMPLES: usize = 3;
 
 /// One probe result, as the engine needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +147,9 @@ pub struct ResultIn {
     pub origin: ProbeOrigin,
     /// The leaf certificate's notAfter (Unix s); 0 = no certificate.
     pub cert_not_after_s: i64,
+    /// Time to first byte and total time (µs), for `performance` events.
+    pub ttfb_us: u32,
+    pub total_us: u32,
 }
 
 /// A veriflier round's outcome for a Seems Down event.
@@ -248,10 +300,9 @@ struct CheckEntry {
     /// Start of the latest result (Unix µs); 0 = none since start.
     last_result_us: u64,
     open: OpenSet,
-    /// Maintenance windows; None for the many checks without any. Boxed on purpose: 8 bytes
-    /// in every entry instead of a `Vec`'s 24, for a list most checks never have.
-    #[allow(clippy::box_collection)]
-    maintenance: Option<Box<Vec<Window>>>,
+    /// Maintenance windows and response-time thresholds; None for the many checks with
+    /// neither. Boxed on purpose: 8 bytes in every entry, for settings most checks never have.
+    extra: Option<Box<Extra>>,
     /// Opaque to the engine: the owner's fingerprint of the check's full settings.
     tag: u64,
     /// Leaf certificate notAfter, Unix seconds; 0 = none seen.
@@ -270,7 +321,7 @@ impl CheckEntry {
             site_id: cfg.site_id,
             last_result_us,
             open: OpenSet::default(),
-            maintenance: None,
+            extra: None,
             tag: 0,
             cert_not_after_s: 0,
             interval_ms: 0,
@@ -291,18 +342,73 @@ impl CheckEntry {
         self.retry_spacing_ms = cfg.retry_spacing_ms;
         self.critical = cfg.critical;
         self.paused = cfg.paused;
-        self.maintenance = (!cfg.maintenance.is_empty()).then(|| Box::new(cfg.maintenance));
+        if cfg.maintenance.is_empty() && cfg.thresholds.is_off() {
+            self.extra = None;
+            return;
+        }
+        let extra = self.extra.get_or_insert_with(Box::default);
+        extra.maintenance = cfg.maintenance;
+        if extra.thresholds != cfg.thresholds {
+            // New thresholds judge new results.
+            extra.thresholds = cfg.thresholds;
+            extra.samples = Samples::default();
+        }
     }
 
     fn maintenance(&self) -> &[Window] {
-        self.maintenance.as_deref().map_or(&[], |v| v.as_slice())
+        self.extra
+            .as_deref()
+            .map_or(&[], |x| x.maintenance.as_slice())
     }
+
+    fn in_maintenance(&self, at_us: u64) -> bool {
+        self.maintenance().iter().any(|w| w.contains(at_us))
+    }
+}
+
+/// What few checks have: maintenance windows, response-time thresholds and the recent
+/// successful timings those are judged on.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    maintenance: Vec<Window>,
+    thresholds: Thresholds,
+    samples: Samples,
+}
+
+/// The last `PERFORMANCE_SAMPLES` successful (ttfb, total) timings, a ring.
+#[derive(Debug, Clone, Copy, Default)]
+struct Samples {
+    ttfb_us: [u32; PERFORMANCE_SAMPLES],
+    total_us: [u32; PERFORMANCE_SAMPLES],
+    len: u8,
+    next: u8,
+}
+
+impl Samples {
+    fn push(&mut self, ttfb_us: u32, total_us: u32) {
+        let i = usize::from(self.next);
+        self.ttfb_us[i] = ttfb_us;
+        self.total_us[i] = total_us;
+        self.next = ((i + 1) % PERFORMANCE_SAMPLES) as u8;
+        self.len = (usize::from(self.len) + 1).min(PERFORMANCE_SAMPLES) as u8;
+    }
+
+    /// The medians of (ttfb, total) once the ring is full.
+    fn medians(&self) -> Option<(u32, u32)> {
+        (usize::from(self.len) == PERFORMANCE_SAMPLES)
+            .then(|| (median(self.ttfb_us), median(self.total_us)))
+    }
+}
+
+fn median(mut v: [u32; PERFORMANCE_SAMPLES]) -> u32 {
+    v.sort_unstable();
+    v[PERFORMANCE_SAMPLES / 2]
 }
 
 /// A check's open events, at most one per kind. Most checks have none open: then this is a
 /// null pointer (8 bytes, no allocation), not a map.
 #[derive(Debug, Clone, Default)]
-struct OpenSet(Option<Box<[Option<OpenEvent>; 4]>>);
+struct OpenSet(Option<Box<[Option<OpenEvent>; KINDS]>>);
 
 impl OpenSet {
     fn from_iter(events: impl IntoIterator<Item = (EventKind, OpenEvent)>) -> OpenSet {
@@ -326,7 +432,7 @@ impl OpenSet {
     }
 
     fn insert(&mut self, kind: EventKind, e: OpenEvent) {
-        self.0.get_or_insert_with(|| Box::new([None; 4]))[kind as usize] = Some(e);
+        self.0.get_or_insert_with(|| Box::new([None; KINDS]))[kind as usize] = Some(e);
     }
 
     fn remove(&mut self, kind: &EventKind) -> Option<OpenEvent> {
@@ -597,6 +703,17 @@ impl Engine {
         let Some(entry) = checks.get_mut(&check_id) else {
             return;
         };
+        if entry.extra.as_ref().is_none_or(|x| x.thresholds.is_off()) {
+            // The thresholds were taken away: nothing judges the event any more.
+            close(
+                entry,
+                EventKind::Performance,
+                Reason::ManualOverride,
+                Source::System("config"),
+                now_us,
+                out,
+            );
+        }
         let was_paused = entry.open.contains_key(&EventKind::Paused);
         if paused && !was_paused {
             // Paused is not monitored time: whatever was open is closed by the operator.
@@ -655,7 +772,7 @@ impl Engine {
         // Built only when a transition is made: healthy results allocate nothing.
         let outcome_code = i64::from(r.outcome.code());
         let detail = || vec![("outcome", outcome_code)];
-        let in_maintenance = entry.maintenance().iter().any(|w| w.contains(r.at_us));
+        let in_maintenance = entry.in_maintenance(r.at_us);
 
         // Certificate expiry, from every HTTPS result.
         if r.cert_not_after_s != 0 {
@@ -695,7 +812,15 @@ impl Engine {
                     Some(State::Down) => Reason::VerifierCleared,
                     _ => Reason::ProbeCleared,
                 };
-                close(entry, EventKind::Availability, reason, source, now_us, out);
+                close(
+                    entry,
+                    EventKind::Availability,
+                    reason,
+                    source.clone(),
+                    now_us,
+                    out,
+                );
+                performance(entry, &r, in_maintenance, now_us, &mut take_id, out);
             }
             OutcomeClass::SiteFailure => {
                 close(
@@ -870,7 +995,13 @@ impl Engine {
 
     fn tick(&mut self, now_us: u64, out: &mut Vec<Effect>) {
         let mut silent = Vec::new();
+        // Sites with maintenance windows: a window that began or ended changes their state
+        // (a healthy check in an active window shows Maintenance).
+        let mut windowed = Vec::new();
         for (id, entry) in self.checks.iter() {
+            if !entry.maintenance().is_empty() {
+                windowed.push(entry.site_id);
+            }
             if entry.paused || entry.open.contains_key(&EventKind::Unknown) {
                 continue;
             }
@@ -905,6 +1036,11 @@ impl Engine {
                 self.project(site_id, now_us, out);
             }
         }
+        windowed.sort_unstable();
+        windowed.dedup();
+        for site_id in windowed {
+            self.project(site_id, now_us, out);
+        }
     }
 
     /// Recomputes the site's projection; emits it when it changed.
@@ -924,6 +1060,14 @@ impl Engine {
                 expiry =
                     Some(expiry.map_or(entry.cert_not_after_s, |e| e.min(entry.cert_not_after_s)));
             }
+            // A healthy check inside an active window shows Maintenance (an open event of its
+            // own, worse than that, still wins); a paused one stays Paused.
+            if !entry.paused && entry.in_maintenance(now_us) {
+                let rank = rank(State::Maintenance);
+                if worst.is_none_or(|w| rank > w.0) {
+                    worst = Some((rank, State::Maintenance, Severity::UP, 0));
+                }
+            }
             for (kind, e) in entry.open.iter() {
                 count += 1;
                 // Rollup: a non-critical check's Down is its site's Degraded.
@@ -936,13 +1080,13 @@ impl Engine {
                     (e.state, e.severity)
                 };
                 let rank = rank(state);
-                if worst.is_none_or(|w| rank > w.0 || (rank == w.0 && e.id < w.3)) {
+                if worst.is_none_or(|w| rank > w.0 || (rank == w.0 && (w.3 == 0 || e.id < w.3))) {
                     worst = Some((rank, state, severity, e.id));
                 }
             }
         }
         let (state, severity, active) = match worst {
-            Some((_, s, sev, id)) => (s, sev, Some(id)),
+            Some((_, s, sev, id)) => (s, sev, (id != 0).then_some(id)),
             None => (State::Up, Severity::UP, None),
         };
         let changed_state = state != old.state;
@@ -1072,6 +1216,90 @@ fn escalate(
             vec![("local_failures", failures)],
             out,
         );
+    }
+}
+
+/// Response-time thresholds, on each successful result of a check that has any: the median
+/// of the last `PERFORMANCE_SAMPLES` successes over a degrade threshold is Degraded, over a
+/// warn threshold Warning, under both closes the event (`probe_cleared`). One slow probe
+/// among fast ones moves no median, so a lone blip opens nothing and a lone fast probe in a
+/// slow spell closes nothing. Inside a maintenance window nothing opens.
+fn performance(
+    entry: &mut CheckEntry,
+    r: &ResultIn,
+    in_maintenance: bool,
+    now_us: u64,
+    take_id: &mut impl FnMut() -> u64,
+    out: &mut Vec<Effect>,
+) {
+    let Some(extra) = entry.extra.as_deref_mut() else {
+        return;
+    };
+    if extra.thresholds.is_off() {
+        return;
+    }
+    extra.samples.push(r.ttfb_us, r.total_us);
+    let Some((ttfb, total)) = extra.samples.medians() else {
+        return;
+    };
+    let level = extra.thresholds.level(ttfb, total);
+    let detail = vec![
+        ("median_ttfb_ms", i64::from(ttfb / 1000)),
+        ("median_total_ms", i64::from(total / 1000)),
+    ];
+    let (state, severity) = match level {
+        2 => (State::Degraded, Severity::DEGRADED),
+        1 => (State::Warning, Severity::WARNING),
+        _ => {
+            close_with(
+                entry,
+                EventKind::Performance,
+                Reason::ProbeCleared,
+                Source::Local,
+                now_us,
+                detail,
+                out,
+            );
+            return;
+        }
+    };
+    match entry.open.get(&EventKind::Performance).copied() {
+        None if in_maintenance => {}
+        None => {
+            let id = take_id();
+            open(
+                entry,
+                id,
+                EventKind::Performance,
+                state,
+                severity,
+                r.at_us,
+                now_us,
+                Source::Local,
+                Reason::Opened,
+                detail,
+                out,
+            );
+        }
+        Some(e) if e.severity != severity => {
+            let reason = if severity > e.severity {
+                Reason::SeverityEscalation
+            } else {
+                Reason::SeverityDeescalation
+            };
+            change(
+                entry,
+                EventKind::Performance,
+                state,
+                severity,
+                reason,
+                Source::Local,
+                now_us,
+                detail,
+                out,
+            );
+        }
+        Some(_) => {}
     }
 }
 

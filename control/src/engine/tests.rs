@@ -15,6 +15,7 @@ fn cfg(check_id: u64, site_id: u64) -> CheckConfig {
         critical: true,
         paused: false,
         maintenance: Vec::new(),
+        thresholds: Default::default(),
     }
 }
 
@@ -25,6 +26,8 @@ fn result(check_id: u64, outcome: Outcome, at_us: u64, origin: ProbeOrigin) -> I
         at_us,
         origin,
         cert_not_after_s: 0,
+        ttfb_us: 0,
+        total_us: 0,
     })
 }
 
@@ -456,6 +459,8 @@ fn certificate_expiry_walks_the_thresholds_and_renewal_closes() {
             at_us: at,
             origin: ProbeOrigin::Scheduled,
             cert_not_after_s: not_after,
+            ttfb_us: 0,
+            total_us: 0,
         })
     };
     let out = run(
@@ -619,6 +624,9 @@ enum Step {
         outcome: Outcome,
         recheck: bool,
         cert_days: Option<i64>,
+        /// Time to first byte and total, ms.
+        ttfb_ms: u32,
+        total_ms: u32,
     },
     Verify {
         check: u64,
@@ -633,18 +641,35 @@ enum Step {
 
 fn step_strategy(checks: u64) -> impl Strategy<Value = Step> {
     prop_oneof![
-        10 => (1..=checks, outcome_strategy(), any::<bool>(), prop::option::weighted(0.2, -5i64..60))
-            .prop_map(|(check, outcome, recheck, cert_days)| Step::Result { check, outcome, recheck, cert_days }),
+        10 => (1..=checks, outcome_strategy(), any::<bool>(), prop::option::weighted(0.2, -5i64..60), 0u32..400, 0u32..400)
+            .prop_map(|(check, outcome, recheck, cert_days, ttfb_ms, extra_ms)| Step::Result {
+                check, outcome, recheck, cert_days, ttfb_ms, total_ms: ttfb_ms + extra_ms,
+            }),
         2 => (1..=checks, 0u8..4).prop_map(|(check, down_votes)| Step::Verify { check, down_votes }),
         1 => (1..=checks, any::<bool>()).prop_map(|(check, paused)| Step::Pause { check, paused }),
         1 => Just(Step::Tick),
     ]
 }
 
-/// Turns steps into timed inputs (5 s apart); checks 1..=n, check c belongs to site c % 3.
+/// The property tests' checks: check c belongs to site c % 3, and odd checks have
+/// response-time thresholds (so `performance` events come and go).
+fn prop_cfg(c: u64) -> CheckConfig {
+    let mut cfg = cfg(c, c % 3);
+    if c % 2 == 1 {
+        cfg.thresholds = Thresholds {
+            ttfb_warn_ms: 150,
+            ttfb_degrade_ms: 300,
+            total_warn_ms: 400,
+            total_degrade_ms: 0,
+        };
+    }
+    cfg
+}
+
+/// Turns steps into timed inputs (5 s apart); checks 1..=n (`prop_cfg`).
 fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
     let mut out: Vec<(u64, Input)> = (1..=n)
-        .map(|c| (T0, Input::Configure(cfg(c, c % 3))))
+        .map(|c| (T0, Input::Configure(prop_cfg(c))))
         .collect();
     let mut at = T0;
     for s in steps {
@@ -655,6 +680,8 @@ fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
                 outcome,
                 recheck,
                 cert_days,
+                ttfb_ms,
+                total_ms,
             } => Input::Result(ResultIn {
                 check_id: *check,
                 outcome: *outcome,
@@ -665,6 +692,8 @@ fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
                     ProbeOrigin::Scheduled
                 },
                 cert_not_after_s: cert_days.map_or(0, |d| (at / S) as i64 + d * 86_400),
+                ttfb_us: ttfb_ms * 1000,
+                total_us: total_ms * 1000,
             }),
             Step::Verify { check, down_votes } => {
                 // Ask about whatever is open now (possibly nothing: a late verdict).
@@ -682,7 +711,7 @@ fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
                 })
             }
             Step::Pause { check, paused } => {
-                let mut c = cfg(*check, *check % 3);
+                let mut c = prop_cfg(*check);
                 c.paused = *paused;
                 Input::Configure(c)
             }
@@ -800,4 +829,276 @@ proptest! {
         };
         prop_assert_eq!(per_site(&timed), per_site(&shuffled));
     }
+}
+
+fn timed(check_id: u64, outcome: Outcome, at_us: u64, ttfb_ms: u32, total_ms: u32) -> Input {
+    Input::Result(ResultIn {
+        check_id,
+        outcome,
+        at_us,
+        origin: ProbeOrigin::Scheduled,
+        cert_not_after_s: 0,
+        ttfb_us: ttfb_ms * 1000,
+        total_us: total_ms * 1000,
+    })
+}
+
+fn slow_cfg() -> CheckConfig {
+    let mut c = cfg(1, 10);
+    c.thresholds = Thresholds {
+        ttfb_warn_ms: 200,
+        ttfb_degrade_ms: 0,
+        total_warn_ms: 500,
+        total_degrade_ms: 1000,
+    };
+    c
+}
+
+/// Feeds (ttfb, total) results a minute apart, from T0 + 1 min; returns the transitions'
+/// summaries and the site's state after each result.
+fn feed(e: &mut Engine, timings: &[(u32, u32)], from_min: u64) -> Vec<Effect> {
+    let inputs: Vec<(u64, Input)> = timings
+        .iter()
+        .enumerate()
+        .map(|(i, (ttfb, total))| {
+            let at = T0 + (from_min + i as u64) * 60 * S;
+            (at, timed(1, Outcome::Ok, at, *ttfb, *total))
+        })
+        .collect();
+    run(e, &inputs)
+}
+
+#[test]
+fn performance_opens_on_the_median_of_three_and_never_on_one_slow_probe() {
+    let mut e = engine(0);
+    run(&mut e, &[(T0, Input::Configure(slow_cfg()))]);
+    // One slow probe among fast ones: the median never moves.
+    let out = feed(
+        &mut e,
+        &[(50, 100), (900, 2000), (50, 100), (50, 100), (900, 2000)],
+        1,
+    );
+    assert!(transitions(&out).is_empty(), "{:?}", summary(&out));
+    assert_eq!(e.projection(10).map(|p| p.state), Some(State::Up));
+    // Two slow in a row: the median of the last three is slow → Warning (ttfb over 200 ms).
+    let out = feed(&mut e, &[(300, 400)], 6);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            None,
+            Some(State::Warning),
+            Reason::Opened
+        )]
+    );
+    let t = transitions(&out)[0];
+    assert!(
+        t.detail.contains(&("median_ttfb_ms", 300)),
+        "{:?}",
+        t.detail
+    );
+    let p = e.projection(10).expect("projection");
+    assert_eq!(
+        (p.state, p.severity, p.site_status),
+        (State::Warning, Severity::WARNING, 1)
+    );
+    // Totals over the degrade threshold → Degraded (an escalation of the same event).
+    let out = feed(&mut e, &[(300, 1500), (300, 1500)], 7);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            Some(State::Warning),
+            Some(State::Degraded),
+            Reason::SeverityEscalation
+        )]
+    );
+    assert_eq!(e.projection(10).map(|p| p.state), Some(State::Degraded));
+    // One fast probe in a slow spell closes nothing; two bring the median back: closed.
+    let out = feed(&mut e, &[(50, 100)], 9);
+    assert!(transitions(&out).is_empty(), "{:?}", summary(&out));
+    let out = feed(&mut e, &[(50, 100)], 10);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            Some(State::Degraded),
+            None,
+            Reason::ProbeCleared
+        )]
+    );
+    assert_eq!(e.projection(10).map(|p| p.state), Some(State::Up));
+}
+
+#[test]
+fn performance_steps_down_a_severity_and_ignores_failures() {
+    let mut e = engine(0);
+    run(&mut e, &[(T0, Input::Configure(slow_cfg()))]);
+    let out = feed(&mut e, &[(100, 1500), (100, 1500), (100, 1500)], 1);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            None,
+            Some(State::Degraded),
+            Reason::Opened
+        )]
+    );
+    // Failed results carry no timing worth judging: they change nothing here.
+    let at = T0 + 4 * 60 * S;
+    let out = run(&mut e, &[(at, timed(1, Outcome::HttpStatus, at, 5, 5))]);
+    assert!(
+        summary(&out).iter().all(|s| s.0 == EventKind::Availability),
+        "{:?}",
+        summary(&out)
+    );
+    // Totals between warn and degrade: back to Warning (a de-escalation).
+    let out = feed(&mut e, &[(100, 700), (100, 700)], 5);
+    assert_eq!(
+        summary(&out),
+        vec![
+            (
+                EventKind::Availability,
+                Some(State::SeemsDown),
+                None,
+                Reason::ProbeCleared
+            ),
+            (
+                EventKind::Performance,
+                Some(State::Degraded),
+                Some(State::Warning),
+                Reason::SeverityDeescalation
+            ),
+        ]
+    );
+}
+
+#[test]
+fn performance_needs_thresholds_and_opens_nothing_in_maintenance() {
+    // No thresholds: slow results are just slow.
+    let mut e = engine(0);
+    run(&mut e, &[(T0, Input::Configure(cfg(1, 10)))]);
+    let out = feed(&mut e, &[(5000, 9000); 5], 1);
+    assert!(transitions(&out).is_empty());
+    // Inside a maintenance window nothing opens; after it, the slow spell does.
+    let mut e = engine(0);
+    let mut c = slow_cfg();
+    c.maintenance = vec![Window::OneOff {
+        from_us: T0,
+        to_us: T0 + 10 * 60 * S,
+    }];
+    run(&mut e, &[(T0, Input::Configure(c))]);
+    let out = feed(&mut e, &[(900, 900); 5], 1);
+    assert!(
+        !summary(&out).iter().any(|s| s.0 == EventKind::Performance),
+        "{:?}",
+        summary(&out)
+    );
+    let out = feed(&mut e, &[(900, 900)], 11);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            None,
+            Some(State::Warning),
+            Reason::Opened
+        )]
+    );
+    // Changing the thresholds starts the judgement afresh: three results under the new
+    // threshold close the event.
+    let mut c = slow_cfg();
+    c.thresholds = Thresholds {
+        ttfb_warn_ms: 2000,
+        ..Thresholds::default()
+    };
+    run(&mut e, &[(T0 + 12 * 60 * S, Input::Configure(c))]);
+    let out = feed(&mut e, &[(900, 900), (900, 900)], 12);
+    assert!(transitions(&out).is_empty(), "{:?}", summary(&out));
+    let out = feed(&mut e, &[(900, 900)], 14);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            Some(State::Warning),
+            None,
+            Reason::ProbeCleared
+        )]
+    );
+    // Taking the thresholds away closes what they opened.
+    let out = feed(&mut e, &[(2500, 2500); 3], 15);
+    assert_eq!(summary(&out).len(), 1, "{:?}", summary(&out));
+    let at = T0 + 20 * 60 * S;
+    let out = run(&mut e, &[(at, Input::Configure(cfg(1, 10)))]);
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Performance,
+            Some(State::Warning),
+            None,
+            Reason::ManualOverride
+        )]
+    );
+}
+
+/// states-and-events.md: a healthy check inside an active window shows Maintenance in the
+/// projection, from the window's start to its end, as ticks pass.
+#[test]
+fn a_healthy_check_in_an_active_window_shows_maintenance() {
+    let mut e = engine(0);
+    let mut c = cfg(1, 10);
+    c.maintenance = vec![Window::OneOff {
+        from_us: T0 + 100 * S,
+        to_us: T0 + 200 * S,
+    }];
+    let state = |e: &Engine| e.projection(10).map(|p| (p.state, p.active_event_id));
+    run(
+        &mut e,
+        &[
+            (T0, Input::Configure(c)),
+            (
+                T0 + S,
+                result(1, Outcome::Ok, T0 + S, ProbeOrigin::Scheduled),
+            ),
+            (T0 + 50 * S, Input::Tick),
+        ],
+    );
+    assert_eq!(state(&e), Some((State::Up, None)));
+    let out = run(&mut e, &[(T0 + 100 * S, Input::Tick)]);
+    assert_eq!(state(&e), Some((State::Maintenance, None)));
+    assert!(
+        out.iter()
+            .any(|x| matches!(x, Effect::Projection(p) if p.state == State::Maintenance)),
+        "the projection is written when the window starts"
+    );
+    assert!(transitions(&out).is_empty(), "no event for a healthy check");
+    run(
+        &mut e,
+        &[(
+            T0 + 120 * S,
+            result(1, Outcome::Ok, T0 + 120 * S, ProbeOrigin::Scheduled),
+        )],
+    );
+    assert_eq!(state(&e), Some((State::Maintenance, None)));
+    // A failure inside is its Maintenance event, which becomes the active one.
+    run(
+        &mut e,
+        &[(
+            T0 + 130 * S,
+            result(1, Outcome::HttpStatus, T0 + 130 * S, ProbeOrigin::Scheduled),
+        )],
+    );
+    let p = e.projection(10).expect("projection");
+    assert_eq!(p.state, State::Maintenance);
+    assert!(p.active_event_id.is_some());
+    run(
+        &mut e,
+        &[
+            (
+                T0 + 140 * S,
+                result(1, Outcome::Ok, T0 + 140 * S, ProbeOrigin::Scheduled),
+            ),
+            (T0 + 200 * S, Input::Tick),
+        ],
+    );
+    assert_eq!(state(&e), Some((State::Up, None)), "the window is over");
 }

@@ -20,7 +20,9 @@ use jetmon_shared::state::{Reason, Severity, State};
 use sqlx::pool::{Pool, PoolOptions};
 use sqlx::{Any, Row, Transaction};
 
-use crate::engine::{CheckConfig, EventKind, OpenEvent, Projection, Source, Transition, Window};
+use crate::engine::{
+    CheckConfig, EventKind, OpenEvent, Projection, Source, Thresholds, Transition, Window,
+};
 
 pub use api::{
     AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, SiteFilter, TransitionRow,
@@ -532,6 +534,12 @@ impl Store {
                 critical,
                 paused: spec.paused,
                 maintenance,
+                thresholds: Thresholds {
+                    ttfb_warn_ms: spec.ttfb_warn_ms,
+                    ttfb_degrade_ms: spec.ttfb_degrade_ms,
+                    total_warn_ms: spec.total_warn_ms,
+                    total_degrade_ms: spec.total_degrade_ms,
+                },
             };
             out.push(StoredCheck { spec, engine });
         }
