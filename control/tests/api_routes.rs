@@ -1727,3 +1727,131 @@ fn every_route_on_postgres() {
     let _one = DEMO.lock().unwrap_or_else(|p| p.into_inner());
     every_route(&common::pg_database("api"), "apip");
 }
+
+/// The latest event of `kind` on a site (open or not), as the API lists it.
+fn latest_event(api: &mut Api, token: &str, site: u64, kind: &str) -> Option<Value> {
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/events?kind={kind}"),
+        token,
+        None,
+    );
+    r.body["data"]
+        .as_array()?
+        .iter()
+        .max_by_key(|e| e["id"].as_u64())
+        .cloned()
+}
+
+/// Response-time thresholds act (states-and-events.md, "Performance and advisory events"):
+/// a check on the demo's slow site (0.8 s to first byte) opens a `performance` Warning once
+/// `ttfb_warn_ms` is under that, escalates to Degraded with `ttfb_degrade_ms`, closes when the
+/// thresholds are raised, and none of it is downtime.
+#[test]
+fn response_time_thresholds_open_performance_events_through_jetmon_up() {
+    let _one = DEMO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start(
+        &format!("sqlite:{}", dir.path().join("perf.db").display()),
+        "apiperf",
+    );
+    let write = api.key("write");
+    let slow = format!("http://{}/slow?thresholds", api.demo);
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": slow, "interval_s": 10})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let site = id_of(&r.body["site"]);
+    let check = id_of(&r.body["checks"][0]);
+    let patch = |api: &mut Api, body: Value| {
+        let r = api.call(
+            "PATCH",
+            &format!("/api/v1/sites/{site}/checks/{check}"),
+            &write,
+            Some(body),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    let site_state = |api: &mut Api| {
+        api.call("GET", &format!("/api/v1/sites/{site}"), &write, None)
+            .body["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // No thresholds: slow is fine.
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(latest_event(&mut api, &write, site, "performance").is_none());
+    assert_eq!(site_state(&mut api), "up");
+
+    patch(&mut api, json!({"ttfb_warn_ms": 300}));
+    let limit = Duration::from_secs(90);
+    let mut first = 0;
+    eventually("a performance Warning", limit, || {
+        latest_event(&mut api, &write, site, "performance").is_some_and(|e| {
+            first = e["id"].as_u64().unwrap_or(0);
+            e["state"] == "warning" && e["active"] == true
+        })
+    });
+    assert_eq!(site_state(&mut api), "warning");
+
+    patch(&mut api, json!({"ttfb_degrade_ms": 500}));
+    eventually("the same event escalated to Degraded", limit, || {
+        latest_event(&mut api, &write, site, "performance")
+            .is_some_and(|e| e["id"] == first && e["state"] == "degraded")
+    });
+    assert_eq!(site_state(&mut api), "degraded");
+
+    patch(
+        &mut api,
+        json!({"ttfb_warn_ms": 5000, "ttfb_degrade_ms": 9000}),
+    );
+    eventually("the performance event closed", limit, || {
+        latest_event(&mut api, &write, site, "performance").is_some_and(|e| {
+            e["id"] == first && e["active"] == false && e["resolution_reason"] == "probe_cleared"
+        })
+    });
+    eventually("the site back up", Duration::from_secs(5), || {
+        site_state(&mut api) == "up"
+    });
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/events/{first}/transitions"),
+        &write,
+        None,
+    );
+    let reasons: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["opened", "severity_escalation", "probe_cleared"],
+        "{}",
+        r.body
+    );
+    let sla = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/sla?window=1h"),
+        &write,
+        None,
+    );
+    assert_eq!(sla.status, 200, "{}", sla.body);
+    assert_eq!(sla.body["downtime_seconds"], 0.0, "{}", sla.body);
+    assert_eq!(sla.body["incidents"], 0, "{}", sla.body);
+    assert!(
+        sla.body["warning_seconds"].as_f64().unwrap() > 0.0,
+        "{}",
+        sla.body
+    );
+    assert!(
+        sla.body["degraded_seconds"].as_f64().unwrap() > 0.0,
+        "{}",
+        sla.body
+    );
+}
