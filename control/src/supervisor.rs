@@ -244,6 +244,7 @@ pub fn up(
         link,
         rate_per_minute: config.control.api_rate_per_minute,
         expensive_per_minute: config.control.api_expensive_per_minute,
+        spool_dir: Some(spool_dir.clone()),
     })?;
     let mut triggers = Triggers::default();
     eprintln!(

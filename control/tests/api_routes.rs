@@ -1797,6 +1797,45 @@ fn response_time_thresholds_open_performance_events_through_jetmon_up() {
         })
     });
     assert_eq!(site_state(&mut api), "warning");
+    // The live hour: percentiles of results not yet flushed (the hour is still open).
+    let rt = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/response-time?window=1h"),
+        &write,
+        None,
+    );
+    assert_eq!(rt.status, 200, "{}", rt.body);
+    assert!(rt.body["count"].as_u64().unwrap_or(0) >= 3, "{}", rt.body);
+    let p99 = rt.body["p99_ms"].as_f64().unwrap_or(0.0);
+    assert!((790.0..3000.0).contains(&p99), "p99 {p99}: {}", rt.body);
+    let sla = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/sla?window=24h"),
+        &write,
+        None,
+    );
+    assert!(
+        sla.body["response_time"]["total"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3,
+        "{}",
+        sla.body
+    );
+    let series = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/response-time/series?window=24h&step=1h"),
+        &write,
+        None,
+    );
+    assert_eq!(series.status, 200, "{}", series.body);
+    let counted: u64 = series.body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["count"].as_u64())
+        .sum();
+    assert!(counted >= 3, "{}", series.body);
 
     patch(&mut api, json!({"ttfb_degrade_ms": 500}));
     eventually("the same event escalated to Degraded", limit, || {

@@ -231,6 +231,22 @@ async fn suite(db: Db) {
     let events = store.events().await.unwrap();
     assert_eq!(events[0].ended_us, Some(T0 + 71 * S));
     assert_eq!(events[0].resolution, Some(Reason::VerifierCleared));
+    // T0 is a Monday 00:00 UTC: the other check's weekly window (Monday 00:00-01:00) is
+    // active, so the healthy site shows Maintenance (states-and-events.md) while its
+    // WPCOM status stays up.
+    let sites = store.sites().await.unwrap();
+    assert_eq!(
+        (sites[0].state, sites[0].site_status),
+        (State::Maintenance, 1)
+    );
+    // An hour later the window has ended: the next result projects the site Up.
+    let mut fx = Vec::new();
+    engine.apply(
+        result(check, Outcome::Ok, T0 + 3601 * S, ProbeOrigin::Scheduled),
+        T0 + 3601 * S,
+        &mut fx,
+    );
+    store.apply(&batch(&fx, &[])).await.unwrap();
     let sites = store.sites().await.unwrap();
     assert_eq!((sites[0].state, sites[0].site_status), (State::Up, 1));
     assert_eq!(store.transition_count().await.unwrap(), 3);

@@ -300,6 +300,7 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     // The server: its threads inherit core 0; this thread then moves to core 1.
     pin(&[0]);
     let (link, _end) = jetmon_control::api::link();
+    let spool = tempfile::tempdir()?;
     let addr = jetmon_control::api::start(jetmon_control::api::Options {
         listen: "127.0.0.1:0".into(),
         database_url: url,
@@ -309,6 +310,8 @@ pub fn run(a: &ApiArgs) -> Result<String> {
         link,
         rate_per_minute: 1_000_000_000,
         expensive_per_minute: 10,
+        // An empty spool: each request still looks for the live hour, as in production.
+        spool_dir: Some(spool.path().to_owned()),
     })?;
     pin(&[1]);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -126,6 +126,8 @@ pub struct Options {
     pub link: Link,
     pub rate_per_minute: u32,
     pub expensive_per_minute: u32,
+    /// The statistics spool, for the live hour's percentiles (None: stored rows only).
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// What every handler can reach.
@@ -136,6 +138,7 @@ pub struct State {
     pub link: Link,
     pub guard: Arc<guard::Guard>,
     pub jobs: trigger::Jobs,
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 /// Binds `listen` and serves until the process exits; returns the bound address. Fails with
@@ -181,6 +184,7 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                     link: o.link,
                     guard,
                     jobs: trigger::Jobs::default(),
+                    spool_dir: o.spool_dir,
                 });
                 let server = HttpServer::new(move || {
                     App::new()

@@ -13,8 +13,9 @@ use super::{ApiError, Caller, State, list_of, now_us, rfc3339};
 use crate::engine::{EventKind, Window};
 use crate::keys::Scope;
 use crate::sla::{self, EventHistory, SlaInput, Span};
+use crate::stats::spool::live_parts;
 use crate::stats::{Hist, HistSum, PHASES, PeriodStats};
-use crate::store::{Period, SiteRow};
+use crate::store::SiteRow;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites/{id}/sla", web::get().to(site_sla))
@@ -150,39 +151,58 @@ fn weekly_spans(start_s: u32, duration_s: u32, from_us: u64, to_us: u64) -> Vec<
         .collect()
 }
 
-/// The statistics rows covering `[from, to)`: hourly rows, and daily rows where the hours
-/// were already rolled up.
+/// The statistics rows covering `[from, to)`: hourly rows, daily rows where the hours were
+/// already rolled up, and the live hours still in the spool (the current hour, and a sealed
+/// one until it is flushed), so a new site has percentiles within a minute of its first
+/// results. The spool is read first, then the rows and the flushed parts from one database
+/// snapshot; a spool part the snapshot says is flushed is left out (its rows are in).
 async fn stats_rows(
     state: &State,
     checks: &[u64],
     from_us: u64,
     to_us: u64,
 ) -> Result<Vec<(u64, u64, PeriodStats)>, ApiError> {
-    let hours = state
+    let hours = (from_us / HOUR_US, to_us.div_ceil(HOUR_US));
+    let live = match &state.spool_dir {
+        Some(dir) if !checks.is_empty() => {
+            let (dir, ids) = (dir.clone(), checks.to_vec());
+            web::block(move || live_parts(&dir, &ids, hours.0, hours.1))
+                .await
+                .map_err(|e| ApiError::internal(format!("reading the spool: {e}")))?
+                .map_err(|e| ApiError::internal(format!("reading the spool: {e:#}")))?
+        }
+        _ => Vec::new(),
+    };
+    let names: Vec<String> = live.iter().map(|p| p.name.clone()).collect();
+    let snap = state
         .store
-        .period_stats_of(
-            Period::Hour,
+        .period_stats_snapshot(
             checks,
-            from_us / HOUR_US,
-            to_us.div_ceil(HOUR_US),
+            hours,
+            (from_us / DAY_US, to_us.div_ceil(DAY_US)),
+            &names,
         )
         .await
         .map_err(ApiError::from_store)?;
-    let days = state
-        .store
-        .period_stats_of(
-            Period::Day,
-            checks,
-            from_us / DAY_US,
-            to_us.div_ceil(DAY_US),
-        )
-        .await
-        .map_err(ApiError::from_store)?;
-    let mut out: Vec<(u64, u64, PeriodStats)> = days
+    let mut out: Vec<(u64, u64, PeriodStats)> = snap
+        .daily
         .into_iter()
         .map(|d| (d.period * DAY_US, DAY_US, d))
         .collect();
-    out.extend(hours.into_iter().map(|h| (h.period * HOUR_US, HOUR_US, h)));
+    out.extend(
+        snap.hourly
+            .into_iter()
+            .map(|h| (h.period * HOUR_US, HOUR_US, h)),
+    );
+    for part in live {
+        if !snap.flushed.contains(&part.name) {
+            out.extend(
+                part.rows
+                    .into_iter()
+                    .map(|h| (h.period * HOUR_US, HOUR_US, h)),
+            );
+        }
+    }
     Ok(out)
 }
 

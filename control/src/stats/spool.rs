@@ -401,12 +401,111 @@ pub fn sealed_parts(dir: &Path) -> Result<(u64, Vec<PathBuf>)> {
 
 /// Reads one part file into per-check rows of `hour`. A torn last record is ignored.
 pub fn read_part(path: &Path, hour: u64) -> Result<Vec<PeriodStats>> {
-    let f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    read_part_of(path, hour, None)
+}
+
+/// Statistics still in the spool: one hour's rows for some checks, from one part file, and
+/// the part's name as `stats_flushed` records it once flushed (`<hour>-<gen>/pNN.log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivePart {
+    pub name: String,
+    pub rows: Vec<PeriodStats>,
+}
+
+/// The live hours (states-and-events.md: percentiles include "the current, not yet flushed
+/// hour"): rows of `checks` for the hours in `[from_hour, to_hour)` that are still in the
+/// spool — the open hour being written and sealed hours not yet flushed. Read from the part
+/// files (page cache), one part per distinct `check_id % PARTS`, only the wanted checks kept:
+/// nothing of it stays in memory after the request. The writer appends whole records, so a
+/// torn tail is the only partial state a reader can see, and it is ignored. A part may be
+/// flushed at any moment: the caller drops the parts the store already has
+/// (`Store::period_stats_snapshot`), so nothing is counted twice.
+pub fn live_parts(
+    dir: &Path,
+    checks: &[u64],
+    from_hour: u64,
+    to_hour: u64,
+) -> Result<Vec<LivePart>> {
+    let mut wanted: Vec<u64> = checks.to_vec();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut parts: Vec<usize> = wanted.iter().map(|c| (c % PARTS as u64) as usize).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut names: Vec<(u64, String)> = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|n| {
+            n.strip_suffix(".open")
+                .or_else(|| n.strip_suffix(".sealed"))
+        }) else {
+            continue;
+        };
+        let Some(hour) = name.split('-').next().and_then(|h| h.parse::<u64>().ok()) else {
+            continue;
+        };
+        if (from_hour..to_hour).contains(&hour) {
+            names.push((hour, name.to_owned()));
+        }
+    }
+    // Seen twice when it was sealed (renamed) while we listed.
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for (hour, name) in names {
+        for &p in &parts {
+            // Open, or sealed meanwhile: the same records either way.
+            for suffix in [".open", ".sealed"] {
+                let path = dir.join(format!("{name}{suffix}")).join(part_name(p));
+                match read_part_of(&path, hour, Some(&wanted)) {
+                    Ok(rows) => {
+                        if !rows.is_empty() {
+                            out.push(LivePart {
+                                name: format!("{name}/{}", part_name(p)),
+                                rows,
+                            });
+                        }
+                        break;
+                    }
+                    Err(e)
+                        if e.downcast_ref::<std::io::Error>()
+                            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a part file into per-check rows of `hour`, keeping only `only` (sorted) if given.
+fn read_part_of(path: &Path, hour: u64, only: Option<&[u64]>) -> Result<Vec<PeriodStats>> {
+    let f = File::open(path).map_err(|e| {
+        let kind = e.kind();
+        anyhow::Error::new(std::io::Error::new(
+            kind,
+            format!("reading {}: {e}", path.display()),
+        ))
+    })?;
     let len = f.metadata()?.len() as usize;
     let mut bytes = vec![0u8; len - len % RECORD];
     f.read_exact_at(&mut bytes, 0)?;
+    let keep = |r: &&[u8]| {
+        only.is_none_or(|ids| {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&r[..8]);
+            ids.binary_search(&u64::from_le_bytes(id)).is_ok()
+        })
+    };
     let mut records: Vec<(u64, u16, [u16; 5])> = bytes
         .chunks_exact(RECORD)
+        .filter(keep)
         .map(|r| {
             let u16_at = |i: usize| u16::from_le_bytes([r[i], r[i + 1]]);
             let mut id = [0u8; 8];
@@ -490,6 +589,49 @@ mod tests {
             .sum();
         assert_eq!((check1, check2), (2, 1), "{rows:?}");
         assert!(rows.iter().all(|r| r.period == 2));
+    }
+
+    #[test]
+    fn live_parts_read_the_open_and_sealed_hours_of_the_wanted_checks() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("spool");
+        assert_eq!(live_parts(&dir, &[1], 0, 10).expect("no spool yet"), vec![]);
+        let (mut s, _) = Spool::open(&dir).expect("open");
+        // Hour 1 (sealed, not flushed) and hour 2 (open); checks 1, 65 (same part) and 2.
+        for (seq, (check, at, us)) in [
+            (1, 3600, 1000),
+            (65, 3601, 5000),
+            (2, 3602, 7000),
+            (1, 7200, 2000),
+            (1, 7201, 3000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.record(0, &result(check, seq as u64, at, us));
+        }
+        s.sync().expect("sync");
+        assert_eq!(
+            s.seal((7200 + SEAL_GRACE_S) * 1_000_000, false)
+                .expect("seal")
+                .len(),
+            1
+        );
+        let live = live_parts(&dir, &[1], 0, 10).expect("live");
+        let counts: Vec<(u64, u64, u64)> = live
+            .iter()
+            .flat_map(|p| p.rows.iter().map(|r| (r.period, r.check_id, r.ok_count)))
+            .collect();
+        assert_eq!(counts, vec![(1, 1, 1), (2, 1, 2)], "{live:?}");
+        assert!(
+            live.iter().all(|p| p.name.ends_with("/p01.log")),
+            "{live:?}"
+        );
+        // The window picks hours; an unknown check has nothing.
+        let live = live_parts(&dir, &[1, 2], 2, 3).expect("live");
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].rows[0].hists[0].count(), 2);
+        assert!(live_parts(&dir, &[999], 0, 10).expect("live").is_empty());
     }
 
     #[test]

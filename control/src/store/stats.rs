@@ -54,6 +54,42 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// What `Store::period_stats_snapshot` read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub hourly: Vec<PeriodStats>,
+    pub daily: Vec<PeriodStats>,
+    /// The asked-for spool parts that were already flushed (names without the host).
+    pub flushed: std::collections::HashSet<String>,
+}
+
+async fn period_rows(
+    c: &mut sqlx::AnyConnection,
+    p: Period,
+    check_ids: &[u64],
+    from: u64,
+    to: u64,
+) -> Result<Vec<PeriodStats>> {
+    if check_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {c} >= $1 AND {c} < $2 AND check_id IN ({}) ORDER BY {c}",
+        columns(p),
+        p.table(),
+        placeholders(3, check_ids.len()),
+        c = p.column()
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(i(from))
+        .bind(i(to));
+    for id in check_ids {
+        q = q.bind(i(*id));
+    }
+    let rows = q.fetch_all(&mut *c).await.context("reading statistics")?;
+    rows.iter().map(stats_of).collect()
+}
+
 fn stats_of(row: &sqlx::any::AnyRow) -> Result<PeriodStats> {
     let n = |k: usize| -> Result<u64> { Ok(u(row.try_get::<i64, _>(k)?)) };
     let blob = |k: usize| -> Result<Hist> {
@@ -148,27 +184,61 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<Vec<PeriodStats>> {
-        if check_ids.is_empty() {
-            return Ok(Vec::new());
+        let mut c = self.pool.acquire().await.context("reading statistics")?;
+        period_rows(&mut c, p, check_ids, from, to).await
+    }
+
+    /// Hourly rows (hours `[from_h, to_h)`), daily rows (days `[from_d, to_d)`) and which of
+    /// the spool parts `parts` were already flushed, all from one snapshot of the database:
+    /// a part flushed while this runs is either in the rows and the flushed set, or in
+    /// neither, so the caller adds the parts still in the spool and counts nothing twice.
+    pub async fn period_stats_snapshot(
+        &self,
+        check_ids: &[u64],
+        hours: (u64, u64),
+        days: (u64, u64),
+        parts: &[String],
+    ) -> Result<Snapshot> {
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if self.backend == super::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+                .context("taking a snapshot")?;
         }
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {c} >= $1 AND {c} < $2 AND check_id IN ({}) ORDER BY {c}",
-            columns(p),
-            p.table(),
-            placeholders(3, check_ids.len()),
-            c = p.column()
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(i(from))
-            .bind(i(to));
-        for id in check_ids {
-            q = q.bind(i(*id));
+        // SQLite: a deferred transaction reads one snapshot from its first SELECT on.
+        let mut flushed = std::collections::HashSet::new();
+        for chunk in parts.chunks(200) {
+            let names: Vec<String> = chunk.iter().map(|p| format!("{}/{p}", self.host)).collect();
+            let sql = format!(
+                "SELECT spool_part FROM stats_flushed WHERE spool_part IN ({})",
+                placeholders(1, names.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in &names {
+                q = q.bind(n.clone());
+            }
+            for r in q
+                .fetch_all(&mut *tx)
+                .await
+                .context("reading flushed parts")?
+            {
+                let name: String = r.try_get(0)?;
+                let bare = name
+                    .strip_prefix(&format!("{}/", self.host))
+                    .unwrap_or(&name)
+                    .to_owned();
+                flushed.insert(bare);
+            }
         }
-        let rows = q
-            .fetch_all(&self.pool)
-            .await
-            .context("reading statistics")?;
-        rows.iter().map(stats_of).collect()
+        let hourly = period_rows(&mut tx, Period::Hour, check_ids, hours.0, hours.1).await?;
+        let daily = period_rows(&mut tx, Period::Day, check_ids, days.0, days.1).await?;
+        tx.commit().await.context("ending a snapshot")?;
+        Ok(Snapshot {
+            hourly,
+            daily,
+            flushed,
+        })
     }
 
     /// (rows, bytes of outcome and histogram blobs) in a statistics table.
