@@ -977,6 +977,16 @@ impl Shard {
                 Err(redirect::BadLocation::TooLong) => {
                     return finish(loop_or_limit(redirect::detail::URL_TOO_LONG), hops, flags);
                 }
+                Err(redirect::BadLocation::Unsafe(why)) => {
+                    return finish(
+                        ProbeReport {
+                            http_status: report.http_status,
+                            ..blocked(why)
+                        },
+                        hops,
+                        flags,
+                    );
+                }
                 Err(redirect::BadLocation::Invalid) => {
                     let r = ProbeReport {
                         detail: crate::proto::http::Detail::BadLocation as u16,

@@ -838,9 +838,10 @@ fn redirects_follow_policy_and_every_hop_passes_safety() {
     assert_eq!(
         get(&first, 538),
         (
-            Outcome::HttpMalformed,
-            jetmon_prober::proto::http::Detail::BadLocation as u16
-        )
+            Outcome::ProbeSafetyBlocked,
+            jetmon_prober::proto::safety::Blocked::Scheme as u16
+        ),
+        "a redirect to ftp: is a target rule, not a malformed response"
     );
     assert_eq!(
         (first[&539].outcome, first[&539].http_status),
@@ -936,13 +937,7 @@ fn a_hostile_server_gets_a_verdict_within_the_deadline_with_bounded_memory() {
             Outcome::ProbeSafetyBlocked,
             0,
         ),
-        (
-            614,
-            "/to-userinfo",
-            &[],
-            Outcome::HttpMalformed,
-            Detail::BadLocation as u16,
-        ),
+        (614, "/to-userinfo", &[], Outcome::ProbeSafetyBlocked, 0),
     ];
     for (id, path, keywords, _, _) in cases {
         let mut c = check(*id, &server.url(path), 2_000, 2_000);
@@ -974,4 +969,102 @@ fn a_hostile_server_gets_a_verdict_within_the_deadline_with_bounded_memory() {
     // The prober stayed small while chewing on the bomb.
     let rss_kb = p.rss_kb();
     assert!(rss_kb < 64 * 1024, "prober RSS {rss_kb} KiB");
+}
+
+/// checks.md: a redirect's Location passes every target rule before anything is resolved or
+/// dialled. A canary listener on loopback (which the test prober's allow-list permits) is the
+/// target of every hostile form; none of them may reach it, and the canonical form does.
+#[test]
+fn hostile_redirect_targets_are_refused_before_anything_is_dialled() {
+    use common::hostile::Hostile;
+    use jetmon_prober::proto::safety::Blocked;
+    let server = Hostile::start();
+    let canary = Hostile::start();
+    let cp = canary.port;
+    let forms: Vec<(String, Blocked)> = vec![
+        (
+            format!("http://2130706433:{cp}/"),
+            Blocked::NonCanonicalIpv4,
+        ),
+        (
+            format!("http://0177.0.0.1:{cp}/"),
+            Blocked::NonCanonicalIpv4,
+        ),
+        (
+            format!("http://0x7f.0.0.1:{cp}/"),
+            Blocked::NonCanonicalIpv4,
+        ),
+        (
+            format!("http://0x7f000001:{cp}/"),
+            Blocked::NonCanonicalIpv4,
+        ),
+        (format!("http://127.1:{cp}/"), Blocked::NonCanonicalIpv4),
+        (format!("//0x7f.1:{cp}/"), Blocked::NonCanonicalIpv4),
+        (format!("http:\\\\0177.1:{cp}\\"), Blocked::NonCanonicalIpv4),
+        (
+            format!("http://127%2E0%2E0%2E1:{cp}/"),
+            Blocked::NonCanonicalIpv4,
+        ),
+        (format!("ftp://127.0.0.1:{cp}/"), Blocked::Scheme),
+        (format!("gopher://127.0.0.1:{cp}/_GET"), Blocked::Scheme),
+        ("file:///etc/passwd".to_owned(), Blocked::Scheme),
+        (
+            format!("http://admin:secret@127.0.0.1:{cp}/"),
+            Blocked::UserInfo,
+        ),
+        (format!("http://localhost:{cp}/"), Blocked::InternalName),
+        (
+            format!("http://canary.localhost:{cp}/"),
+            Blocked::InternalName,
+        ),
+        (
+            format!("http://metadata.google.internal:{cp}/"),
+            Blocked::InternalName,
+        ),
+    ];
+    let mut p = Prober::start("", 1 << 20);
+    for (i, (loc, _)) in forms.iter().enumerate() {
+        p.upsert(check(
+            700 + i as u64,
+            &server.redirect_to(loc),
+            1_000,
+            3_000,
+        ));
+    }
+    let results = p.collect(Duration::from_secs(12), |r| {
+        first_by_check(r).len() == forms.len()
+    });
+    let first = first_by_check(&results);
+    for (i, (loc, why)) in forms.iter().enumerate() {
+        let r = first
+            .get(&(700 + i as u64))
+            .unwrap_or_else(|| panic!("no result for {loc:?}"));
+        assert_eq!(
+            (r.outcome, r.detail),
+            (Outcome::ProbeSafetyBlocked, *why as u16),
+            "{loc:?}: {r:?}"
+        );
+        assert_eq!(r.redirect_count, 0, "{loc:?} was not followed");
+        assert_eq!(r.http_status, 302, "{loc:?}");
+    }
+    assert_eq!(canary.accepted(), 0, "a hostile form reached the canary");
+    // The canonical form of the same address is a target like any other: followed.
+    p.upsert(check(
+        799,
+        &server.redirect_to(&canary.url("/")),
+        1_000,
+        3_000,
+    ));
+    let results = p.collect(Duration::from_secs(8), |r| {
+        r.iter().any(|x| x.check_id == 799)
+    });
+    let ok = results
+        .iter()
+        .find(|r| r.check_id == 799)
+        .expect("a result for the canonical form");
+    assert_eq!((ok.outcome, ok.redirect_count), (Outcome::Ok, 1), "{ok:?}");
+    assert!(
+        canary.accepted() >= 1,
+        "the canonical form reached the canary"
+    );
 }

@@ -27,6 +27,34 @@ pub enum Blocked {
     NonCanonicalIpv4 = 12,
     /// A name resolving to both public and non-public addresses.
     MixedAnswers = 13,
+    /// A scheme other than http or https (a redirect to `ftp:`, `file:`, `gopher:`...).
+    Scheme = 14,
+    /// `user:password@` in a target or a redirect.
+    UserInfo = 15,
+    /// A target that is not a valid http(s) URL, `host:port` or DNS name.
+    Syntax = 16,
+}
+
+impl Blocked {
+    /// Every reason, in code order.
+    pub const ALL: &'static [Blocked] = &[
+        Blocked::Loopback,
+        Blocked::Private,
+        Blocked::LinkLocal,
+        Blocked::SharedAddressSpace,
+        Blocked::Multicast,
+        Blocked::Documentation,
+        Blocked::Benchmarking,
+        Blocked::Reserved,
+        Blocked::Unspecified,
+        Blocked::UniqueLocal,
+        Blocked::InternalName,
+        Blocked::NonCanonicalIpv4,
+        Blocked::MixedAnswers,
+        Blocked::Scheme,
+        Blocked::UserInfo,
+        Blocked::Syntax,
+    ];
 }
 
 /// The filter, with the operator's allow-list (empty by default in production; the test fleet
@@ -43,18 +71,7 @@ impl ProbeSafety {
 
     /// Checks a host as written in the target, before resolution.
     pub fn check_host(&self, host: &str) -> Result<(), Blocked> {
-        let lower = host.trim_end_matches('.').to_ascii_lowercase();
-        if lower == "localhost"
-            || [".local", ".internal", ".localhost"]
-                .iter()
-                .any(|s| lower.ends_with(s))
-        {
-            return Err(Blocked::InternalName);
-        }
-        if looks_like_ipv4_number(&lower) && lower.parse::<Ipv4Addr>().is_err() {
-            return Err(Blocked::NonCanonicalIpv4);
-        }
-        Ok(())
+        check_name(host)
     }
 
     /// Checks the exact address about to be dialled.
@@ -81,6 +98,23 @@ impl ProbeSafety {
             _ => Err(Blocked::MixedAnswers),
         }
     }
+}
+
+/// Checks a host name as written (a target's or a redirect's), before resolution: internal
+/// names and non-canonical IPv4 literals are refused whatever the allow-list says.
+pub fn check_name(host: &str) -> Result<(), Blocked> {
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
+    if lower == "localhost"
+        || [".local", ".internal", ".localhost"]
+            .iter()
+            .any(|s| lower.ends_with(s))
+    {
+        return Err(Blocked::InternalName);
+    }
+    if looks_like_ipv4_number(&lower) && lower.parse::<Ipv4Addr>().is_err() {
+        return Err(Blocked::NonCanonicalIpv4);
+    }
+    Ok(())
 }
 
 /// True for strings made only of what IPv4 number forms use: digits, dots and hex prefixes.

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ const LIFETIME: Duration = Duration::from_secs(60);
 
 pub struct Hostile {
     pub port: u16,
+    /// Connections accepted so far (a canary: tests assert nothing reached it).
+    pub accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -29,6 +31,8 @@ impl Hostile {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
         let thread = std::thread::spawn(move || {
             let started = Instant::now();
             let mut served = 0;
@@ -39,6 +43,7 @@ impl Hostile {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         served += 1;
+                        count.fetch_add(1, Ordering::SeqCst);
                         let flag = flag.clone();
                         std::thread::spawn(move || serve(stream, &flag));
                     }
@@ -48,6 +53,7 @@ impl Hostile {
         });
         Hostile {
             port,
+            accepted,
             stop,
             thread: Some(thread),
         }
@@ -55,6 +61,16 @@ impl Hostile {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A path answered with a 302 to exactly `location` (hex in the path, so any bytes fit).
+    pub fn redirect_to(&self, location: &str) -> String {
+        let hex: String = location.bytes().map(|b| format!("{b:02x}")).collect();
+        self.url(&format!("/to/{hex}"))
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -170,6 +186,16 @@ fn serve(mut stream: TcpStream, stop: &AtomicBool) {
         "/short" => {
             let mut r = ok_head("", 5000).into_bytes();
             r.extend_from_slice(&[b'y'; 100]);
+            r
+        }
+        p if p.starts_with("/to/") => {
+            let hex = &p[4..];
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            let mut r = b"HTTP/1.1 302 Found\r\nLocation: ".to_vec();
+            r.extend_from_slice(&bytes);
+            r.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             r
         }
         "/loop-a" => redirect("/loop-b").into_bytes(),
