@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
         cert_issuer: Some("CN=Jetmon Test CA,O=Jetmon"),
         cert_san_count: 2,
         tls_cipher: 0x1301,
+        ..ResultExtras::default()
     };
     g.bench_function("encode_result_with_strings", |b| {
         b.iter(|| black_box(enc.result(black_box(&r), &extras).len()))

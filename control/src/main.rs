@@ -191,6 +191,10 @@ fn main() -> ExitCode {
     if let Cmd::Check(args) = &cli.command {
         return match check(&config, args) {
             Ok(code) => ExitCode::from(code),
+            Err(e) if e.is::<jetmon_control::oneoff::Interrupted>() => {
+                eprintln!("jetmon: {e:#}");
+                ExitCode::from(130)
+            }
             Err(e) => {
                 eprintln!("jetmon: {e:#}");
                 ExitCode::from(2)

@@ -3,6 +3,7 @@
 //! frame is printed, the prober drains. So DNS, TLS, redirects, content checks and probe
 //! safety are exactly what the fleet does — no second implementation.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +24,11 @@ pub struct OneOff {
     pub final_url: Option<String>,
     pub cert_issuer: Option<String>,
     pub cert_san_count: u16,
+    /// A sentence for a person (probe-safety refusals): which rule, which address, how to
+    /// allow it.
+    pub note: Option<String>,
+    /// Each redirect followed: the status that redirected and where it led.
+    pub redirect_chain: Vec<(u16, String)>,
 }
 
 /// Removes the temporary directory however we leave.
@@ -33,6 +39,33 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The private prober: killed and reaped however we leave (an error, our deadline, Ctrl-C).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Why a one-off run ended without a result.
+#[derive(Debug)]
+pub enum Interrupted {
+    /// SIGINT or SIGTERM arrived; everything started was stopped and removed.
+    Signal,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted; the private prober was stopped and its files removed")
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Options that go to the private prober's configuration.
 #[derive(Debug, Default, Clone)]
@@ -91,14 +124,31 @@ pub fn probe(
         RingFile::open_or_create(&dir.join("check-commands-0"), 65536)?.producer()?;
     let mut results = RingFile::open_or_create(&dir.join("check-results-0"), 65536)?.consumer()?;
     let log = std::fs::File::create(dir.join("prober.log"))?;
-    let mut child = Process::new(prober)
+    // Ctrl-C and SIGTERM reach us, not the prober (its own process group): we stop it and
+    // remove its files. If we die without a chance to, the kernel stops it (PDEATHSIG).
+    jetmon_shared::shutdown::install();
+    let mut process = Process::new(prober);
+    process
         .arg("--config")
         .arg(&cfg_path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
-        .spawn()
-        .with_context(|| format!("starting {}", prober.display()))?;
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        process.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = ChildGuard(
+        process
+            .spawn()
+            .with_context(|| format!("starting {}", prober.display()))?,
+    );
     let mut encoder = FrameEncoder::new();
     let mut send = |c: &Command| -> Result<()> {
         match commands.try_push(KIND_COMMAND, encoder.command(c)) {
@@ -122,9 +172,12 @@ pub fn probe(
     })?;
     let deadline = Instant::now() + timeout + Duration::from_secs(10);
     let found = loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.0.try_wait()? {
             let log = std::fs::read_to_string(dir.join("prober.log")).unwrap_or_default();
             bail!("the prober stopped ({status}): {}", log.trim());
+        }
+        if jetmon_shared::shutdown::requested() {
+            return Err(Interrupted::Signal.into());
         }
         if Instant::now() > deadline {
             break None;
@@ -145,6 +198,13 @@ pub fn probe(
                     final_url: frame.extras.final_url.map(str::to_owned),
                     cert_issuer: frame.extras.cert_issuer.map(str::to_owned),
                     cert_san_count: frame.extras.cert_san_count,
+                    note: frame.extras.note.map(str::to_owned),
+                    redirect_chain: frame
+                        .extras
+                        .redirect_chain
+                        .iter()
+                        .map(|h| (h.status, h.url.to_owned()))
+                        .collect(),
                 });
             }
         }
@@ -155,15 +215,21 @@ pub fn probe(
     };
     let _ = send(&Command::Drain { deadline_ms: 1000 });
     let stop = Instant::now();
-    while child.try_wait()?.is_none() {
-        if stop.elapsed() > Duration::from_secs(3) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
+    while child.0.try_wait()?.is_none() && stop.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    found.context("no result from the prober in time")
+    drop(child); // killed if still running, reaped; then the directory goes
+    found.with_context(|| {
+        format!(
+            "no result from the prober within {} s (the check's timeout plus 10 s); it was \
+             stopped and its files removed",
+            deadline_s(timeout)
+        )
+    })
+}
+
+fn deadline_s(timeout: Duration) -> u64 {
+    timeout.as_secs() + 10
 }
 
 /// Exit code for a result: 0 up (or advisory), 1 the check failed, 3 we could not tell.
@@ -195,6 +261,7 @@ fn tls_version(v: u16) -> &'static str {
 
 /// Human-readable lines.
 pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
+    let target = &jetmon_shared::check::redact_userinfo(target);
     let p = &r.result.phases;
     let mut out = format!(
         "{target}\n  outcome   {} ({}){}\n",
@@ -206,6 +273,9 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
             String::new()
         }
     );
+    if let Some(note) = &r.note {
+        out.push_str(&format!("  why       {note}\n"));
+    }
     if r.result.http_status != 0 {
         out.push_str(&format!("  status    HTTP {}\n", r.result.http_status));
     }
@@ -224,6 +294,9 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
             r.result.redirect_count,
             r.final_url.as_deref().unwrap_or("?")
         ));
+        for (status, url) in &r.redirect_chain {
+            out.push_str(&format!("            {status} → {url}\n"));
+        }
     }
     if r.result.cert_not_after_s != 0 {
         let days = (r.result.cert_not_after_s - now_s).div_euclid(86_400);
@@ -240,6 +313,7 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
 
 /// One JSON object for scripts.
 pub fn json(target: &str, r: &OneOff) -> String {
+    let target = jetmon_shared::check::redact_userinfo(target);
     let p = &r.result.phases;
     serde_json::json!({
         "target": target,
@@ -252,6 +326,10 @@ pub fn json(target: &str, r: &OneOff) -> String {
             OutcomeClass::MonitorSide => "monitor_side",
         },
         "detail": r.result.detail,
+        "note": r.note,
+        "redirect_chain": r.redirect_chain.iter()
+            .map(|(status, url)| serde_json::json!({"status": status, "url": url}))
+            .collect::<Vec<_>>(),
         "http_status": r.result.http_status,
         "phases_us": {
             "dns": p.dns_us, "connect": p.connect_us, "tls": p.tls_us,

@@ -1050,7 +1050,7 @@ fn read_results(
                     Ok(frame) => {
                         s.results_seen += 1;
                         if frame.result.request_id != 0 {
-                            triggers.result(&frame.result);
+                            triggers.result(&frame);
                         }
                         ingest.result(i as u16, &frame.result, now_us, commands);
                     }
@@ -1083,19 +1083,20 @@ struct Triggers {
 
 struct Trigger {
     left: Vec<u64>,
-    got: Vec<jetmon_shared::frames::ProbeResult>,
-    reply: tokio::sync::oneshot::Sender<Option<Vec<jetmon_shared::frames::ProbeResult>>>,
+    got: Vec<jetmon_control::api::Probed>,
+    reply: tokio::sync::oneshot::Sender<Option<Vec<jetmon_control::api::Probed>>>,
     since: Instant,
 }
 
 impl Triggers {
-    fn result(&mut self, r: &jetmon_shared::frames::ProbeResult) {
+    fn result(&mut self, frame: &jetmon_shared::frames::ResultFrame<'_>) {
+        let r = &frame.result;
         let Some(t) = self.waiting.get_mut(&r.request_id) else {
             return;
         };
         if let Some(k) = t.left.iter().position(|c| *c == r.check_id) {
             t.left.swap_remove(k);
-            t.got.push(*r);
+            t.got.push(jetmon_control::api::Probed::from_frame(frame));
         }
         if t.left.is_empty()
             && let Some(t) = self.waiting.remove(&r.request_id)

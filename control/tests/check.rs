@@ -91,14 +91,135 @@ fn one_off_checks_print_phases_outcomes_and_certificates() {
         out.contains("redirects 3 → http://site-5.fleet.test:18080/ok?from=3"),
         "{out}"
     );
+    // Each hop: the status that redirected and where it led.
+    assert_eq!(
+        out.matches(" → http://site-5.fleet.test:18080/").count(),
+        4,
+        "{out}"
+    );
+    let mut args = vec!["http://site-5.fleet.test:18080/r/1", "--json"];
+    args.extend(common);
+    let (_, out, _) = jetmon(&args);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let chain = v["redirect_chain"].as_array().unwrap();
+    assert_eq!(chain.len(), 3, "{v}");
+    assert_eq!(
+        chain[2]["url"], "http://site-5.fleet.test:18080/ok?from=3",
+        "{v}"
+    );
+    assert!(
+        chain
+            .iter()
+            .all(|h| h["status"].as_u64().unwrap() / 100 == 3)
+    );
 
-    // Probe safety is on unless a range is allowed: we could not tell, exit 3.
+    // Probe safety is on unless a range is allowed: we could not tell, exit 3, and the
+    // refusal says why in words.
     let (code, out, _) = jetmon(&["http://127.0.1.5:18080/"]);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("probe_safety_blocked"), "{out}");
+    assert!(
+        out.contains(
+            "why       loopback address 127.0.1.5 is refused (127.0.0.0/8, ::1; \
+             http://127.0.1.5:18080/); allow it with prober.allow_cidrs / --allow-cidr"
+        ),
+        "{out}"
+    );
+
+    // A target the prober refuses at configuration answers at once (not after the deadline
+    // with "no result from the prober in time"), and never prints the password.
+    let (code, out, err) = jetmon(&["http://admin:hunter2@example.test/", "--json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["outcome"], "probe_safety_blocked", "{v}");
+    assert!(
+        v["note"].as_str().unwrap().contains("user:password@"),
+        "{v}"
+    );
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
 
     // A bad flag: one line naming it, exit 2.
     let (code, _, err) = jetmon(&["http://example.test/", "--redirects", "sometimes"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--redirects \"sometimes\""), "{err}");
+}
+
+/// `jetmon check` stops what it started: Ctrl-C (SIGINT) while a probe hangs ends it at once
+/// with exit 130, no private prober left running and its directory gone.
+#[test]
+fn ctrl_c_stops_the_private_prober_and_removes_its_files() {
+    // A server that accepts and never answers: the probe hangs until its 30 s timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(4) {
+            held.push(s);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(40));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("jetmon.toml");
+    std::fs::write(&cfg, "[prober]\nio_memory_bytes = 1048576\n").unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut child = Command::new(BIN)
+        .env("TMPDIR", &tmp)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check")
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .args(["--allow-cidr", "127.0.0.0/8", "--timeout", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let work = tmp.join(format!("jetmon-check-{}", child.id()));
+    let prober_running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(work.to_str().unwrap()))
+                .unwrap_or(false)
+        })
+    };
+    let started = std::time::Instant::now();
+    while !(work.join("prober.log").exists() && prober_running()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the private prober never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the probe is hanging now
+    // SAFETY: a signal to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("jetmon check did not stop on SIGINT");
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!work.exists(), "{} was left behind", work.display());
+    assert!(!prober_running(), "the private prober was left running");
 }

@@ -38,6 +38,8 @@ pub struct ProbeBuffers {
     pub final_url: String,
     /// The check's target, copied out of the table (it may change while we run).
     pub target: String,
+    /// The redirects followed so far: the status that redirected and where it led.
+    pub chain: Vec<(u16, String)>,
 }
 
 impl ProbeBuffers {
@@ -64,6 +66,8 @@ pub struct ProbeReport {
     /// Redirects followed, and result flags (`FLAG_REDIRECT_*`).
     pub redirects: u8,
     pub flags: u8,
+    /// The address probe safety refused (for the result's note), when one was judged.
+    pub blocked_ip: Option<std::net::IpAddr>,
 }
 
 impl ProbeReport {
@@ -86,6 +90,7 @@ impl ProbeReport {
             redirect: false,
             redirects: 0,
             flags: 0,
+            blocked_ip: None,
         }
     }
 }
@@ -291,6 +296,7 @@ pub async fn http(
         redirect: verdict.redirect,
         redirects: 0,
         flags: 0,
+        blocked_ip: None,
     }
 }
 
@@ -351,6 +357,7 @@ pub async fn tcp(
             redirect: false,
             redirects: 0,
             flags: 0,
+            blocked_ip: None,
         };
     };
     if bufs.read.len() < READ_BUFFER_BYTES {
@@ -405,6 +412,7 @@ pub async fn tcp(
         redirect: false,
         redirects: 0,
         flags: 0,
+        blocked_ip: None,
     }
 }
 

@@ -21,8 +21,8 @@ use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference, ProbeOrigin, 
 use jetmon_shared::config::ProberConfig;
 use jetmon_shared::frames::{
     Command, FLAG_LATE, FLAG_REDIRECT_DOWNGRADE, FLAG_REDIRECT_HOST_CHANGED, FrameEncoder,
-    KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ProbeResult, ResultExtras, ShardStats,
-    decode_command,
+    KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ProbeResult, RedirectHop, ResultExtras,
+    ShardStats, decode_command,
 };
 use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError};
@@ -294,6 +294,20 @@ pub struct Shard {
     last_stats: Instant,
     last_checks_logged: usize,
     draining_until: Option<Instant>,
+    /// Checks whose target was refused when they were configured (checks.md: a probe never
+    /// goes silent). Each yields its refusal at once, and again for every trigger-now or
+    /// re-check, without touching the network.
+    refused: HashMap<u64, Refused>,
+}
+
+/// A check refused at configuration, with what its results need.
+#[derive(Debug, Clone)]
+struct Refused {
+    site_id: u64,
+    generation: u32,
+    check_type: CheckType,
+    why: crate::proto::safety::Blocked,
+    note: String,
 }
 
 impl Shard {
@@ -339,6 +353,7 @@ impl Shard {
             last_stats: Instant::now(),
             last_checks_logged: 0,
             draining_until: None,
+            refused: HashMap::new(),
         }
     }
 
@@ -466,28 +481,48 @@ impl Shard {
 
     fn apply(&mut self, command: Command, now_ms: u64) {
         match command {
-            Command::Upsert(spec) => {
-                let valid = match spec.check_type {
-                    CheckType::Http | CheckType::Tcp => {
-                        parse_target(spec.check_type, &spec.target).is_ok()
-                    }
-                    CheckType::Dns => dns::build_query(0, &spec.target, RecordType::A).is_ok(),
-                };
-                if valid {
+            Command::Upsert(spec) => match configure_refusal(&spec) {
+                None => {
+                    self.refused.remove(&spec.check_id);
                     self.table.upsert(&spec, now_ms);
-                } else {
+                }
+                Some((why, note)) => {
                     self.counters.rejected_commands += 1;
                     eprintln!(
-                        "jetmon-prober: shard {}: check {}: {} target {:?} not supported by this build",
-                        self.cfg.id,
-                        spec.check_id,
-                        spec.check_type.name(),
-                        spec.target
+                        "jetmon-prober: shard {}: check {}: {note}",
+                        self.cfg.id, spec.check_id
                     );
+                    self.table.remove(spec.check_id);
+                    self.refused.insert(
+                        spec.check_id,
+                        Refused {
+                            site_id: spec.site_id,
+                            generation: spec.generation,
+                            check_type: spec.check_type,
+                            why,
+                            note,
+                        },
+                    );
+                    self.emit_refused(spec.check_id, ProbeOrigin::Scheduled, 0, now_ms);
                 }
-            }
+            },
             Command::Remove { check_id } => {
                 self.table.remove(check_id);
+                self.refused.remove(&check_id);
+            }
+            Command::TriggerNow {
+                check_id,
+                request_id,
+            } if self.refused.contains_key(&check_id) => {
+                self.emit_refused(check_id, ProbeOrigin::TriggerNow, request_id, now_ms);
+            }
+            Command::Recheck {
+                check_id,
+                request_id,
+                count,
+                ..
+            } if count > 0 && self.refused.contains_key(&check_id) => {
+                self.emit_refused(check_id, ProbeOrigin::Recheck, request_id, now_ms);
             }
             Command::TriggerNow {
                 check_id,
@@ -529,6 +564,41 @@ impl Shard {
                     Some(self.draining_until.map_or(deadline, |d| d.min(deadline)));
             }
         }
+    }
+
+    /// The result of a check refused at configuration: at once, without the network.
+    fn emit_refused(&mut self, check_id: u64, origin: ProbeOrigin, request_id: u64, now_ms: u64) {
+        let Some(r) = self.refused.get(&check_id) else {
+            return;
+        };
+        let now_us = now_ms * 1000;
+        let result = ProbeResult {
+            check_id,
+            site_id: r.site_id,
+            seq: 0,
+            scheduled_at_us: now_us,
+            started_at_us: now_us,
+            request_id,
+            cert_not_after_s: 0,
+            phases: Default::default(),
+            bytes_read: 0,
+            vantage_id: self.cfg.vantage_id,
+            generation: r.generation,
+            http_status: 0,
+            outcome: Outcome::ProbeSafetyBlocked,
+            detail: r.why as u16,
+            tls_version: 0,
+            shard: self.cfg.id,
+            redirect_count: 0,
+            origin,
+            check_type: r.check_type,
+            flags: 0,
+        };
+        let extras = Box::new(Extras {
+            note: Some(r.note.clone()),
+            ..Extras::default()
+        });
+        self.complete(result, Some(extras));
     }
 
     fn collect_due(&mut self, now_ms: u64) {
@@ -694,7 +764,10 @@ impl Shard {
             Resolution::Literal(a) | Resolution::Hosts(a) => {
                 match self.cfg.safety.check_addr(a.ip()) {
                     Ok(()) => Step::Dial(a),
-                    Err(why) => Step::Failed(blocked(why)),
+                    Err(why) => Step::Failed(ProbeReport {
+                        blocked_ip: Some(a.ip()),
+                        ..blocked(why)
+                    }),
                 }
             }
             Resolution::NeedsDns => match self.dns.lookup(t.host, pref, now_ms) {
@@ -704,7 +777,10 @@ impl Shard {
                         ips[(jetmon_shared::check::stable_hash(check_id) as usize) % ips.len()],
                         t.port,
                     )),
-                    Err(why) => Step::Failed(blocked(why)),
+                    Err(why) => Step::Failed(ProbeReport {
+                        blocked_ip: self.cfg.safety.first_refused(&ips),
+                        ..blocked(why)
+                    }),
                 },
                 Lookup::Failed(report) => Step::Failed(report),
                 Lookup::Missing(rtype) => Step::Wait(Box::from(t.host), rtype),
@@ -946,6 +1022,7 @@ impl Shard {
         if !report.redirect {
             return report;
         }
+        bufs.chain.clear();
         let original = url.to_owned();
         let mut current = original.clone();
         let mut seen = vec![original.clone()];
@@ -978,6 +1055,12 @@ impl Shard {
                     return finish(loop_or_limit(redirect::detail::URL_TOO_LONG), hops, flags);
                 }
                 Err(redirect::BadLocation::Unsafe(why)) => {
+                    // The note names what the server wrote.
+                    bufs.final_url.clear();
+                    bufs.final_url
+                        .push_str(&jetmon_shared::check::redact_userinfo(
+                            &String::from_utf8_lossy(&bufs.location),
+                        ));
                     return finish(
                         ProbeReport {
                             http_status: report.http_status,
@@ -997,6 +1080,7 @@ impl Shard {
                 }
             };
             hops += 1;
+            bufs.chain.push((report.http_status, next.url.clone()));
             if next.downgrade {
                 flags |= FLAG_REDIRECT_DOWNGRADE;
             }
@@ -1114,7 +1198,13 @@ impl Shard {
     fn finish_early(&mut self, idx: u32, ready: Ready, report: &ProbeReport) {
         self.table.set_in_flight(idx, false);
         let result = self.result_of(idx, ready, report);
-        self.complete(result, None);
+        let extras = refusal_note(report, self.table.target(idx)).map(|note| {
+            Box::new(Extras {
+                note: Some(note),
+                ..Extras::default()
+            })
+        });
+        self.complete(result, extras);
     }
 
     fn finish_probe(
@@ -1122,7 +1212,7 @@ impl Shard {
         ready: Ready,
         ip: Option<IpAddr>,
         report: &ProbeReport,
-        bufs: ProbeBuffers,
+        mut bufs: ProbeBuffers,
     ) {
         self.in_flight -= 1;
         self.buffers_out -= 1;
@@ -1144,17 +1234,25 @@ impl Shard {
                 }
             }
         }
+        // Probes that reach here were dialled: a refusal is a redirect hop's, named by where
+        // it led (its Location as written, or the hop's URL).
+        let refused = (report.outcome == Outcome::ProbeSafetyBlocked)
+            .then(|| refusal_note(report, &format!("redirect to {}", bufs.final_url)))
+            .flatten();
         let extras = (report.tls.not_after_s != 0
             || report.tls.version != 0
-            || report.redirects > 0)
-            .then(|| {
-                Box::new(Extras {
-                    final_url: (report.redirects > 0).then(|| bufs.final_url.clone()),
-                    issuer: bufs.issuer.clone(),
-                    san_count: report.tls.san_count,
-                    cipher: report.tls.cipher,
-                })
-            });
+            || report.redirects > 0
+            || refused.is_some())
+        .then(|| {
+            Box::new(Extras {
+                final_url: (report.redirects > 0).then(|| bufs.final_url.clone()),
+                issuer: bufs.issuer.clone(),
+                san_count: report.tls.san_count,
+                cipher: report.tls.cipher,
+                note: refused,
+                chain: std::mem::take(&mut bufs.chain),
+            })
+        });
         if self.pool.len() < MAX_POOLED_BUFFERS {
             self.pool.push(bufs);
         }
@@ -1220,6 +1318,15 @@ impl Shard {
                     cert_issuer: (!e.issuer.is_empty()).then_some(e.issuer.as_str()),
                     cert_san_count: e.san_count,
                     tls_cipher: e.cipher,
+                    note: e.note.as_deref(),
+                    redirect_chain: e
+                        .chain
+                        .iter()
+                        .map(|(status, url)| RedirectHop {
+                            status: *status,
+                            url,
+                        })
+                        .collect(),
                 });
             let bytes = self.encoder.result(&result, &view);
             match self.results.try_push(KIND_CHECK_RESULT, bytes) {
@@ -1290,6 +1397,10 @@ struct Extras {
     issuer: String,
     san_count: u16,
     cipher: u16,
+    /// A sentence for a person (probe-safety refusals, targets refused at configuration).
+    note: Option<String>,
+    /// Each redirect followed: the status that redirected and where it led.
+    chain: Vec<(u16, String)>,
 }
 
 /// Where resolving a target got to.
@@ -1300,12 +1411,66 @@ enum Step {
     Wait(Box<str>, RecordType),
 }
 
+/// Why a check's target cannot be probed at all, judged when it is configured: the rule it
+/// breaks and a sentence for a person. Names and addresses are judged when probed.
+fn configure_refusal(
+    spec: &jetmon_shared::check::CheckSpec,
+) -> Option<(crate::proto::safety::Blocked, String)> {
+    use crate::proto::safety::{Blocked, note};
+    use crate::target::TargetError;
+    let what = |problem: &dyn std::fmt::Display| {
+        format!(
+            "{} target {:?}: {problem}",
+            spec.check_type.name(),
+            jetmon_shared::check::redact_userinfo(&spec.target)
+        )
+    };
+    match spec.check_type {
+        CheckType::Http | CheckType::Tcp => match parse_target(spec.check_type, &spec.target) {
+            Ok(_) => None,
+            Err(e) => {
+                let target = format!(
+                    "{} target {:?}",
+                    spec.check_type.name(),
+                    jetmon_shared::check::redact_userinfo(&spec.target)
+                );
+                Some(match e {
+                    TargetError::Scheme => (Blocked::Scheme, note(Blocked::Scheme, None, &target)),
+                    TargetError::UserInfo => {
+                        (Blocked::UserInfo, note(Blocked::UserInfo, None, &target))
+                    }
+                    _ => (Blocked::Syntax, note(Blocked::Syntax, None, &what(&e))),
+                })
+            }
+        },
+        CheckType::Dns => match dns::build_query(0, &spec.target, RecordType::A) {
+            Ok(_) => None,
+            Err(_) => {
+                let why = Blocked::Syntax;
+                Some((why, note(why, None, &what(&"not a valid DNS name"))))
+            }
+        },
+    }
+}
+
 /// A check's target as its type reads it: a URL for http, `host:port` for tcp.
 fn parse_target(check_type: CheckType, s: &str) -> Result<Target<'_>, crate::target::TargetError> {
     match check_type {
         CheckType::Tcp => Target::parse_host_port(s),
         CheckType::Http | CheckType::Dns => Target::parse_url(s),
     }
+}
+
+/// The readable note of a probe-safety refusal; `what` names the judged target.
+fn refusal_note(report: &ProbeReport, what: &str) -> Option<String> {
+    if report.outcome != Outcome::ProbeSafetyBlocked {
+        return None;
+    }
+    let why = crate::proto::safety::Blocked::ALL
+        .iter()
+        .copied()
+        .find(|b| *b as u16 == report.detail)?;
+    Some(crate::proto::safety::note(why, report.blocked_ip, what))
 }
 
 fn blocked(why: crate::proto::safety::Blocked) -> ProbeReport {
@@ -1326,5 +1491,6 @@ fn monitor_side(outcome: Outcome) -> ProbeReport {
         redirect: false,
         redirects: 0,
         flags: 0,
+        blocked_ip: None,
     }
 }

@@ -806,6 +806,14 @@ fn redirects_follow_policy_and_every_hop_passes_safety() {
         p.final_urls.get(&531).map(String::as_str),
         Some(format!("http://site-53.fleet.test:{port}/ok?from=3").as_str())
     );
+    // Each hop's status and where it led, in order; the last is the final URL.
+    let hops = &p.chains[&531];
+    assert_eq!(hops.len(), 3, "{hops:?}");
+    assert_eq!(
+        hops.last().map(|h| h.1.as_str()),
+        Some(format!("http://site-53.fleet.test:{port}/ok?from=3").as_str())
+    );
+    assert!(hops.iter().all(|h| (301..=308).contains(&h.0)), "{hops:?}");
     assert_eq!(
         get(&first, 532),
         (Outcome::RedirectLoopOrLimit, detail::LOOP)
@@ -1048,6 +1056,17 @@ fn hostile_redirect_targets_are_refused_before_anything_is_dialled() {
         assert_eq!(r.http_status, 302, "{loc:?}");
     }
     assert_eq!(canary.accepted(), 0, "a hostile form reached the canary");
+    // Each refusal says, in words, which redirect broke which rule.
+    let note = &p.notes[&700];
+    assert!(
+        note.contains("non-canonical IPv4") && note.contains("redirect to http://2130706433"),
+        "{note}"
+    );
+    let note = &p.notes[&(700 + forms.len() as u64 - 4)];
+    assert!(
+        note.contains("user:password@") && !note.contains("secret"),
+        "{note}"
+    );
     // The canonical form of the same address is a target like any other: followed.
     p.upsert(check(
         799,
@@ -1066,5 +1085,96 @@ fn hostile_redirect_targets_are_refused_before_anything_is_dialled() {
     assert!(
         canary.accepted() >= 1,
         "the canonical form reached the canary"
+    );
+}
+
+/// checks.md: a probe never goes silent. A target the prober refuses when the check is
+/// configured yields its outcome at once (probe_safety_blocked, with a note a person can
+/// read and no credentials in it), and again on every trigger-now and re-check; an address
+/// refused when dialled says which address and how to allow it.
+#[test]
+fn a_target_refused_at_configuration_yields_its_outcome_at_once() {
+    use jetmon_prober::proto::safety::Blocked;
+    use jetmon_shared::check::{CheckSpec, CheckType};
+    use jetmon_shared::frames::Command;
+    let mut p = Prober::start_raw("", 1 << 20);
+    p.upsert(check(
+        901,
+        "http://admin:hunter2@127.0.0.1:9/",
+        60_000,
+        2_000,
+    ));
+    p.upsert(check(902, "ftp://127.0.0.1/", 60_000, 2_000));
+    p.upsert(CheckSpec {
+        interval_ms: 60_000,
+        ..CheckSpec::new(903, 1, CheckType::Tcp, "no-port-here")
+    });
+    // Accepted at configuration, refused when dialled: loopback is not allowed here.
+    p.upsert(check(904, "http://127.0.0.1:9/", 60_000, 2_000));
+    p.send(&Command::TriggerNow {
+        check_id: 904,
+        request_id: 76,
+    });
+    let results = p.collect(Duration::from_secs(5), |r| first_by_check(r).len() == 4);
+    let first = first_by_check(&results);
+    let expect = [
+        (901, Blocked::UserInfo),
+        (902, Blocked::Scheme),
+        (903, Blocked::Syntax),
+        (904, Blocked::Loopback),
+    ];
+    for (id, why) in expect {
+        let r = first
+            .get(&id)
+            .unwrap_or_else(|| panic!("no result for {id}"));
+        assert_eq!(
+            (r.outcome, r.detail),
+            (Outcome::ProbeSafetyBlocked, why as u16),
+            "{id}: {r:?}"
+        );
+    }
+    let note = &p.notes[&901];
+    assert!(note.contains("user:password@"), "{note}");
+    assert!(
+        !note.contains("hunter2"),
+        "the note carries the password: {note}"
+    );
+    assert!(!p.log().contains("hunter2"), "the log carries the password");
+    assert!(
+        p.notes[&902].contains("only http and https"),
+        "{}",
+        p.notes[&902]
+    );
+    assert_eq!(
+        p.notes[&904],
+        "loopback address 127.0.0.1 is refused (127.0.0.0/8, ::1; http://127.0.0.1:9/); allow \
+         it with prober.allow_cidrs / --allow-cidr"
+    );
+    // A trigger-now of a refused check answers at once, with its request id.
+    p.send(&Command::TriggerNow {
+        check_id: 901,
+        request_id: 77,
+    });
+    let again = p.collect(Duration::from_secs(3), |r| {
+        r.iter().any(|x| x.request_id == 77)
+    });
+    let r = again
+        .iter()
+        .find(|x| x.request_id == 77)
+        .expect("a trigger-now of a refused check is answered");
+    assert_eq!(r.outcome, Outcome::ProbeSafetyBlocked);
+    // Fixing the target makes it a check like any other.
+    p.upsert(check(902, "http://127.0.0.1:9/", 60_000, 2_000));
+    p.send(&Command::TriggerNow {
+        check_id: 902,
+        request_id: 78,
+    });
+    let fixed = p.collect(Duration::from_secs(3), |r| {
+        r.iter().any(|x| x.request_id == 78)
+    });
+    let r = fixed.iter().find(|x| x.request_id == 78).expect("result");
+    assert_eq!(
+        (r.outcome, r.detail),
+        (Outcome::ProbeSafetyBlocked, Blocked::Loopback as u16)
     );
 }

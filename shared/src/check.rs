@@ -298,8 +298,36 @@ pub struct PhaseTimings {
     pub total_us: u32,
 }
 
+/// The target with any `user:password@` replaced by `***@`: a refusal's note and log line
+/// never carry the credentials.
+pub fn redact_userinfo(target: &str) -> String {
+    let start = match target.find("://") {
+        Some(i) => i + 3,
+        None if target.starts_with("//") => 2,
+        None => 0,
+    };
+    let end = target[start..]
+        .find(['/', '?', '#'])
+        .map_or(target.len(), |i| start + i);
+    match target[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &target[..start], &target[start + at..]),
+        None => target.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn userinfo_is_redacted_and_nothing_else_changes() {
+        assert_eq!(
+            redact_userinfo("http://admin:hunter2@a.test/x?u=b@c"),
+            "http://***@a.test/x?u=b@c"
+        );
+        assert_eq!(redact_userinfo("//u:p@a.test"), "//***@a.test");
+        assert_eq!(redact_userinfo("http://a.test/p@x"), "http://a.test/p@x");
+        assert_eq!(redact_userinfo("a.test:22"), "a.test:22");
+    }
+
     use super::*;
 
     #[test]

@@ -1,6 +1,8 @@
 //! Stable outcome codes (checks.md): every probe yields exactly one. Codes are stored and
 //! exported, so they are never renumbered, only appended.
 
+use std::net::IpAddr;
+
 /// How an outcome counts for the site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeClass {
@@ -101,6 +103,122 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// Why probe safety refused a target: the `detail` of `probe_safety_blocked` (checks.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum Blocked {
+    Loopback = 1,
+    Private = 2,
+    LinkLocal = 3,
+    SharedAddressSpace = 4,
+    Multicast = 5,
+    Documentation = 6,
+    Benchmarking = 7,
+    Reserved = 8,
+    Unspecified = 9,
+    UniqueLocal = 10,
+    /// `.local`, `.internal`, `.localhost`, `localhost`.
+    InternalName = 11,
+    /// Octal, hex, single-integer or short-form IPv4 literals (`0177.0.0.1`, `0x7f.1`, `2130706433`).
+    NonCanonicalIpv4 = 12,
+    /// A name resolving to both public and non-public addresses.
+    MixedAnswers = 13,
+    /// A scheme other than http or https (a redirect to `ftp:`, `file:`, `gopher:`...).
+    Scheme = 14,
+    /// `user:password@` in a target or a redirect.
+    UserInfo = 15,
+    /// A target that is not a valid http(s) URL, `host:port` or DNS name.
+    Syntax = 16,
+}
+
+impl Blocked {
+    /// Every reason, in code order.
+    pub const ALL: &'static [Blocked] = &[
+        Blocked::Loopback,
+        Blocked::Private,
+        Blocked::LinkLocal,
+        Blocked::SharedAddressSpace,
+        Blocked::Multicast,
+        Blocked::Documentation,
+        Blocked::Benchmarking,
+        Blocked::Reserved,
+        Blocked::Unspecified,
+        Blocked::UniqueLocal,
+        Blocked::InternalName,
+        Blocked::NonCanonicalIpv4,
+        Blocked::MixedAnswers,
+        Blocked::Scheme,
+        Blocked::UserInfo,
+        Blocked::Syntax,
+    ];
+
+    /// The reason for a stored `detail` code.
+    pub fn from_code(code: u16) -> Option<Blocked> {
+        Blocked::ALL.iter().copied().find(|b| *b as u16 == code)
+    }
+}
+
+const ALLOW_HINT: &str = "allow it with prober.allow_cidrs / --allow-cidr";
+
+/// A sentence a person can read about a refusal (carried as the result's `note`): which rule,
+/// which address or name, and how to allow it when the operator can. `what` is the name or URL
+/// that was judged (the check's host, or "redirect to URL").
+pub fn blocked_note(why: Blocked, ip: Option<IpAddr>, what: &str) -> String {
+    let addr = |kind: &str, range: &str| match ip {
+        Some(ip) => format!("{kind} address {ip} is refused ({range}; {what}); {ALLOW_HINT}"),
+        None => format!("{kind} address is refused ({range}; {what}); {ALLOW_HINT}"),
+    };
+    match why {
+        Blocked::Loopback => addr("loopback", "127.0.0.0/8, ::1"),
+        Blocked::Private => addr("private", "RFC 1918: 10/8, 172.16/12, 192.168/16"),
+        Blocked::LinkLocal => addr(
+            "link-local",
+            "169.254/16 and fe80::/10, where cloud metadata lives",
+        ),
+        Blocked::SharedAddressSpace => addr("shared (CGNAT)", "100.64.0.0/10"),
+        Blocked::Multicast => addr("multicast", "224/4, ff00::/8"),
+        Blocked::Documentation => addr(
+            "documentation",
+            "192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32",
+        ),
+        Blocked::Benchmarking => addr("benchmarking", "198.18.0.0/15"),
+        Blocked::Reserved => addr("reserved", "0/8, 192.0.0/24, 240/4"),
+        Blocked::Unspecified => addr("unspecified", "0.0.0.0, ::"),
+        Blocked::UniqueLocal => addr("unique-local", "fc00::/7"),
+        Blocked::MixedAnswers => format!(
+            "{what} resolves to public and non-public addresses{}; refused as a whole (a \
+             rebinding risk); {ALLOW_HINT}",
+            ip.map_or(String::new(), |ip| format!(" (such as {ip})"))
+        ),
+        Blocked::InternalName => format!(
+            "internal name ({what}) is refused: localhost, .local, .internal and .localhost names \
+             are never probed; use a public name"
+        ),
+        Blocked::NonCanonicalIpv4 => format!(
+            "non-canonical IPv4 literal ({what}) is refused: octal, hex, integer and short forms \
+             are never probed; write the address as a dotted quad"
+        ),
+        Blocked::Scheme => {
+            format!("{what}: only http and https are followed or probed")
+        }
+        Blocked::UserInfo => format!(
+            "user:password@ ({what}) is refused in targets and redirects; send credentials as a \
+             request header"
+        ),
+        Blocked::Syntax => format!("invalid target: {what}"),
+    }
+}
+
+/// A sentence for a stored result's outcome and detail, when the detail has words of its own
+/// (today: probe-safety refusals). The exact address travels in the live result's note.
+pub fn detail_text(outcome: Outcome, detail: u16) -> Option<String> {
+    if outcome != Outcome::ProbeSafetyBlocked {
+        return None;
+    }
+    let why = Blocked::from_code(detail)?;
+    Some(blocked_note(why, None, "the check's target"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +271,26 @@ mod tests {
         for code in [23u16, 99, 104, 999, u16::MAX] {
             assert_eq!(Outcome::from_code(code), None);
         }
+    }
+
+    #[test]
+    fn every_refusal_reads_as_a_sentence_with_its_remedy() {
+        for (i, why) in Blocked::ALL.iter().enumerate() {
+            assert_eq!(*why as u16, i as u16 + 1, "codes are dense and stable");
+            assert_eq!(Blocked::from_code(*why as u16), Some(*why));
+            let text = detail_text(Outcome::ProbeSafetyBlocked, *why as u16).unwrap();
+            assert!(
+                text.len() > 30 && !text.contains("detail"),
+                "{why:?}: {text}"
+            );
+        }
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(
+            blocked_note(Blocked::Private, Some(ip), "http://intranet.test/"),
+            "private address 10.0.0.7 is refused (RFC 1918: 10/8, 172.16/12, 192.168/16; \
+             http://intranet.test/); allow it with prober.allow_cidrs / --allow-cidr"
+        );
+        assert_eq!(detail_text(Outcome::ProbeSafetyBlocked, 999), None);
+        assert_eq!(detail_text(Outcome::HttpStatus, 1), None);
     }
 }

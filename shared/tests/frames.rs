@@ -18,8 +18,17 @@ mod r1;
     unsafe_op_in_unsafe_fn,
     mismatched_lifetime_syntaxes
 )]
-#[path = "compat/r2_preview/mod.rs"]
+#[path = "compat/r2/mod.rs"]
 mod r2;
+#[allow(
+    clippy::all,
+    unused_imports,
+    dead_code,
+    unsafe_op_in_unsafe_fn,
+    mismatched_lifetime_syntaxes
+)]
+#[path = "compat/r3_preview/mod.rs"]
+mod r3;
 
 use jetmon_shared::check::{
     CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, MAX_URL_BYTES, PhaseTimings,
@@ -27,7 +36,7 @@ use jetmon_shared::check::{
 };
 use jetmon_shared::frames::{
     CHECK_RESULT_IDENTIFIER, COMMAND_IDENTIFIER, Command, FrameEncoder, FrameError, ProbeResult,
-    ResultExtras, decode_command, decode_result,
+    RedirectHop, ResultExtras, decode_command, decode_result,
 };
 use jetmon_shared::outcome::Outcome;
 use proptest::prelude::*;
@@ -200,17 +209,21 @@ fn command() -> impl Strategy<Value = Command> {
 proptest! {
     #[test]
     fn result_round_trips(r in probe_result(), url in proptest::option::of(text(100)),
-                          issuer in proptest::option::of(text(100)), sans in any::<u16>(), cipher in any::<u16>()) {
+                          issuer in proptest::option::of(text(100)), sans in any::<u16>(), cipher in any::<u16>(),
+                          note in proptest::option::of(text(100)),
+                          hops in proptest::collection::vec((any::<u16>(), text(60)), 0..=10)) {
         let extras = ResultExtras {
             final_url: url.as_deref(),
             cert_issuer: issuer.as_deref(),
             cert_san_count: sans,
             tls_cipher: cipher,
+            note: note.as_deref(),
+            redirect_chain: hops.iter().map(|(status, url)| RedirectHop { status: *status, url }).collect(),
         };
         let mut enc = FrameEncoder::new();
         let bytes = enc.result(&r, &extras).to_vec();
         let frame = decode_result(&bytes).unwrap();
-        prop_assert_eq!(frame.version, 1);
+        prop_assert_eq!(frame.version, 2);
         prop_assert_eq!(frame.result, r);
         prop_assert_eq!(frame.extras, extras);
     }
@@ -403,7 +416,7 @@ fn revision_1_frames_read_in_the_current_build() {
 /// fields, and revision N reads N+1's frames ignoring them.
 #[test]
 fn appended_fields_read_both_ways() {
-    use r2::jetmon::frames as next;
+    use r3::jetmon::frames as next;
     // N -> N+1
     let mut enc = FrameEncoder::new();
     let r = ProbeResult {
@@ -427,7 +440,7 @@ fn appended_fields_read_both_ways() {
     let root = next::CheckResult::create(
         &mut fbb,
         &next::CheckResultArgs {
-            version: 2,
+            version: 3,
             core: Some(&core),
             peer_addr: Some(peer),
             http_version: 11,
@@ -436,7 +449,7 @@ fn appended_fields_read_both_ways() {
     );
     fbb.finish(root, Some("JMR1"));
     let frame = decode_result(fbb.finished_data()).unwrap();
-    assert_eq!(frame.version, 2);
+    assert_eq!(frame.version, 3);
     assert_eq!(frame.result.check_id, 6);
 
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
@@ -455,7 +468,7 @@ fn appended_fields_read_both_ways() {
     let root = next::Command::create(
         &mut fbb,
         &next::CommandArgs {
-            version: 2,
+            version: 3,
             body_type: next::CommandBody::UpsertCheck,
             body: Some(up.as_union_value()),
         },
@@ -465,6 +478,139 @@ fn appended_fields_read_both_ways() {
         panic!()
     };
     assert_eq!(spec.check_id, 1);
+}
+
+/// Revision 2 (`note`, `redirect_chain`): its frozen bindings write, the current build reads
+/// both fields; the current build writes them and revision 1 reads the rest, ignoring them.
+#[test]
+fn revision_2_notes_and_chains_read_both_ways() {
+    use r2::jetmon::frames as r2fb;
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let mut core = r2fb::ResultCore::default();
+    core.set_check_id(8);
+    core.set_outcome(Outcome::ProbeSafetyBlocked.code());
+    let note = fbb.create_string("loopback address 127.0.0.1 is refused");
+    let url = fbb.create_string("https://b.test/");
+    let hop = r2fb::RedirectHop::create(
+        &mut fbb,
+        &r2fb::RedirectHopArgs {
+            status: 301,
+            url: Some(url),
+        },
+    );
+    let chain = fbb.create_vector(&[hop]);
+    let root = r2fb::CheckResult::create(
+        &mut fbb,
+        &r2fb::CheckResultArgs {
+            version: 2,
+            core: Some(&core),
+            note: Some(note),
+            redirect_chain: Some(chain),
+            ..Default::default()
+        },
+    );
+    fbb.finish(root, Some("JMR1"));
+    let frame = decode_result(fbb.finished_data()).unwrap();
+    assert_eq!(frame.version, 2);
+    assert_eq!(
+        frame.extras.note,
+        Some("loopback address 127.0.0.1 is refused")
+    );
+    assert_eq!(
+        frame.extras.redirect_chain,
+        vec![RedirectHop {
+            status: 301,
+            url: "https://b.test/"
+        }]
+    );
+
+    use r1::jetmon::frames as old;
+    let r = ProbeResult {
+        check_id: 9,
+        outcome: Outcome::Ok,
+        redirect_count: 1,
+        ..ProbeResult::default()
+    };
+    let extras = ResultExtras {
+        final_url: Some("https://c.test/"),
+        note: Some("a note"),
+        redirect_chain: vec![RedirectHop {
+            status: 302,
+            url: "https://c.test/",
+        }],
+        ..ResultExtras::default()
+    };
+    let bytes = FrameEncoder::new().result(&r, &extras).to_vec();
+    let frame = flatbuffers::root::<old::CheckResult>(&bytes).unwrap();
+    assert_eq!(frame.version(), 2);
+    assert_eq!(frame.core().check_id(), 9);
+    assert_eq!(frame.final_url(), Some("https://c.test/"));
+}
+
+/// A chain longer than a check may follow, or a note over its limit, is refused.
+#[test]
+fn oversized_chains_and_notes_are_refused() {
+    use r2::jetmon::frames as r2fb;
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let core = r2fb::ResultCore::default();
+    let hops: Vec<_> = (0..11)
+        .map(|_| {
+            let url = fbb.create_string("https://b.test/");
+            r2fb::RedirectHop::create(
+                &mut fbb,
+                &r2fb::RedirectHopArgs {
+                    status: 301,
+                    url: Some(url),
+                },
+            )
+        })
+        .collect();
+    let chain = fbb.create_vector(&hops);
+    let root = r2fb::CheckResult::create(
+        &mut fbb,
+        &r2fb::CheckResultArgs {
+            version: 2,
+            core: Some(&core),
+            redirect_chain: Some(chain),
+            ..Default::default()
+        },
+    );
+    fbb.finish(root, Some("JMR1"));
+    let err = decode_result(fbb.finished_data()).unwrap_err();
+    assert!(err.to_string().contains("redirect_chain"), "{err}");
+
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let note = fbb.create_string(&"n".repeat(513));
+    let root = r2fb::CheckResult::create(
+        &mut fbb,
+        &r2fb::CheckResultArgs {
+            version: 2,
+            core: Some(&core),
+            note: Some(note),
+            ..Default::default()
+        },
+    );
+    fbb.finish(root, Some("JMR1"));
+    let err = decode_result(fbb.finished_data()).unwrap_err();
+    assert!(err.to_string().contains("note"), "{err}");
+    // The encoder clips what it writes, so its own frames always read back.
+    let long = "é".repeat(400);
+    let bytes = FrameEncoder::new()
+        .result(
+            &ProbeResult::default(),
+            &ResultExtras {
+                note: Some(&long),
+                ..ResultExtras::default()
+            },
+        )
+        .to_vec();
+    let note = decode_result(&bytes)
+        .unwrap()
+        .extras
+        .note
+        .unwrap()
+        .to_owned();
+    assert!(note.len() <= 512 && long.starts_with(&note));
 }
 
 #[test]

@@ -403,6 +403,9 @@ pub struct CheckResult {
     pub outcome: String,
     pub outcome_code: u16,
     pub detail: u16,
+    /// What the detail means, in words (probe-safety refusals: which rule and how to allow
+    /// it; the exact address is in trigger-now's and `jetmon check`'s live result).
+    pub detail_text: Option<String>,
     pub http_status: Option<u16>,
     pub total_ms: f64,
     pub vantage_id: u32,
@@ -452,6 +455,8 @@ async fn results(
                     .map_or_else(|| format!("code_{}", f.outcome), |o| o.name().to_owned()),
                 outcome_code: f.outcome,
                 detail: f.detail,
+                detail_text: Outcome::from_code(f.outcome)
+                    .and_then(|o| jetmon_shared::outcome::detail_text(o, f.detail)),
                 http_status: (f.http_status != 0).then_some(f.http_status),
                 total_ms: f64::from(f.total_us) / 1000.0,
                 vantage_id: f.vantage_id,

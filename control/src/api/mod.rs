@@ -63,8 +63,36 @@ pub enum Command {
     /// None at once when no prober is running.
     Trigger {
         check_ids: Vec<u64>,
-        reply: tokio::sync::oneshot::Sender<Option<Vec<ProbeResult>>>,
+        reply: tokio::sync::oneshot::Sender<Option<Vec<Probed>>>,
     },
+}
+
+/// One live result with the words and the chain its frame carried.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub result: ProbeResult,
+    /// A sentence for a person (probe-safety refusals).
+    pub note: Option<String>,
+    /// Final URL after redirects.
+    pub final_url: Option<String>,
+    /// Each redirect followed: the status that redirected and where it led.
+    pub redirect_chain: Vec<(u16, String)>,
+}
+
+impl Probed {
+    pub fn from_frame(frame: &jetmon_shared::frames::ResultFrame<'_>) -> Probed {
+        Probed {
+            result: frame.result,
+            note: frame.extras.note.map(str::to_owned),
+            final_url: frame.extras.final_url.map(str::to_owned),
+            redirect_chain: frame
+                .extras
+                .redirect_chain
+                .iter()
+                .map(|h| (h.status, h.url.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 /// The API's side of its link to the supervisor.

@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
-use jetmon_shared::frames::ProbeResult;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::sites::site_or_404;
-use super::{ApiError, Caller, Command, State, rfc3339};
+use super::{ApiError, Caller, Command, Probed, State, rfc3339};
 use crate::keys::Scope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,12 +42,42 @@ pub struct TriggerResult {
     pub ttfb_ms: f64,
     pub total_ms: f64,
     pub redirect_count: u8,
+    /// What the detail means, in words (probe-safety refusals: which rule, which address,
+    /// how to allow it).
+    pub detail_text: Option<String>,
+    /// Final URL after redirects.
+    pub final_url: Option<String>,
+    /// Each redirect followed, in order.
+    pub redirect_chain: Vec<RedirectHop>,
 }
 
-impl From<&ProbeResult> for TriggerResult {
-    fn from(r: &ProbeResult) -> TriggerResult {
+/// One redirect a probe followed.
+#[derive(Serialize, ToSchema, Clone)]
+pub struct RedirectHop {
+    /// The status that redirected (301, 302, 303, 307, 308).
+    pub status: u16,
+    /// Where its Location led.
+    pub url: String,
+}
+
+impl From<&Probed> for TriggerResult {
+    fn from(p: &Probed) -> TriggerResult {
+        let r = &p.result;
         let ms = |us: u32| f64::from(us) / 1000.0;
         TriggerResult {
+            detail_text: p
+                .note
+                .clone()
+                .or_else(|| jetmon_shared::outcome::detail_text(r.outcome, r.detail)),
+            final_url: p.final_url.clone(),
+            redirect_chain: p
+                .redirect_chain
+                .iter()
+                .map(|(status, url)| RedirectHop {
+                    status: *status,
+                    url: url.clone(),
+                })
+                .collect(),
             check_id: r.check_id,
             outcome: r.outcome.name().to_owned(),
             outcome_code: r.outcome.code(),
@@ -186,11 +215,11 @@ async fn trigger(
             _ => Some(Vec::new()),
         }
     };
-    let collect = move |got: Vec<ProbeResult>, ids: Vec<u64>| {
+    let collect = move |got: Vec<Probed>, ids: Vec<u64>| {
         let results: Vec<TriggerResult> = got.iter().map(TriggerResult::from).collect();
         let missing = ids
             .iter()
-            .filter(|i| !got.iter().any(|r| r.check_id == **i))
+            .filter(|i| !got.iter().any(|r| r.result.check_id == **i))
             .copied()
             .collect();
         TriggerResponse {

@@ -7,55 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use jetmon_shared::cidr::Cidr;
 
-/// Why a target was refused; carried as the result's `detail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum Blocked {
-    Loopback = 1,
-    Private = 2,
-    LinkLocal = 3,
-    SharedAddressSpace = 4,
-    Multicast = 5,
-    Documentation = 6,
-    Benchmarking = 7,
-    Reserved = 8,
-    Unspecified = 9,
-    UniqueLocal = 10,
-    /// `.local`, `.internal`, `.localhost`, `localhost`.
-    InternalName = 11,
-    /// Octal, hex, single-integer or short-form IPv4 literals (`0177.0.0.1`, `0x7f.1`, `2130706433`).
-    NonCanonicalIpv4 = 12,
-    /// A name resolving to both public and non-public addresses.
-    MixedAnswers = 13,
-    /// A scheme other than http or https (a redirect to `ftp:`, `file:`, `gopher:`...).
-    Scheme = 14,
-    /// `user:password@` in a target or a redirect.
-    UserInfo = 15,
-    /// A target that is not a valid http(s) URL, `host:port` or DNS name.
-    Syntax = 16,
-}
-
-impl Blocked {
-    /// Every reason, in code order.
-    pub const ALL: &'static [Blocked] = &[
-        Blocked::Loopback,
-        Blocked::Private,
-        Blocked::LinkLocal,
-        Blocked::SharedAddressSpace,
-        Blocked::Multicast,
-        Blocked::Documentation,
-        Blocked::Benchmarking,
-        Blocked::Reserved,
-        Blocked::Unspecified,
-        Blocked::UniqueLocal,
-        Blocked::InternalName,
-        Blocked::NonCanonicalIpv4,
-        Blocked::MixedAnswers,
-        Blocked::Scheme,
-        Blocked::UserInfo,
-        Blocked::Syntax,
-    ];
-}
+pub use jetmon_shared::outcome::{Blocked, blocked_note as note};
 
 /// The filter, with the operator's allow-list (empty by default in production; the test fleet
 /// and the demo allow 127.0.0.0/8 explicitly).
@@ -83,6 +35,11 @@ impl ProbeSafety {
             None => Ok(()),
             Some(reason) => Err(reason),
         }
+    }
+
+    /// The first address of an answer set that is not allowed (for the refusal's note).
+    pub fn first_refused(&self, ips: &[IpAddr]) -> Option<IpAddr> {
+        ips.iter().copied().find(|ip| self.check_addr(*ip).is_err())
     }
 
     /// Checks a whole answer set: any non-public address refuses it, and so does a mix.

@@ -119,6 +119,10 @@ pub struct Prober {
     pub certs: std::collections::HashMap<u64, (String, u16)>,
     /// Final URL of the last redirected result of each check.
     pub final_urls: std::collections::HashMap<u64, String>,
+    /// Note of the last result that had one, per check.
+    pub notes: std::collections::HashMap<u64, String>,
+    /// Redirect chain (status, URL) of the last redirected result of each check.
+    pub chains: std::collections::HashMap<u64, Vec<(u16, String)>>,
     /// Index of the next record in the result ring (it starts empty).
     next_index: u64,
 }
@@ -179,6 +183,8 @@ impl Prober {
             stats: Vec::new(),
             certs: Default::default(),
             final_urls: Default::default(),
+            notes: Default::default(),
+            chains: Default::default(),
             next_index: 0,
         }
     }
@@ -221,6 +227,20 @@ impl Prober {
                         let result = frame.result;
                         if let Some(url) = frame.extras.final_url {
                             self.final_urls.insert(result.check_id, url.to_owned());
+                        }
+                        if let Some(note) = frame.extras.note {
+                            self.notes.insert(result.check_id, note.to_owned());
+                        }
+                        if !frame.extras.redirect_chain.is_empty() {
+                            self.chains.insert(
+                                result.check_id,
+                                frame
+                                    .extras
+                                    .redirect_chain
+                                    .iter()
+                                    .map(|h| (h.status, h.url.to_owned()))
+                                    .collect(),
+                            );
                         }
                         if let Some(issuer) = frame.extras.cert_issuer {
                             self.certs.insert(

@@ -24,8 +24,8 @@ pub use generated::jetmon::frames as fb;
 use flatbuffers::{FlatBufferBuilder, VerifierOptions, WIPOffset};
 
 use crate::check::{
-    CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, MAX_URL_BYTES, PhaseTimings,
-    ProbeOrigin, RedirectPolicy,
+    CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, MAX_REDIRECTS, MAX_URL_BYTES,
+    PhaseTimings, ProbeOrigin, RedirectPolicy,
 };
 use crate::outcome::Outcome;
 
@@ -38,13 +38,15 @@ pub const CHECK_RESULT_IDENTIFIER: &str = "JMR1";
 /// file_identifier of `Command`.
 pub const COMMAND_IDENTIFIER: &str = "JMC1";
 /// Schema revision this build writes into `CheckResult.version`.
-pub const CHECK_RESULT_REVISION: u16 = 1;
+pub const CHECK_RESULT_REVISION: u16 = 2;
 /// Schema revision this build writes into `Command.version`.
 pub const COMMAND_REVISION: u16 = 1;
 /// Largest frame we write or accept (a command carries up to ~14 KiB of strings).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 /// Longest certificate issuer name carried in a result.
 pub const MAX_ISSUER_BYTES: usize = 1024;
+/// Longest note (a sentence for a person) carried in a result.
+pub const MAX_NOTE_BYTES: usize = 512;
 /// Result flag: the probe started later than the prober's lateness threshold.
 pub const FLAG_LATE: u8 = 1;
 /// A redirect in the chain went from https to http.
@@ -210,8 +212,15 @@ impl ProbeResult {
     }
 }
 
+/// One redirect a probe followed: the status that redirected and where it led.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectHop<'a> {
+    pub status: u16,
+    pub url: &'a str,
+}
+
 /// The rare, variable-length parts of a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResultExtras<'a> {
     /// Final URL after redirects, when it differs from the target.
     pub final_url: Option<&'a str>,
@@ -219,10 +228,15 @@ pub struct ResultExtras<'a> {
     pub cert_issuer: Option<&'a str>,
     pub cert_san_count: u16,
     pub tls_cipher: u16,
+    /// (revision 2) A sentence a person can read about the outcome: which rule refused the
+    /// target, which address, how to allow it.
+    pub note: Option<&'a str>,
+    /// (revision 2) Each redirect followed, in order (at most `MAX_REDIRECTS`).
+    pub redirect_chain: Vec<RedirectHop<'a>>,
 }
 
 /// A verified `CheckResult` frame: the fixed part copied out, the strings borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultFrame<'a> {
     /// The writer's schema revision (>= 1; may be newer than ours).
     pub version: u16,
@@ -258,6 +272,27 @@ impl FrameEncoder {
         let cert_issuer = extras
             .cert_issuer
             .map(|s| fbb.create_string(clip(s, MAX_ISSUER_BYTES)));
+        let note = extras
+            .note
+            .map(|s| fbb.create_string(clip(s, MAX_NOTE_BYTES)));
+        let redirect_chain = (!extras.redirect_chain.is_empty()).then(|| {
+            let hops: Vec<_> = extras
+                .redirect_chain
+                .iter()
+                .take(usize::from(MAX_REDIRECTS))
+                .map(|h| {
+                    let url = fbb.create_string(clip(h.url, MAX_URL_BYTES));
+                    fb::RedirectHop::create(
+                        fbb,
+                        &fb::RedirectHopArgs {
+                            status: h.status,
+                            url: Some(url),
+                        },
+                    )
+                })
+                .collect();
+            fbb.create_vector(&hops)
+        });
         let core = result.to_core();
         let root = fb::CheckResult::create(
             fbb,
@@ -268,6 +303,8 @@ impl FrameEncoder {
                 cert_issuer,
                 cert_san_count: extras.cert_san_count,
                 tls_cipher: extras.tls_cipher,
+                note,
+                redirect_chain,
             },
         );
         fbb.finish(root, Some(CHECK_RESULT_IDENTIFIER));
@@ -486,6 +523,39 @@ pub fn decode_result(buf: &[u8]) -> Result<ResultFrame<'_>, FrameError> {
             max: MAX_ISSUER_BYTES,
         });
     }
+    let note = frame.note();
+    if let Some(n) = note.filter(|n| n.len() > MAX_NOTE_BYTES) {
+        return Err(FrameError::TooLong {
+            field: "note",
+            len: n.len(),
+            max: MAX_NOTE_BYTES,
+        });
+    }
+    let mut redirect_chain = Vec::new();
+    if let Some(hops) = frame.redirect_chain() {
+        if hops.len() > usize::from(MAX_REDIRECTS) {
+            return Err(FrameError::TooLong {
+                field: "redirect_chain",
+                len: hops.len(),
+                max: usize::from(MAX_REDIRECTS),
+            });
+        }
+        redirect_chain.reserve(hops.len());
+        for h in hops {
+            let url = h.url().unwrap_or_default();
+            if url.len() > MAX_URL_BYTES {
+                return Err(FrameError::TooLong {
+                    field: "redirect_chain.url",
+                    len: url.len(),
+                    max: MAX_URL_BYTES,
+                });
+            }
+            redirect_chain.push(RedirectHop {
+                status: h.status(),
+                url,
+            });
+        }
+    }
     Ok(ResultFrame {
         version,
         result: ProbeResult::from_core(frame.core())?,
@@ -494,6 +564,8 @@ pub fn decode_result(buf: &[u8]) -> Result<ResultFrame<'_>, FrameError> {
             cert_issuer,
             cert_san_count: frame.cert_san_count(),
             tls_cipher: frame.tls_cipher(),
+            note,
+            redirect_chain,
         },
     })
 }

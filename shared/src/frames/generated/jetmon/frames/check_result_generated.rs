@@ -26,6 +26,8 @@ impl<'a> CheckResult<'a> {
     pub const VT_CERT_ISSUER: ::flatbuffers::VOffsetT = 10;
     pub const VT_CERT_SAN_COUNT: ::flatbuffers::VOffsetT = 12;
     pub const VT_TLS_CIPHER: ::flatbuffers::VOffsetT = 14;
+    pub const VT_NOTE: ::flatbuffers::VOffsetT = 16;
+    pub const VT_REDIRECT_CHAIN: ::flatbuffers::VOffsetT = 18;
 
     #[inline]
     pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -42,6 +44,12 @@ impl<'a> CheckResult<'a> {
         args: &'args CheckResultArgs<'args>,
     ) -> ::flatbuffers::WIPOffset<CheckResult<'bldr>> {
         let mut builder = CheckResultBuilder::new(_fbb);
+        if let Some(x) = args.redirect_chain {
+            builder.add_redirect_chain(x);
+        }
+        if let Some(x) = args.note {
+            builder.add_note(x);
+        }
         if let Some(x) = args.cert_issuer {
             builder.add_cert_issuer(x);
         }
@@ -57,7 +65,7 @@ impl<'a> CheckResult<'a> {
         builder.finish()
     }
 
-    /// Schema revision of the writer (1 = this file). 0 (absent) is rejected.
+    /// Schema revision of the writer (2 = this file). 0 (absent) is rejected.
     #[inline]
     pub fn version(&self) -> u16 {
         // Safety:
@@ -125,6 +133,33 @@ impl<'a> CheckResult<'a> {
                 .unwrap()
         }
     }
+    /// (revision 2) A sentence a person can read about the outcome, on rare results only
+    /// (probe-safety refusals, targets refused at configuration): which rule, which address,
+    /// how to allow it. <= 512 bytes.
+    #[inline]
+    pub fn note(&self) -> Option<&'a str> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab
+                .get::<::flatbuffers::ForwardsUOffset<&str>>(CheckResult::VT_NOTE, None)
+        }
+    }
+    /// (revision 2) Each redirect followed, in order; only on redirected results (<= 10 hops).
+    #[inline]
+    pub fn redirect_chain(
+        &self,
+    ) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RedirectHop<'a>>>> {
+        // Safety:
+        // Created from valid Table for this object
+        // which contains a valid value in this slot
+        unsafe {
+            self._tab.get::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RedirectHop>>,
+            >>(CheckResult::VT_REDIRECT_CHAIN, None)
+        }
+    }
 }
 
 impl ::flatbuffers::Verifiable for CheckResult<'_> {
@@ -148,6 +183,10 @@ impl ::flatbuffers::Verifiable for CheckResult<'_> {
             )?
             .visit_field::<u16>("cert_san_count", Self::VT_CERT_SAN_COUNT, false)?
             .visit_field::<u16>("tls_cipher", Self::VT_TLS_CIPHER, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("note", Self::VT_NOTE, false)?
+            .visit_field::<::flatbuffers::ForwardsUOffset<
+                ::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<RedirectHop>>,
+            >>("redirect_chain", Self::VT_REDIRECT_CHAIN, false)?
             .finish();
         Ok(())
     }
@@ -159,6 +198,12 @@ pub struct CheckResultArgs<'a> {
     pub cert_issuer: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub cert_san_count: u16,
     pub tls_cipher: u16,
+    pub note: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub redirect_chain: Option<
+        ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<RedirectHop<'a>>>,
+        >,
+    >,
 }
 impl<'a> Default for CheckResultArgs<'a> {
     #[inline]
@@ -170,6 +215,8 @@ impl<'a> Default for CheckResultArgs<'a> {
             cert_issuer: None,
             cert_san_count: 0,
             tls_cipher: 0,
+            note: None,
+            redirect_chain: None,
         }
     }
 }
@@ -212,6 +259,23 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CheckResultBuilder<'a, 'b, A>
             .push_slot::<u16>(CheckResult::VT_TLS_CIPHER, tls_cipher, 0);
     }
     #[inline]
+    pub fn add_note(&mut self, note: ::flatbuffers::WIPOffset<&'b str>) {
+        self.fbb_
+            .push_slot_always::<::flatbuffers::WIPOffset<_>>(CheckResult::VT_NOTE, note);
+    }
+    #[inline]
+    pub fn add_redirect_chain(
+        &mut self,
+        redirect_chain: ::flatbuffers::WIPOffset<
+            ::flatbuffers::Vector<'b, ::flatbuffers::ForwardsUOffset<RedirectHop<'b>>>,
+        >,
+    ) {
+        self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(
+            CheckResult::VT_REDIRECT_CHAIN,
+            redirect_chain,
+        );
+    }
+    #[inline]
     pub fn new(
         _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
     ) -> CheckResultBuilder<'a, 'b, A> {
@@ -238,6 +302,8 @@ impl ::core::fmt::Debug for CheckResult<'_> {
         ds.field("cert_issuer", &self.cert_issuer());
         ds.field("cert_san_count", &self.cert_san_count());
         ds.field("tls_cipher", &self.tls_cipher());
+        ds.field("note", &self.note());
+        ds.field("redirect_chain", &self.redirect_chain());
         ds.finish()
     }
 }

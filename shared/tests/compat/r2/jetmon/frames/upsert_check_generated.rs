@@ -52,7 +52,6 @@ impl<'a> UpsertCheck<'a> {
     pub const VT_DNS_EXPECTED: ::flatbuffers::VOffsetT = 58;
     pub const VT_TCP_BANNER: ::flatbuffers::VOffsetT = 60;
     pub const VT_PAUSED: ::flatbuffers::VOffsetT = 62;
-    pub const VT_DOWN_INTERVAL_MS: ::flatbuffers::VOffsetT = 64;
 
     #[inline]
     pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -71,7 +70,6 @@ impl<'a> UpsertCheck<'a> {
         let mut builder = UpsertCheckBuilder::new(_fbb);
         builder.add_site_id(args.site_id);
         builder.add_check_id(args.check_id);
-        builder.add_down_interval_ms(args.down_interval_ms);
         if let Some(x) = args.tcp_banner {
             builder.add_tcp_banner(x);
         }
@@ -461,18 +459,6 @@ impl<'a> UpsertCheck<'a> {
                 .unwrap()
         }
     }
-    /// (preview of a revision-2 field) faster interval while Down.
-    #[inline]
-    pub fn down_interval_ms(&self) -> u32 {
-        // Safety:
-        // Created from valid Table for this object
-        // which contains a valid value in this slot
-        unsafe {
-            self._tab
-                .get::<u32>(UpsertCheck::VT_DOWN_INTERVAL_MS, Some(0))
-                .unwrap()
-        }
-    }
 }
 
 impl ::flatbuffers::Verifiable for UpsertCheck<'_> {
@@ -532,7 +518,6 @@ impl ::flatbuffers::Verifiable for UpsertCheck<'_> {
                 false,
             )?
             .visit_field::<bool>("paused", Self::VT_PAUSED, false)?
-            .visit_field::<u32>("down_interval_ms", Self::VT_DOWN_INTERVAL_MS, false)?
             .finish();
         Ok(())
     }
@@ -584,7 +569,6 @@ pub struct UpsertCheckArgs<'a> {
     >,
     pub tcp_banner: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub paused: bool,
-    pub down_interval_ms: u32,
 }
 impl<'a> Default for UpsertCheckArgs<'a> {
     #[inline]
@@ -620,7 +604,6 @@ impl<'a> Default for UpsertCheckArgs<'a> {
             dns_expected: None,
             tcp_banner: None,
             paused: false,
-            down_interval_ms: 0,
         }
     }
 }
@@ -824,11 +807,6 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UpsertCheckBuilder<'a, 'b, A>
             .push_slot::<bool>(UpsertCheck::VT_PAUSED, paused, false);
     }
     #[inline]
-    pub fn add_down_interval_ms(&mut self, down_interval_ms: u32) {
-        self.fbb_
-            .push_slot::<u32>(UpsertCheck::VT_DOWN_INTERVAL_MS, down_interval_ms, 0);
-    }
-    #[inline]
     pub fn new(
         _fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
     ) -> UpsertCheckBuilder<'a, 'b, A> {
@@ -879,7 +857,6 @@ impl ::core::fmt::Debug for UpsertCheck<'_> {
         ds.field("dns_expected", &self.dns_expected());
         ds.field("tcp_banner", &self.tcp_banner());
         ds.field("paused", &self.paused());
-        ds.field("down_interval_ms", &self.down_interval_ms());
         ds.finish()
     }
 }

@@ -20,6 +20,8 @@ pub mod jetmon {
         pub use self::command_body_generated::*;
         mod result_core_generated;
         pub use self::result_core_generated::*;
+        mod redirect_hop_generated;
+        pub use self::redirect_hop_generated::*;
         mod check_result_generated;
         pub use self::check_result_generated::*;
         mod status_range_generated;
