@@ -1,5 +1,6 @@
-//! `jetmon sites import FILE`: sites from CSV (`url[,interval_s[,keyword]]`) or JSON lines
-//! (`{"url": …, "interval_s": …, "keyword": …}`), one site with one HTTP check per row. Bad
+//! `jetmon sites import FILE`: sites from CSV (`url[,interval_s[,keyword[,blog_id]]]`, a
+//! keyword with commas in double quotes) or JSON lines (`{"url": …, "interval_s": …, "keyword":
+//! …, "blog_id": …}`), one site with one HTTP check per row. Bad
 //! rows are reported with their line number and skipped; good rows are kept. Parsing is pure
 //! (this file); the command around it writes in batches.
 
@@ -21,6 +22,8 @@ pub struct Row {
     pub line: usize,
     pub url: String,
     pub spec: CheckSpec,
+    /// The Jetmon v1 id (1 to 2^63-1).
+    pub blog_id: Option<u64>,
 }
 
 /// One bad row: its line and what is wrong.
@@ -49,11 +52,14 @@ pub fn parse(text: &str, safety: &ProbeSafety) -> (Vec<Row>, Vec<BadRow>) {
             continue;
         }
         let parsed = if json { parse_json(l) } else { parse_csv(l) };
-        match parsed.and_then(|(url, interval, keyword)| build(url, interval, keyword, safety)) {
-            Ok(spec) => rows.push(Row {
+        match parsed.and_then(|(url, interval, keyword, blog_id)| {
+            build(url, interval, keyword, safety).map(|spec| (spec, blog_id))
+        }) {
+            Ok((spec, blog_id)) => rows.push(Row {
                 line,
                 url: spec.target.clone(),
                 spec,
+                blog_id,
             }),
             Err(problem) => bad.push(BadRow { line, problem }),
         }
@@ -67,23 +73,55 @@ fn line_is_header(l: &str) -> bool {
         .is_some_and(|f| f.trim().eq_ignore_ascii_case("url"))
 }
 
-type Fields = (String, Option<u32>, Option<String>);
+type Fields = (String, Option<u32>, Option<String>, Option<u64>);
+
+/// A line's comma-separated fields; a field in double quotes may hold commas (`""` is a quote).
+fn csv_fields(l: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = l.chars().peekable();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("one field at least");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            c => field.push(c),
+        }
+    }
+    fields.iter().map(|f| f.trim().to_owned()).collect()
+}
+
+fn blog_id_of(f: &str) -> Result<u64, String> {
+    f.parse::<u64>()
+        .ok()
+        .filter(|b| (1..=i64::MAX as u64).contains(b))
+        .ok_or_else(|| format!("blog_id {f:?} is not a whole number from 1 to {}", i64::MAX))
+}
 
 fn parse_csv(l: &str) -> Result<Fields, String> {
-    let mut fields = l.splitn(3, ',').map(str::trim);
-    let url = fields.next().unwrap_or_default().to_owned();
-    let interval = match fields.next().filter(|f| !f.is_empty()) {
+    let fields = csv_fields(l);
+    if fields.len() > 4 {
+        return Err(format!(
+            "{} fields; expected url[,interval_s[,keyword[,blog_id]]] (quote a keyword with commas)",
+            fields.len()
+        ));
+    }
+    let field = |k: usize| fields.get(k).map(String::as_str).filter(|f| !f.is_empty());
+    let url = field(0).unwrap_or_default().to_owned();
+    let interval = match field(1) {
         Some(f) => Some(
             f.parse::<u32>()
                 .map_err(|_| format!("interval_s {f:?} is not a whole number of seconds"))?,
         ),
         None => None,
     };
-    let keyword = fields
-        .next()
-        .filter(|f| !f.is_empty())
-        .map(|k| k.trim_matches('"').to_owned());
-    Ok((url, interval, keyword))
+    let keyword = field(2).map(str::to_owned);
+    let blog_id = field(3).map(blog_id_of).transpose()?;
+    Ok((url, interval, keyword, blog_id))
 }
 
 fn parse_json(l: &str) -> Result<Fields, String> {
@@ -91,8 +129,10 @@ fn parse_json(l: &str) -> Result<Fields, String> {
         serde_json::from_str(l).map_err(|e| format!("not a JSON object: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
     for key in obj.keys() {
-        if !matches!(key.as_str(), "url" | "interval_s" | "keyword") {
-            return Err(format!("unknown field {key:?} (url, interval_s, keyword)"));
+        if !matches!(key.as_str(), "url" | "interval_s" | "keyword" | "blog_id") {
+            return Err(format!(
+                "unknown field {key:?} (url, interval_s, keyword, blog_id)"
+            ));
         }
     }
     let url = obj
@@ -112,7 +152,11 @@ fn parse_json(l: &str) -> Result<Fields, String> {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(v.as_str().ok_or("\"keyword\" is not a string")?.to_owned()),
     };
-    Ok((url, interval, keyword))
+    let blog_id = match obj.get("blog_id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(blog_id_of(&v.to_string())?),
+    };
+    Ok((url, interval, keyword, blog_id))
 }
 
 /// Why a target cannot be monitored.
@@ -167,9 +211,10 @@ fn build(
 ) -> Result<CheckSpec, String> {
     check_target(safety, CheckType::Http, &url).map_err(|p| match p {
         TargetProblem::Invalid(why) => format!("url {url:?}: {why}"),
-        TargetProblem::Unsafe(why) => {
-            format!("url {url:?}: unsafe target ({why:?}); allow it with prober.allow_cidrs")
-        }
+        TargetProblem::Unsafe(why) => format!(
+            "url {url:?}: unsafe target: {}",
+            jetmon_shared::outcome::blocked_note(why, None, "the URL")
+        ),
     })?;
     let interval = interval.unwrap_or(DEFAULT_INTERVAL_S);
     if !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&interval) {
@@ -221,6 +266,34 @@ mod tests {
         assert!(bad[1].problem.contains("whole number"), "{bad:?}");
         assert!(bad[2].problem.contains("outside"), "{bad:?}");
         assert!(bad[3].problem.contains("unsafe target"), "{bad:?}");
+    }
+
+    #[test]
+    fn v1_ids_in_csv_and_json_lines() {
+        let text = "https://a.example/,60,,1001\n\
+                    https://b.example/,60,\"a, b and \"\"c\"\"\",1002\n\
+                    https://c.example/,60,x,0\n\
+                    https://d.example/,60,x,12ab\n\
+                    https://e.example/,60,x,1,extra\n";
+        let (rows, bad) = parse(text, &safety());
+        assert_eq!(
+            rows.iter().map(|r| r.blog_id).collect::<Vec<_>>(),
+            vec![Some(1001), Some(1002)]
+        );
+        assert_eq!(rows[1].spec.keywords, vec!["a, b and \"c\"".to_owned()]);
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
+        assert!(bad[0].problem.contains("blog_id \"0\""), "{bad:?}");
+        assert!(bad[2].problem.contains("5 fields"), "{bad:?}");
+        let (rows, bad) = parse(
+            "{\"url\": \"https://a.example/\", \"blog_id\": 77}\n\
+             {\"url\": \"https://b.example/\", \"blog_id\": \"x\"}\n",
+            &safety(),
+        );
+        assert_eq!(rows[0].blog_id, Some(77));
+        assert!(bad[0].problem.contains("blog_id"), "{bad:?}");
     }
 
     #[test]

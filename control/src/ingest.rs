@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use jetmon_shared::frames::{Command, ProbeResult};
+use jetmon_shared::frames::{Command, ProbeResult, ResultExtras};
 
 use crate::engine::{Effect, Engine, Input, ResultIn};
 use crate::stats::spool::Spool;
@@ -70,6 +70,19 @@ impl Ingest {
         now_us: u64,
         commands: &mut Vec<Command>,
     ) {
+        self.frame(shard, r, &ResultExtras::default(), now_us, commands);
+    }
+
+    /// Applies one result with its frame's variable parts (note, redirect chain), kept with
+    /// the result when it is a failure or an advisory.
+    pub fn frame(
+        &mut self,
+        shard: u16,
+        r: &ProbeResult,
+        extras: &ResultExtras<'_>,
+        now_us: u64,
+        commands: &mut Vec<Command>,
+    ) {
         // The spool keeps its own position (it may be ahead of the store's after a crash).
         if let Some(s) = &mut self.spool {
             s.record(shard, r);
@@ -84,7 +97,11 @@ impl Ingest {
             self.touched.push(shard);
         }
         self.stats.results += 1;
-        if r.outcome != jetmon_shared::outcome::Outcome::Ok {
+        // Failures and advisories are kept raw (7 days) with their words; healthy results only
+        // as statistics.
+        if r.outcome != jetmon_shared::outcome::Outcome::Ok
+            || r.flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT != 0
+        {
             self.batch.failures.push(crate::store::Failure {
                 check_id: r.check_id,
                 at_us: r.started_at_us,
@@ -93,6 +110,13 @@ impl Ingest {
                 http_status: r.http_status,
                 total_us: r.phases.total_us,
                 vantage_id: r.vantage_id,
+                flags: r.flags,
+                note: extras.note.map(str::to_owned),
+                redirect_chain: extras
+                    .redirect_chain
+                    .iter()
+                    .map(|h| (h.status, h.url.to_owned()))
+                    .collect(),
             });
         }
         self.apply(
@@ -104,6 +128,7 @@ impl Ingest {
                 cert_not_after_s: r.cert_not_after_s,
                 ttfb_us: r.phases.ttfb_us,
                 total_us: r.phases.total_us,
+                flags: r.flags,
             }),
             now_us,
             commands,
@@ -267,6 +292,7 @@ mod tests {
                 cert_not_after_s: 0,
                 ttfb_us: 0,
                 total_us: 0,
+                flags: 0,
             };
             e.apply(Input::Result(r), at_us, &mut fx);
         }

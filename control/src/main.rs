@@ -96,49 +96,92 @@ enum StatsCmd {
     Flush,
 }
 
+/// One probe now. Every setting a check has over the API is a flag of the same name (with
+/// `-` or `_`), so any configured check can be reproduced by hand; `interval_s`, `retries`,
+/// `retry_spacing_ms` and `critical` are the engine's (schedule and confirmation), not a
+/// probe's, and are not flags.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 up (or advisory), 1 the check failed, 2 bad flags or \
+no result, 3 we could not tell (probe safety, our resolvers), 130 interrupted."
+)]
 struct CheckArgs {
     /// A URL (http, https); host:port with --type tcp; a name with --type dns.
     target: String,
     /// http, tcp or dns.
     #[arg(long = "type", default_value = "http")]
     check_type: String,
-    /// GET or HEAD.
-    #[arg(long, default_value = "GET")]
-    method: String,
-    /// Deadline for the whole check, seconds.
-    #[arg(long, default_value_t = 10)]
-    timeout: u32,
-    /// Required keyword in the body (repeat for several).
+    /// GET or HEAD (default GET).
     #[arg(long)]
-    keyword: Vec<String>,
-    /// Forbidden keyword in the body (repeat for several).
-    #[arg(long)]
-    forbid: Vec<String>,
+    method: Option<String>,
+    /// Deadline for the whole check, ms (1 to 120000; default 10000).
+    #[arg(long = "timeout-ms", alias = "timeout_ms", value_name = "MS")]
+    timeout_ms: Option<u32>,
+    /// Deadline in whole seconds (shorthand for --timeout-ms).
+    #[arg(long, value_name = "S", conflicts_with = "timeout_ms")]
+    timeout: Option<u32>,
+    /// A word the body must contain (repeat for several).
+    #[arg(long = "keywords", aliases = ["keyword"], value_name = "WORD")]
+    keywords: Vec<String>,
+    /// A word the body must not contain (repeat for several).
+    #[arg(long = "forbidden-keywords", aliases = ["forbidden_keywords", "forbid"], value_name = "WORD")]
+    forbidden_keywords: Vec<String>,
     /// Keywords match case-sensitively.
-    #[arg(long)]
-    case_sensitive: bool,
+    #[arg(long = "keyword-case-sensitive", aliases = ["keyword_case_sensitive", "case-sensitive"])]
+    keyword_case_sensitive: bool,
     /// Do not judge truncation and empty bodies.
     #[arg(long)]
     no_integrity: bool,
     /// A 200 with fewer body bytes is `body_empty`.
-    #[arg(long)]
-    min_body: Option<u32>,
-    /// Accepted statuses, e.g. 200-299 (repeat for several; default 1-399).
-    #[arg(long)]
-    accept: Vec<String>,
+    #[arg(long = "min-body-bytes", aliases = ["min_body_bytes", "min-body"], value_name = "BYTES")]
+    min_body_bytes: Option<u32>,
+    /// Body bytes read per check, after decompression (up to 1 MiB; default 256 KiB).
+    #[arg(
+        long = "body-budget-bytes",
+        alias = "body_budget_bytes",
+        value_name = "BYTES"
+    )]
+    body_budget_bytes: Option<u32>,
+    /// Accepted statuses, a status or a range like 200-299 (repeat; default 1-399).
+    #[arg(long = "accepted-statuses", aliases = ["accepted_statuses", "accept"], value_name = "LO-HI")]
+    accepted_statuses: Vec<String>,
     /// Extra request header "Name: value" (repeat for several).
     #[arg(long)]
     header: Vec<String>,
-    /// follow, fail or alert.
-    #[arg(long, default_value = "follow")]
-    redirects: String,
-    /// Most redirects followed (1..=10).
-    #[arg(long)]
+    /// follow, fail or alert (default follow).
+    #[arg(long = "redirect-policy", aliases = ["redirect_policy", "redirects"], value_name = "POLICY")]
+    redirect_policy: Option<String>,
+    /// Most redirects followed (0 to 10; default 10).
+    #[arg(long = "max-redirects", alias = "max_redirects", value_name = "N")]
     max_redirects: Option<u8>,
-    /// v4_first, v6_first, v4_only or v6_only.
-    #[arg(long, default_value = "v4_first")]
-    ip: String,
+    /// v4_first, v6_first, v4_only or v6_only (default v4_first).
+    #[arg(long = "ip-preference", aliases = ["ip_preference", "ip"], value_name = "PREF")]
+    ip_preference: Option<String>,
+    /// --type tcp: the banner the server must send first.
+    #[arg(long = "tcp-banner", aliases = ["tcp_banner", "banner"], value_name = "TEXT")]
+    tcp_banner: Option<String>,
+    /// --type dns: A, AAAA, CNAME, MX or TXT (default A).
+    #[arg(long = "dns-record-type", aliases = ["dns_record_type", "record"], value_name = "TYPE")]
+    dns_record_type: Option<String>,
+    /// --type dns: a value that must be among the records (repeat for several).
+    #[arg(long = "dns-expected", aliases = ["dns_expected", "expect"], value_name = "VALUE")]
+    dns_expected: Vec<String>,
+    /// Time to first byte over which the engine warns (0 = off).
+    #[arg(long = "ttfb-warn-ms", alias = "ttfb_warn_ms", value_name = "MS")]
+    ttfb_warn_ms: Option<u32>,
+    /// Time to first byte over which the engine shows Degraded (0 = off).
+    #[arg(long = "ttfb-degrade-ms", alias = "ttfb_degrade_ms", value_name = "MS")]
+    ttfb_degrade_ms: Option<u32>,
+    /// Total time over which the engine warns (0 = off).
+    #[arg(long = "total-warn-ms", alias = "total_warn_ms", value_name = "MS")]
+    total_warn_ms: Option<u32>,
+    /// Total time over which the engine shows Degraded (0 = off).
+    #[arg(
+        long = "total-degrade-ms",
+        alias = "total_degrade_ms",
+        value_name = "MS"
+    )]
+    total_degrade_ms: Option<u32>,
     /// A PEM file of extra CA certificates to trust.
     #[arg(long, value_name = "FILE")]
     extra_ca: Option<PathBuf>,
@@ -149,15 +192,6 @@ struct CheckArgs {
     /// Allow probing this private range (probe safety refuses it otherwise).
     #[arg(long, value_name = "CIDR")]
     allow_cidr: Vec<String>,
-    /// --type tcp: the banner the server must send first.
-    #[arg(long)]
-    banner: Option<String>,
-    /// --type dns: A, AAAA, CNAME, MX or TXT.
-    #[arg(long, default_value = "A")]
-    record: String,
-    /// --type dns: a value that must be among the records (repeat for several).
-    #[arg(long)]
-    expect: Vec<String>,
     /// Print one JSON object instead of lines.
     #[arg(long)]
     json: bool,
@@ -165,10 +199,13 @@ struct CheckArgs {
 
 #[derive(Subcommand)]
 enum SitesCmd {
-    /// One line per site: id, state, legacy site_status, open events, since when, name.
+    /// One line per site: id, Jetmon v1 blog_id, state, legacy site_status, open events,
+    /// since when, name.
     List,
-    /// Add sites from a file: CSV lines `url[,interval_s[,keyword]]` (a `url,…` header and
-    /// `#` comments are skipped) or JSON lines `{"url": …, "interval_s": …, "keyword": …}`.
+    /// Add sites from a file: CSV lines `url[,interval_s[,keyword[,blog_id]]]` (a `url,…`
+    /// header and `#` comments are skipped; quote a keyword with commas) or JSON lines
+    /// `{"url": …, "interval_s": …, "keyword": …, "blog_id": …}`. blog_id is the Jetmon v1 id
+    /// (unique: a row naming a taken one is rejected).
     /// One site with one HTTP check per row; interval 10..=86400 s (default 60). Targets must
     /// pass probe safety (open private ranges with prober.allow_cidrs). Bad rows are reported
     /// as FILE:LINE: problem and skipped; good rows are kept. Exit code 1 when any row was
@@ -239,31 +276,51 @@ fn main() -> ExitCode {
 /// Builds the check from the flags (every error names the flag), runs it, prints it.
 fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
     use anyhow::{Context, bail};
-    use jetmon_shared::check::{
-        CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
-    };
+    use jetmon_shared::check::{CheckSpec, CheckType};
     let name = |flag: &str, v: &str, all: &[&str]| -> anyhow::Error {
         anyhow::anyhow!("--{flag} {v:?}: expected one of {}", all.join(", "))
     };
     let check_type = CheckType::from_name(&a.check_type)
         .ok_or_else(|| name("type", &a.check_type, &["http", "tcp", "dns"]))?;
     let mut spec = CheckSpec::new(1, 1, check_type, &a.target);
-    spec.method = HttpMethod::from_name(&a.method.to_ascii_uppercase())
-        .ok_or_else(|| name("method", &a.method, &["GET", "HEAD"]))?;
-    spec.timeout_ms = a.timeout.saturating_mul(1000);
-    spec.keywords = a.keyword.clone();
-    spec.forbidden_keywords = a.forbid.clone();
-    spec.keyword_case_sensitive = a.case_sensitive;
-    spec.check_integrity = !a.no_integrity;
-    spec.min_body_bytes = a.min_body.unwrap_or(0);
-    for range in &a.accept {
+    let mut accepted = Vec::new();
+    for range in &a.accepted_statuses {
         let (lo, hi) = range.split_once('-').unwrap_or((range, range));
         let parse = |s: &str| s.trim().parse::<u16>().ok();
         match (parse(lo), parse(hi)) {
-            (Some(lo), Some(hi)) if lo <= hi => spec.accepted_statuses.push((lo, hi)),
-            _ => bail!("--accept {range:?}: expected a status or a range like 200-299"),
+            (Some(lo), Some(hi)) if lo <= hi => accepted.push([lo, hi]),
+            _ => bail!("--accepted-statuses {range:?}: expected a status or a range like 200-299"),
         }
     }
+    let nonempty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    // The API's own settings and validation: the same names, limits and messages.
+    let input = jetmon_control::api::CheckInput {
+        timeout_ms: a.timeout_ms.or(a.timeout.map(|s| s.saturating_mul(1000))),
+        method: a.method.as_ref().map(|m| m.to_ascii_uppercase()),
+        redirect_policy: a.redirect_policy.clone(),
+        keywords: nonempty(&a.keywords),
+        forbidden_keywords: nonempty(&a.forbidden_keywords),
+        dns_record_type: a.dns_record_type.as_ref().map(|t| t.to_ascii_uppercase()),
+        dns_expected: nonempty(&a.dns_expected),
+        tcp_banner: a.tcp_banner.clone(),
+        accepted_statuses: (!accepted.is_empty()).then_some(accepted),
+        ip_preference: a.ip_preference.clone(),
+        keyword_case_sensitive: a.keyword_case_sensitive.then_some(true),
+        max_redirects: a.max_redirects,
+        body_budget_bytes: a.body_budget_bytes,
+        min_body_bytes: a.min_body_bytes,
+        ttfb_warn_ms: a.ttfb_warn_ms,
+        ttfb_degrade_ms: a.ttfb_degrade_ms,
+        total_warn_ms: a.total_warn_ms,
+        total_degrade_ms: a.total_degrade_ms,
+        ..Default::default()
+    };
+    input.apply(&mut spec).map_err(|e| {
+        // "redirect_policy: …" → "--redirect-policy: …": the flag the user typed.
+        let (field, rest) = e.message.split_once(':').unwrap_or(("", &e.message));
+        anyhow::anyhow!("--{}:{rest}", field.replace('_', "-"))
+    })?;
+    spec.check_integrity = !a.no_integrity;
     for h in &a.header {
         let Some((k, v)) = h.split_once(':') else {
             bail!("--header {h:?}: expected \"Name: value\"");
@@ -271,17 +328,6 @@ fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
         spec.headers
             .push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    spec.redirect_policy = RedirectPolicy::from_name(&a.redirects)
-        .ok_or_else(|| name("redirects", &a.redirects, &["follow", "fail", "alert"]))?;
-    if let Some(m) = a.max_redirects {
-        spec.max_redirects = m;
-    }
-    spec.ip_preference = IpPreference::from_name(&a.ip)
-        .ok_or_else(|| name("ip", &a.ip, &["v4_first", "v6_first", "v4_only", "v6_only"]))?;
-    spec.tcp_banner = a.banner.clone();
-    spec.dns_record_type = DnsRecordType::from_name(&a.record.to_ascii_uppercase())
-        .ok_or_else(|| name("record", &a.record, &["A", "AAAA", "CNAME", "MX", "TXT"]))?;
-    spec.dns_expected = a.expect.clone();
     spec.validate().context("the check")?;
     for r in &a.resolver {
         r.parse::<std::net::SocketAddr>()
@@ -337,24 +383,52 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let mut done = 0;
+        let mut rejected = bad.len();
+        // v1 ids are unique: one named twice in the file, or already taken, rejects the row.
+        let mut seen = std::collections::HashSet::new();
         for chunk in rows.chunks(jetmon_control::import::BATCH_ROWS) {
-            let batch: Vec<(String, jetmon_shared::check::CheckSpec)> = chunk
-                .iter()
-                .map(|r| (r.url.clone(), r.spec.clone()))
+            let ids: Vec<u64> = chunk.iter().filter_map(|r| r.blog_id).collect();
+            let taken: std::collections::HashSet<u64> = store
+                .blog_ids_taken(&ids, None)
+                .await?
+                .into_iter()
                 .collect();
-            done += store.add_sites_with_checks(&batch).await?;
-            bar.set_position(done as u64);
+            let mut batch = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                if let Some(b) = r.blog_id {
+                    let why = if taken.contains(&b) {
+                        Some("already belongs to a site")
+                    } else if !seen.insert(b) {
+                        Some("is named by an earlier row")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
+                        bar.suspend(|| {
+                            eprintln!("{}:{}: blog_id {b} {why}", file.display(), r.line)
+                        });
+                        rejected += 1;
+                        continue;
+                    }
+                }
+                batch.push(jetmon_control::store::NewSite {
+                    name: r.url.clone(),
+                    url: r.url.clone(),
+                    tags: Vec::new(),
+                    checks: vec![r.spec.clone()],
+                    blog_id: r.blog_id,
+                });
+            }
+            done += store.create_sites(&batch).await?.len();
+            bar.set_position((done + rejected - bad.len()) as u64);
         }
         bar.finish_and_clear();
         store.close().await;
-        println!("imported {done} site(s); {} row(s) rejected", bad.len());
-        if bad.is_empty() {
+        println!("imported {done} site(s); {rejected} row(s) rejected");
+        if rejected == 0 {
             Ok(())
         } else {
-            anyhow::bail!(
-                "{} row(s) rejected (listed above); the others were imported",
-                bad.len()
-            )
+            anyhow::bail!("{rejected} row(s) rejected (listed above); the others were imported")
         }
     })
 }
@@ -498,8 +572,8 @@ fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
         return;
     }
     println!(
-        "{:>6}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  name",
-        "id", "state", "status", "events", "since", "checked"
+        "{:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  name",
+        "id", "blog_id", "state", "status", "events", "since", "checked"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -512,8 +586,9 @@ fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
     };
     for s in sites {
         println!(
-            "{:>6}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  {}",
+            "{:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  {}",
             s.id,
+            s.blog_id.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             s.state.name(),
             s.site_status,
             s.active_event_count,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use jetmon_shared::check::CheckSpec;
+
+use crate::engine::Thresholds;
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
     Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, ProbeResult, decode_result,
@@ -29,6 +31,8 @@ pub struct OneOff {
     pub note: Option<String>,
     /// Each redirect followed: the status that redirected and where it led.
     pub redirect_chain: Vec<(u16, String)>,
+    /// The check's response-time thresholds (all 0 = none).
+    pub thresholds: Thresholds,
 }
 
 /// Removes the temporary directory however we leave.
@@ -161,6 +165,12 @@ pub fn probe(
         }
     };
     let timeout = Duration::from_millis(u64::from(spec.timeout_ms));
+    let thresholds = Thresholds {
+        ttfb_warn_ms: spec.ttfb_warn_ms,
+        ttfb_degrade_ms: spec.ttfb_degrade_ms,
+        total_warn_ms: spec.total_warn_ms,
+        total_degrade_ms: spec.total_degrade_ms,
+    };
     let mut spec = spec;
     spec.check_id = 1;
     spec.site_id = 1;
@@ -205,6 +215,7 @@ pub fn probe(
                         .iter()
                         .map(|h| (h.status, h.url.to_owned()))
                         .collect(),
+                    thresholds,
                 });
             }
         }
@@ -259,6 +270,21 @@ fn tls_version(v: u16) -> &'static str {
     }
 }
 
+/// What this one probe's timings say against the check's thresholds: `None` without
+/// thresholds or on a failure, else "ok", "warning" or "degraded". The engine opens a
+/// `performance` event on the median of the last 3 successes; one probe is a hint.
+pub fn performance(r: &OneOff) -> Option<&'static str> {
+    if r.thresholds.is_off() || r.result.outcome != Outcome::Ok {
+        return None;
+    }
+    let p = &r.result.phases;
+    Some(match r.thresholds.level(p.ttfb_us, p.total_us) {
+        2 => "degraded",
+        1 => "warning",
+        _ => "ok",
+    })
+}
+
 /// Human-readable lines.
 pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
     let target = &jetmon_shared::check::redact_userinfo(target);
@@ -287,6 +313,20 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
         ms(p.ttfb_us),
         ms(p.total_us)
     ));
+    if let Some(level) = performance(r) {
+        let t = &r.thresholds;
+        let limit = |warn: u32, degrade: u32| match (warn, degrade) {
+            (0, 0) => "-".to_owned(),
+            (w, 0) => format!("warn > {w} ms"),
+            (0, d) => format!("degrade > {d} ms"),
+            (w, d) => format!("warn > {w} ms, degrade > {d} ms"),
+        };
+        out.push_str(&format!(
+            "  perf      {level} (ttfb {}; total {}; the engine judges the median of 3)\n",
+            limit(t.ttfb_warn_ms, t.ttfb_degrade_ms),
+            limit(t.total_warn_ms, t.total_degrade_ms)
+        ));
+    }
     out.push_str(&format!("  read      {} bytes\n", r.result.bytes_read));
     if r.result.redirect_count > 0 {
         out.push_str(&format!(
@@ -327,6 +367,7 @@ pub fn json(target: &str, r: &OneOff) -> String {
         },
         "detail": r.result.detail,
         "note": r.note,
+        "performance": performance(r),
         "redirect_chain": r.redirect_chain.iter()
             .map(|(status, url)| serde_json::json!({"status": status, "url": url}))
             .collect::<Vec<_>>(),

@@ -526,6 +526,7 @@ pub fn up(
                         cert_not_after_s: 0,
                         ttfb_us: 0,
                         total_us: 0,
+                        flags: 0,
                     }),
                     now_us,
                     &mut commands,
@@ -1052,7 +1053,7 @@ fn read_results(
                         if frame.result.request_id != 0 {
                             triggers.result(&frame);
                         }
-                        ingest.result(i as u16, &frame.result, now_us, commands);
+                        ingest.frame(i as u16, &frame.result, &frame.extras, now_us, commands);
                     }
                     Err(_) => s.rejected += 1,
                 },

@@ -1040,6 +1040,104 @@ fn every_route(database_url: &str, prefix: &str) {
         (r.body["created"].as_u64(), r.body["failed"].as_u64()),
         (Some(1), Some(3))
     );
+    // Legacy ids (Jetmon v1 blog_id): set on create, bulk (create and update) and patch,
+    // returned, filtered on, unique.
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": format!("http://{demo}/up?v1=1"), "blog_id": 4_100_001u64})),
+    );
+    assert_eq!(
+        (r.status, &r.body["site"]["blog_id"]),
+        (201, &json!(4_100_001u64)),
+        "{}",
+        r.body
+    );
+    let v1 = id_of(&r.body["site"]);
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": format!("http://{demo}/up?v1=2"), "blog_id": 4_100_001u64})),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("blog_id_taken")),
+        "{}",
+        r.body
+    );
+    for bad in [
+        json!(0),
+        json!(-3),
+        json!("7"),
+        json!(9_223_372_036_854_775_808u64),
+    ] {
+        let r = api.call(
+            "POST",
+            "/api/v1/sites",
+            &write,
+            Some(json!({"url": format!("http://{demo}/up?v1=3"), "blog_id": bad})),
+        );
+        assert_eq!(r.status, 400, "blog_id {bad}: {}", r.body);
+    }
+    let r = api.call(
+        "POST",
+        "/api/v1/sites/bulk",
+        &write,
+        Some(json!({"sites": [
+            {"url": format!("http://{demo}/up?v1=4"), "blog_id": 4_100_002u64},
+            {"url": format!("http://{demo}/up?v1=5"), "blog_id": 4_100_002u64},
+            {"url": format!("http://{demo}/up?v1=6"), "blog_id": 4_100_001u64},
+            {"id": flappy, "blog_id": 4_100_003u64},
+        ]})),
+    );
+    let statuses: Vec<u64> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![201, 409, 409, 200], "{}", r.body);
+    let r = api.call(
+        "PATCH",
+        &format!("/api/v1/sites/{v1}"),
+        &write,
+        Some(json!({"blog_id": 4_100_003u64})),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let r = api.call(
+        "PATCH",
+        &format!("/api/v1/sites/{v1}"),
+        &write,
+        Some(json!({"blog_id": 4_100_004u64})),
+    );
+    assert_eq!(
+        (r.status, &r.body["blog_id"]),
+        (200, &json!(4_100_004u64)),
+        "{}",
+        r.body
+    );
+    let r = api.call(
+        "GET",
+        "/api/v1/sites?blog_id__in=4100004,4100003,4100999&limit=200",
+        &read,
+        None,
+    );
+    api.conform("GET", "/api/v1/sites", &r);
+    let mut found: Vec<u64> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["blog_id"].as_u64().unwrap())
+        .collect();
+    found.sort_unstable();
+    assert_eq!(found, vec![4_100_003, 4_100_004], "{}", r.body);
+    assert_eq!(
+        api.call("GET", "/api/v1/sites?blog_id__in=x", &read, None)
+            .status,
+        400
+    );
     let many: Vec<Value> = (0..1001)
         .map(|i| json!({"url": format!("http://{demo}/up?n={i}")}))
         .collect();
@@ -1893,4 +1991,125 @@ fn response_time_thresholds_open_performance_events_through_jetmon_up() {
         "{}",
         sla.body
     );
+}
+
+/// states-and-events.md: redirect policy `alert` on a chain that ends on another host opens
+/// an `advisory` Warning (not Up, never downtime); the chain (each hop's status and URL) is
+/// kept with the result and shown by trigger-now and the results route; policy `follow`
+/// closes it.
+#[test]
+fn a_redirect_alert_is_an_advisory_warning_with_its_chain() {
+    let _one = DEMO.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start(
+        &format!("sqlite:{}", dir.path().join("advisory.db").display()),
+        "apiadv",
+    );
+    let write = api.key("write");
+    // A site on 127.0.0.2 that moved to the demo site on 127.0.0.1: another host.
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let moved = format!(
+        "http://127.0.0.2:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let to = format!("http://{}/up", api.demo);
+    let location = to.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        listener.set_nonblocking(true).unwrap();
+        while started.elapsed() < Duration::from_secs(240) {
+            let Ok((mut c, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = c.set_nonblocking(false);
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &write,
+        Some(json!({"url": moved, "interval_s": 10})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let site = id_of(&r.body["site"]);
+    let check = id_of(&r.body["checks"][0]);
+    let policy = |api: &mut Api, p: &str| {
+        let r = api.call(
+            "PATCH",
+            &format!("/api/v1/sites/{site}/checks/{check}"),
+            &write,
+            Some(json!({"redirect_policy": p})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    policy(&mut api, "alert");
+    let limit = Duration::from_secs(90);
+    eventually("an advisory Warning", limit, || {
+        latest_event(&mut api, &write, site, "advisory")
+            .is_some_and(|e| e["state"] == "warning" && e["active"] == true)
+    });
+    let s = api.call("GET", &format!("/api/v1/sites/{site}"), &write, None);
+    assert_eq!(s.body["state"], "warning", "{}", s.body);
+    // The results route keeps the advisory result with its chain.
+    let path = format!("/api/v1/sites/{site}/checks/{check}/results");
+    let r = api.call("GET", &path, &write, None);
+    api.conform("GET", &path, &r);
+    let kept = &r.body["data"][0];
+    assert_eq!(
+        (kept["outcome"].as_str(), kept["advisory"].as_str()),
+        (Some("ok"), Some("redirect_alert")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        kept["redirect_chain"],
+        json!([{"status": 302, "url": to}]),
+        "{}",
+        r.body
+    );
+    // Trigger-now shows the chain of the probe it ran.
+    let path = format!("/api/v1/sites/{site}/trigger-now");
+    let r = api.call("POST", &path, &write, None);
+    api.conform("POST", &path, &r);
+    let res = &r.body["results"][0];
+    assert_eq!(
+        res["redirect_chain"],
+        json!([{"status": 302, "url": to}]),
+        "{}",
+        r.body
+    );
+    assert_eq!(res["final_url"], json!(to), "{}", r.body);
+    // SLA: an advisory is warning time, never downtime, never an incident.
+    let sla = api.call(
+        "GET",
+        &format!("/api/v1/sites/{site}/sla?window=24h"),
+        &write,
+        None,
+    );
+    assert_eq!(
+        sla.body["downtime_seconds"].as_f64(),
+        Some(0.0),
+        "{}",
+        sla.body
+    );
+    assert_eq!(sla.body["incidents"], 0, "{}", sla.body);
+    // Policy follow: the next result carries no advisory and closes it.
+    policy(&mut api, "follow");
+    eventually("the advisory closed", limit, || {
+        latest_event(&mut api, &write, site, "advisory").is_some_and(|e| {
+            e["active"] == false && e["resolution_reason"].as_str() == Some("probe_cleared")
+        })
+    });
 }

@@ -141,10 +141,156 @@ fn one_off_checks_print_phases_outcomes_and_certificates() {
         "{out}{err}"
     );
 
-    // A bad flag: one line naming it, exit 2.
+    // A bad flag: one line naming it (the API's field, as a flag), exit 2.
     let (code, _, err) = jetmon(&["http://example.test/", "--redirects", "sometimes"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("--redirects \"sometimes\""), "{err}");
+    assert!(
+        err.contains("--redirect-policy") && err.contains("sometimes"),
+        "{err}"
+    );
+}
+
+/// docs/api.md's check settings are `jetmon check` flags of the same names (`-` or `_`), with
+/// the API's validation, and each acts on the probe.
+#[test]
+fn every_api_check_setting_is_a_flag_that_acts() {
+    let (ca, resolver) = fleet();
+    let ca = ca.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--resolver",
+            &resolver,
+            "--extra-ca",
+            &ca,
+            "--allow-cidr",
+            "127.0.0.0/8",
+            "--json",
+        ];
+        args.extend(extra);
+        let (code, out, err) = jetmon(&args);
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .unwrap_or_else(|_| serde_json::Value::String(format!("{out}{err}")));
+        (code, v, err)
+    };
+    let site = "http://site-6.fleet.test:18080/";
+    // Accepts and never answers: only the timeout ends a probe of it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let _hold = std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(2).collect();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[site, "--keywords", "no such words anywhere"],
+            "keyword_missing",
+        ),
+        (
+            &[site, "--forbidden-keywords", "fleet"],
+            "keyword_forbidden_present",
+        ),
+        (&[site, "--accepted-statuses", "201-299"], "http_status"),
+        (&[site, "--accepted_statuses", "200"], "ok"),
+        (&[site, "--keywords", "is up"], "ok"),
+        (&[site, "--method", "HEAD"], "ok"),
+        (&[site, "--min-body-bytes", "5000"], "body_empty"),
+        (
+            &[site, "--body-budget-bytes", "16", "--keywords", "is up"],
+            "keyword_missing",
+        ),
+        (
+            &[
+                "http://site-6.fleet.test:18080/r/1",
+                "--redirect-policy",
+                "fail",
+            ],
+            "redirect_policy",
+        ),
+        (
+            &["http://site-6.fleet.test:18080/r/1", "--max_redirects", "2"],
+            "redirect_loop_or_limit",
+        ),
+        (&[site, "--ip-preference", "v6_only"], "dns_no_records"),
+        (
+            &[site, "--keywords", "IS UP", "--keyword-case-sensitive"],
+            "keyword_missing",
+        ),
+        (&[&silent, "--timeout-ms", "300"], "timeout_ttfb"),
+        (
+            &[
+                "site-6.fleet.test",
+                "--type",
+                "dns",
+                "--dns-record-type",
+                "A",
+                "--dns-expected",
+                "192.0.2.1",
+            ],
+            "keyword_missing",
+        ),
+        (
+            &[
+                "site-6.fleet.test:18080",
+                "--type",
+                "tcp",
+                "--tcp-banner",
+                "SSH-",
+            ],
+            "",
+        ),
+    ];
+    for (args, outcome) in cases {
+        let (_, v, err) = run(args);
+        let got = v["outcome"].as_str().unwrap_or_default();
+        if outcome.is_empty() {
+            assert!(got != "ok" && !got.is_empty(), "{args:?}: {v}{err}");
+        } else {
+            assert_eq!(got, *outcome, "{args:?}: {v}{err}");
+        }
+    }
+    // Response-time thresholds: one probe's verdict (the engine judges the median of 3),
+    // against a server that waits 100 ms before it answers.
+    let slow_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = format!(
+        "http://127.0.0.1:{}/",
+        slow_listener.local_addr().unwrap().port()
+    );
+    let _serve = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut c in slow_listener.incoming().take(3).flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let (_, v, _) = run(&[&slow, "--ttfb-warn-ms", "20", "--total-degrade-ms", "50"]);
+    assert_eq!(v["performance"], "degraded", "{v}");
+    let (_, v, _) = run(&[&slow, "--ttfb_warn_ms", "20"]);
+    assert_eq!(v["performance"], "warning", "{v}");
+    let (_, v, _) = run(&[&slow, "--total-warn-ms", "60000"]);
+    assert_eq!(v["performance"], "ok", "{v}");
+    let (_, v, _) = run(&[site]);
+    assert!(v["performance"].is_null(), "{v}");
+    // The API's limits, named as flags.
+    for (args, names) in [
+        (
+            &[site, "--body-budget-bytes", "2000000"][..],
+            "--body-budget-bytes",
+        ),
+        (&[site, "--max-redirects", "11"][..], "--max-redirects"),
+        (&[site, "--ip-preference", "v5"][..], "--ip-preference"),
+        (&[site, "--timeout-ms", "0"][..], "--timeout-ms"),
+    ] {
+        let (code, v, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {v}");
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
 }
 
 /// `jetmon check` stops what it started: Ctrl-C (SIGINT) while a probe hangs ends it at once

@@ -183,7 +183,12 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
 
     // Sites imported while jetmon up runs are picked up (within 5 s) and probed.
     let csv = dir.path().join("more.csv");
-    std::fs::write(&csv, "http://127.0.0.1:18090/up?imported=1,10\nnot a url\n").unwrap();
+    std::fs::write(
+        &csv,
+        "http://127.0.0.1:18090/up?imported=1,10,,501\nnot a url\n\
+         http://127.0.0.1:18090/up?imported=2,10,,501\n",
+    )
+    .unwrap();
     let import = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
@@ -198,7 +203,13 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         "a rejected row: exit 1\n{err}"
     );
     assert!(err.contains("more.csv:2:"), "{err}");
-    assert!(String::from_utf8_lossy(&import.stdout).contains("imported 1 site(s)"));
+    assert!(
+        err.contains("more.csv:3: blog_id 501 is named by an earlier row"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&import.stdout).contains("imported 1 site(s); 2 row(s) rejected")
+    );
     expect("check set changed: 1 check(s)", Duration::from_secs(15));
 
     // kill -9 the prober: Unknown (prober_restart), never Down, and a new prober.
@@ -253,6 +264,12 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
         text.contains("demo: broken") && text.contains("down"),
+        "{text}"
+    );
+    // The imported site: its v1 id beside its id, named by its URL.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("  501  ") && l.ends_with("http://127.0.0.1:18090/up?imported=1")),
         "{text}"
     );
 

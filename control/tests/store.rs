@@ -60,6 +60,7 @@ fn result(check_id: u64, outcome: Outcome, at: u64, origin: ProbeOrigin) -> Inpu
         cert_not_after_s: 0,
         ttfb_us: 0,
         total_us: 0,
+        flags: 0,
     })
 }
 
@@ -166,6 +167,13 @@ async fn suite(db: Db) {
             http_status: 500,
             total_us: 1234,
             vantage_id: 0,
+            flags: 0,
+            note: (k == 0).then(|| "a note".to_owned()),
+            redirect_chain: if k == 0 {
+                vec![(301, "https://b.test/".to_owned())]
+            } else {
+                Vec::new()
+            },
         });
     }
     store.apply(&with_failures).await.unwrap();
@@ -173,6 +181,13 @@ async fn suite(db: Db) {
     let kept = store.recent_failures(check, 10).await.unwrap();
     assert_eq!(kept.len(), 3);
     assert_eq!((kept[0].at_us, kept[0].http_status), (T0 + 2 * S, 500));
+    // Their words come back: the note and the chain of the oldest, none on the others.
+    assert_eq!(kept[2].note.as_deref(), Some("a note"));
+    assert_eq!(
+        kept[2].redirect_chain,
+        vec![(301, "https://b.test/".to_owned())]
+    );
+    assert!(kept[0].note.is_none() && kept[0].redirect_chain.is_empty());
     assert_eq!(store.prune_failures(T0 + 8 * 86_400 * S).await.unwrap(), 3);
 
     // At most one open event per identity, enforced by the database itself.

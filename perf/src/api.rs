@@ -138,6 +138,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
                     url: url.clone(),
                     tags: vec!["bench".into()],
                     checks: vec![CheckSpec::new(1, 1, CheckType::Http, &url)],
+                    blog_id: Some((made + k + 1) as u64),
                 }
             })
             .collect();

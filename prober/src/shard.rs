@@ -20,9 +20,9 @@ use hickory_proto::rr::RecordType;
 use jetmon_shared::check::{CheckType, DnsRecordType, IpPreference, ProbeOrigin, RedirectPolicy};
 use jetmon_shared::config::ProberConfig;
 use jetmon_shared::frames::{
-    Command, FLAG_LATE, FLAG_REDIRECT_DOWNGRADE, FLAG_REDIRECT_HOST_CHANGED, FrameEncoder,
-    KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ProbeResult, RedirectHop, ResultExtras,
-    ShardStats, decode_command,
+    Command, FLAG_LATE, FLAG_REDIRECT_ALERT, FLAG_REDIRECT_DOWNGRADE, FLAG_REDIRECT_HOST_CHANGED,
+    FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, KIND_SHARD_STATS, ProbeResult, RedirectHop,
+    ResultExtras, ShardStats, decode_command,
 };
 use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError};
@@ -1113,6 +1113,19 @@ impl Shard {
             };
             report = probe::http(&target, addr, settings, user_agent, deadline, bufs, tls).await;
             if !report.redirect {
+                // Policy `alert`: a completed chain that ends elsewhere or on plain http.
+                let downgraded = original
+                    .get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+                    && current
+                        .get(..7)
+                        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+                let mut flags = flags;
+                if settings.redirect_policy == RedirectPolicy::Alert
+                    && (downgraded || flags & FLAG_REDIRECT_HOST_CHANGED != 0)
+                {
+                    flags |= FLAG_REDIRECT_ALERT;
+                }
                 return finish(report, hops, flags);
             }
         }

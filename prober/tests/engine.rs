@@ -786,11 +786,22 @@ fn redirects_follow_policy_and_every_hop_passes_safety() {
     let mut alert = check(542, &site("/r/elsewhere"), 1_000, 5_000);
     alert.redirect_policy = RedirectPolicy::Alert;
     p.upsert(alert);
+    let mut alert_down = check(
+        544,
+        &format!("https://site-53.fleet.test:{tls}/r/downgrade"),
+        1_000,
+        5_000,
+    );
+    alert_down.redirect_policy = RedirectPolicy::Alert;
+    p.upsert(alert_down);
+    let mut alert_same = check(545, &site("/r/1"), 1_000, 5_000);
+    alert_same.redirect_policy = RedirectPolicy::Alert;
+    p.upsert(alert_same);
     // nginx gzips /gz (chunked): the keyword is found in the decoded page.
     let mut gz = check(543, &site("/gz"), 1_000, 5_000);
     gz.keywords = vec!["powered by wordpress".into()];
     p.upsert(gz);
-    let results = p.collect(Duration::from_secs(15), |r| first_by_check(r).len() == 13);
+    let results = p.collect(Duration::from_secs(15), |r| first_by_check(r).len() == 15);
     let first = first_by_check(&results);
     assert_eq!(get(&first, 543), (Outcome::Ok, 0), "gzip from real nginx");
     let chain = first[&531];
@@ -868,6 +879,22 @@ fn redirects_follow_policy_and_every_hop_passes_safety() {
     let alerted = first[&542];
     assert_eq!((alerted.outcome, alerted.redirect_count), (Outcome::Ok, 1));
     assert_ne!(alerted.flags & FLAG_REDIRECT_HOST_CHANGED, 0);
+    // Policy alert on a chain that ended elsewhere: the advisory flag; policy follow: not.
+    assert_ne!(
+        alerted.flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT,
+        0
+    );
+    assert_eq!(moved.flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT, 0);
+    assert_ne!(
+        first[&544].flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT,
+        0,
+        "https -> http under policy alert"
+    );
+    assert_eq!(
+        first[&545].flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT,
+        0,
+        "a chain on the same host and scheme is no advisory"
+    );
 }
 
 #[test]

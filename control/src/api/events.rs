@@ -394,7 +394,8 @@ async fn close(
     ))
 }
 
-/// A recent failed result (raw results are kept for failures, 7 days).
+/// A recent kept result: failures and advisories are kept raw for 7 days, with their words
+/// and redirect chain.
 #[derive(Serialize, ToSchema)]
 pub struct CheckResult {
     pub check_id: u64,
@@ -409,6 +410,11 @@ pub struct CheckResult {
     pub http_status: Option<u16>,
     pub total_ms: f64,
     pub vantage_id: u32,
+    /// Why a passing result was kept: `tls_deprecated` or `redirect_alert` (an `advisory`
+    /// event); null for failures.
+    pub advisory: Option<String>,
+    /// Each redirect the probe followed (status that redirected, where it led), in order.
+    pub redirect_chain: Vec<super::trigger::RedirectHop>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -425,8 +431,8 @@ pub struct ResultsQuery {
     limit: Option<String>,
 }
 
-/// A check's recent failed results, newest first (healthy results are kept only as hourly
-/// statistics).
+/// A check's recent failed and advisory results, newest first, with each one's redirect chain
+/// (healthy results are kept only as hourly statistics).
 #[utoipa::path(get, path = "/api/v1/sites/{id}/checks/{cid}/results", tag = "checks",
     security(("bearer" = [])), params(("id" = u64, Path), ("cid" = u64, Path), ResultsQuery),
     responses((status = 200, body = ResultList), (status = "4XX", body = ErrorBody)))]
@@ -455,8 +461,25 @@ async fn results(
                     .map_or_else(|| format!("code_{}", f.outcome), |o| o.name().to_owned()),
                 outcome_code: f.outcome,
                 detail: f.detail,
-                detail_text: Outcome::from_code(f.outcome)
-                    .and_then(|o| jetmon_shared::outcome::detail_text(o, f.detail)),
+                detail_text: f.note.clone().or_else(|| {
+                    Outcome::from_code(f.outcome)
+                        .and_then(|o| jetmon_shared::outcome::detail_text(o, f.detail))
+                }),
+                advisory: if f.outcome == Outcome::TlsDeprecated.code() {
+                    Some("tls_deprecated".to_owned())
+                } else if f.flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT != 0 {
+                    Some("redirect_alert".to_owned())
+                } else {
+                    None
+                },
+                redirect_chain: f
+                    .redirect_chain
+                    .iter()
+                    .map(|(status, url)| super::trigger::RedirectHop {
+                        status: *status,
+                        url: url.clone(),
+                    })
+                    .collect(),
                 http_status: (f.http_status != 0).then_some(f.http_status),
                 total_ms: f64::from(f.total_us) / 1000.0,
                 vantage_id: f.vantage_id,

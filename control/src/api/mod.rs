@@ -40,6 +40,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use error::ApiError;
+pub use sites::CheckInput;
 pub use time::{parse_rfc3339, rfc3339};
 
 use crate::keys::Scope;

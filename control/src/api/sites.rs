@@ -15,7 +15,7 @@ use super::{
 use crate::engine::Window;
 use crate::import::{MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem};
 use crate::keys::Scope;
-use crate::store::{CheckRow, EndpointRow, NewSite, SiteFilter, SiteRow, WindowRow};
+use crate::store::{CheckRow, EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow, WindowRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites", web::get().to(list))
@@ -79,6 +79,8 @@ pub struct Site {
     pub last_checked_at: Option<String>,
     pub ssl_expiry_at: Option<String>,
     pub created_at: String,
+    /// The Jetmon v1 id, when set (unique among sites).
+    pub blog_id: Option<u64>,
 }
 
 impl From<SiteRow> for Site {
@@ -100,6 +102,7 @@ impl From<SiteRow> for Site {
                 .and_then(|t| u64::try_from(t).ok())
                 .map(|t| rfc3339(t * 1_000_000)),
             created_at: rfc3339(s.created_us),
+            blog_id: s.blog_id,
         }
     }
 }
@@ -132,6 +135,10 @@ pub struct SiteQuery {
     /// Substring of the URL or name.
     q: Option<String>,
     tag: Option<String>,
+    /// Comma-separated Jetmon v1 ids.
+    #[serde(rename = "blog_id__in")]
+    #[param(rename = "blog_id__in")]
+    blog_id_in: Option<String>,
 }
 
 fn parse_state(s: &str) -> Option<SiteState> {
@@ -164,6 +171,9 @@ async fn list(
         q: q.q,
         tag: q.tag,
         id_in: Vec::new(),
+        blog_id_in: list_of("blog_id__in", q.blog_id_in.as_deref(), |v| {
+            v.parse::<u64>().ok().filter(|b| valid_blog_id(*b))
+        })?,
     };
     let rows = state
         .store
@@ -215,6 +225,9 @@ pub struct NewSiteBody {
     pub timeout_ms: Option<u32>,
     /// Words the page must contain.
     pub keywords: Option<Vec<String>>,
+    /// The Jetmon v1 id (1 to 2^63-1, unique among sites), so a v1 consumer can map its sites.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub blog_id: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -231,6 +244,40 @@ fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+fn valid_blog_id(b: u64) -> bool {
+    (1..=i64::MAX as u64).contains(&b)
+}
+
+fn check_blog_id(b: Option<u64>) -> Result<(), ApiError> {
+    match b {
+        Some(b) if !valid_blog_id(b) => Err(ApiError::bad_request(
+            "invalid_body",
+            format!("blog_id: {b} is not 1 to {}", i64::MAX),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// 409 when a v1 id already belongs to another site.
+async fn blog_id_free(state: &State, b: Option<u64>, except: Option<u64>) -> Result<(), ApiError> {
+    let Some(b) = b else {
+        return Ok(());
+    };
+    let taken = state
+        .store
+        .blog_ids_taken(&[b], except)
+        .await
+        .map_err(ApiError::from_store)?;
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "blog_id_taken",
+            format!("blog_id {b} already belongs to another site"),
+        ))
+    }
 }
 
 fn check_tags(tags: &[String]) -> Result<(), ApiError> {
@@ -265,10 +312,7 @@ pub(crate) fn check_target(state: &State, t: CheckType, target: &str) -> Result<
         }
         TargetProblem::Unsafe(why) => ApiError::unprocessable(
             "unsafe_target",
-            format!(
-                "target {target:?} is not a public address ({why:?}); operators can allow it \
-                 with prober.allow_cidrs"
-            ),
+            jetmon_shared::outcome::blocked_note(why, None, &format!("target {target:?}")),
         ),
     })
 }
@@ -287,11 +331,13 @@ fn site_spec(state: &State, b: &NewSiteBody) -> Result<NewSite, ApiError> {
     check_name("name", &name, MAX_NAME)?;
     let tags = b.tags.clone().unwrap_or_default();
     check_tags(&tags)?;
+    check_blog_id(b.blog_id)?;
     Ok(NewSite {
         name,
         url: b.url.clone(),
         tags,
         checks: vec![spec],
+        blog_id: b.blog_id,
     })
 }
 
@@ -307,6 +353,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
     let new = site_spec(&state, &body)?;
+    blog_id_free(&state, new.blog_id, None).await?;
     let id = state
         .store
         .create_site(&new)
@@ -328,9 +375,12 @@ pub struct PatchSiteBody {
     pub tags: Option<Vec<String>>,
     /// false takes the site out of monitoring (like DELETE); true brings it back.
     pub active: Option<bool>,
+    /// The Jetmon v1 id (1 to 2^63-1, unique among sites).
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub blog_id: Option<u64>,
 }
 
-/// Changes a site's name, tags or active flag.
+/// Changes a site's name, tags, active flag or v1 id.
 #[utoipa::path(patch, path = "/api/v1/sites/{id}", tag = "sites", security(("bearer" = [])),
     params(("id" = u64, Path)), request_body = PatchSiteBody,
     responses((status = 200, body = Site), (status = "4XX", body = ErrorBody)))]
@@ -347,9 +397,20 @@ async fn patch(
     if let Some(t) = &body.tags {
         check_tags(t)?;
     }
+    check_blog_id(body.blog_id)?;
+    site_or_404(&state, *id).await?;
+    blog_id_free(&state, body.blog_id, Some(*id)).await?;
     let found = state
         .store
-        .update_site(*id, body.name.as_deref(), body.tags.as_deref(), body.active)
+        .update_site(
+            *id,
+            &SiteChange {
+                name: body.name.as_deref(),
+                tags: body.tags.as_deref(),
+                active: body.active,
+                blog_id: body.blog_id,
+            },
+        )
         .await
         .map_err(ApiError::from_store)?;
     if !found {
@@ -374,7 +435,13 @@ async fn delete(
     caller.require(Scope::Write)?;
     let found = state
         .store
-        .update_site(*id, None, None, Some(false))
+        .update_site(
+            *id,
+            &SiteChange {
+                active: Some(false),
+                ..SiteChange::default()
+            },
+        )
         .await
         .map_err(ApiError::from_store)?;
     if !found {
@@ -450,6 +517,9 @@ pub struct BulkItem {
     pub interval_s: Option<u32>,
     pub timeout_ms: Option<u32>,
     pub keywords: Option<Vec<String>>,
+    /// The Jetmon v1 id (1 to 2^63-1, unique among sites), on creates and updates.
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    pub blog_id: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -511,6 +581,15 @@ async fn bulk(
             message: e.message,
         }),
     };
+    // v1 ids named by this request: two items may not claim the same one.
+    let mut claimed = std::collections::HashSet::new();
+    let claim = |claimed: &mut std::collections::HashSet<u64>, b: Option<u64>| match b {
+        Some(b) if !claimed.insert(b) => Err(ApiError::conflict(
+            "blog_id_taken",
+            format!("blog_id {b} is named by an earlier item of this request"),
+        )),
+        _ => Ok(()),
+    };
     for (index, item) in items.into_iter().enumerate() {
         match item.id {
             Some(id) => {
@@ -523,8 +602,8 @@ async fn bulk(
                         index,
                         ApiError::bad_request(
                             "invalid_body",
-                            "an update (with id) changes name, tags and active; change checks \
-                             through /sites/{id}/checks",
+                            "an update (with id) changes name, tags, active and blog_id; \
+                             change checks through /sites/{id}/checks",
                         ),
                     ));
                     continue;
@@ -533,14 +612,28 @@ async fn bulk(
                     .name
                     .as_deref()
                     .map_or(Ok(()), |n| check_name("name", n, MAX_NAME))
-                    .and_then(|()| item.tags.as_deref().map_or(Ok(()), check_tags));
+                    .and_then(|()| item.tags.as_deref().map_or(Ok(()), check_tags))
+                    .and_then(|()| check_blog_id(item.blog_id))
+                    .and_then(|()| claim(&mut claimed, item.blog_id));
                 if let Err(e) = checked {
+                    results.push(fail(index, e));
+                    continue;
+                }
+                if let Err(e) = blog_id_free(&state, item.blog_id, Some(id)).await {
                     results.push(fail(index, e));
                     continue;
                 }
                 let found = state
                     .store
-                    .update_site(id, item.name.as_deref(), item.tags.as_deref(), item.active)
+                    .update_site(
+                        id,
+                        &SiteChange {
+                            name: item.name.as_deref(),
+                            tags: item.tags.as_deref(),
+                            active: item.active,
+                            blog_id: item.blog_id,
+                        },
+                    )
                     .await
                     .map_err(ApiError::from_store)?;
                 results.push(if found {
@@ -576,8 +669,16 @@ async fn bulk(
                     interval_s: item.interval_s,
                     timeout_ms: item.timeout_ms,
                     keywords: item.keywords,
+                    blog_id: item.blog_id,
                 };
-                match site_spec(&state, &b) {
+                let checked = match site_spec(&state, &b) {
+                    Ok(s) => match claim(&mut claimed, s.blog_id) {
+                        Ok(()) => blog_id_free(&state, s.blog_id, None).await.map(|()| s),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                match checked {
                     Ok(s) => {
                         creates.push((index, s));
                         results.push(BulkResult {
@@ -935,8 +1036,9 @@ fn named<T>(
 }
 
 impl CheckInput {
-    /// Applies the settings given onto `spec`, checking each against checks.md's limits.
-    fn apply(&self, spec: &mut CheckSpec) -> Result<(), ApiError> {
+    /// Applies the settings given onto `spec`, checking each against checks.md's limits: one
+    /// path for the API and `jetmon check`; the error names the field.
+    pub fn apply(&self, spec: &mut CheckSpec) -> Result<(), ApiError> {
         let bad = |m: String| ApiError::bad_request("invalid_body", m);
         if let Some(s) = self.interval_s {
             if !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&s) {

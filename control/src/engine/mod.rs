@@ -122,7 +122,7 @@ impl Thresholds {
     }
 
     /// 0 under every threshold, 1 over a warn threshold, 2 over a degrade threshold.
-    fn level(&self, ttfb_us: u32, total_us: u32) -> u8 {
+    pub fn level(&self, ttfb_us: u32, total_us: u32) -> u8 {
         let over = |v_us: u32, ms: u32| ms > 0 && u64::from(v_us) > u64::from(ms) * 1000;
         if over(ttfb_us, self.ttfb_degrade_ms) || over(total_us, self.total_degrade_ms) {
             2
@@ -150,6 +150,8 @@ pub struct ResultIn {
     /// Time to first byte and total time (µs), for `performance` events.
     pub ttfb_us: u32,
     pub total_us: u32,
+    /// The result's flags (`FLAG_REDIRECT_ALERT` opens an `advisory` event).
+    pub flags: u8,
 }
 
 /// A veriflier round's outcome for a Seems Down event.
@@ -821,6 +823,7 @@ impl Engine {
                     out,
                 );
                 performance(entry, &r, in_maintenance, now_us, &mut take_id, out);
+                advisory(entry, &r, in_maintenance, now_us, &mut take_id, out);
             }
             OutcomeClass::SiteFailure => {
                 close(
@@ -1121,6 +1124,63 @@ fn open_since(entry: Option<&CheckEntry>) -> u64 {
         .map(|e| e.started_at_us)
         .max()
         .unwrap_or(0)
+}
+
+/// Why a passing result is still worth a warning (states-and-events.md), as the advisory
+/// event's `detail` code: 1 TLS 1.0/1.1 negotiated (`tls_deprecated`), 2 the redirect chain
+/// ended on another host or on plain http under redirect policy `alert`.
+pub mod advisory_reason {
+    pub const TLS_DEPRECATED: i64 = 1;
+    pub const REDIRECT_ALERT: i64 = 2;
+}
+
+/// `advisory` events: Warning while passing results carry an advisory, closed
+/// (`probe_cleared`) by the first passing result without one. Never downtime; nothing opens
+/// inside a maintenance window.
+fn advisory(
+    entry: &mut CheckEntry,
+    r: &ResultIn,
+    in_maintenance: bool,
+    now_us: u64,
+    take_id: &mut impl FnMut() -> u64,
+    out: &mut Vec<Effect>,
+) {
+    let reason = if r.outcome == Outcome::TlsDeprecated {
+        Some(advisory_reason::TLS_DEPRECATED)
+    } else if r.flags & jetmon_shared::frames::FLAG_REDIRECT_ALERT != 0 {
+        Some(advisory_reason::REDIRECT_ALERT)
+    } else {
+        None
+    };
+    let open_now = entry.open.contains_key(&EventKind::Advisory);
+    match reason {
+        None if open_now => close_with(
+            entry,
+            EventKind::Advisory,
+            Reason::ProbeCleared,
+            Source::Local,
+            now_us,
+            vec![("outcome", i64::from(r.outcome.code()))],
+            out,
+        ),
+        Some(reason) if !open_now && !in_maintenance => {
+            let id = take_id();
+            open(
+                entry,
+                id,
+                EventKind::Advisory,
+                State::Warning,
+                Severity::WARNING,
+                r.at_us,
+                now_us,
+                Source::Local,
+                Reason::Opened,
+                vec![("reason", reason), ("outcome", i64::from(r.outcome.code()))],
+                out,
+            );
+        }
+        _ => {}
+    }
 }
 
 /// Site-rollup order: Down > Seems Down > Degraded > Warning > Maintenance > Unknown > Paused > Up.

@@ -28,6 +28,7 @@ fn result(check_id: u64, outcome: Outcome, at_us: u64, origin: ProbeOrigin) -> I
         cert_not_after_s: 0,
         ttfb_us: 0,
         total_us: 0,
+        flags: 0,
     })
 }
 
@@ -461,6 +462,7 @@ fn certificate_expiry_walks_the_thresholds_and_renewal_closes() {
             cert_not_after_s: not_after,
             ttfb_us: 0,
             total_us: 0,
+            flags: 0,
         })
     };
     let out = run(
@@ -694,6 +696,7 @@ fn inputs(e: &Engine, steps: &[Step], n: u64) -> Vec<(u64, Input)> {
                 cert_not_after_s: cert_days.map_or(0, |d| (at / S) as i64 + d * 86_400),
                 ttfb_us: ttfb_ms * 1000,
                 total_us: total_ms * 1000,
+                flags: 0,
             }),
             Step::Verify { check, down_votes } => {
                 // Ask about whatever is open now (possibly nothing: a late verdict).
@@ -840,6 +843,7 @@ fn timed(check_id: u64, outcome: Outcome, at_us: u64, ttfb_ms: u32, total_ms: u3
         cert_not_after_s: 0,
         ttfb_us: ttfb_ms * 1000,
         total_us: total_ms * 1000,
+        flags: 0,
     })
 }
 
@@ -1101,4 +1105,109 @@ fn a_healthy_check_in_an_active_window_shows_maintenance() {
         ],
     );
     assert_eq!(state(&e), Some((State::Up, None)), "the window is over");
+}
+
+/// states-and-events.md: `tls_deprecated` and redirect policy `alert` open an `advisory`
+/// event in Warning (the site shows Warning, never Down); the first passing result without an
+/// advisory closes it; an advisory never touches availability.
+#[test]
+fn advisories_are_warning_events_not_up() {
+    let mut e = engine(0);
+    let alert = |at: u64| {
+        Input::Result(ResultIn {
+            flags: jetmon_shared::frames::FLAG_REDIRECT_ALERT,
+            ..match result(1, Outcome::Ok, at, ProbeOrigin::Scheduled) {
+                Input::Result(r) => r,
+                _ => unreachable!(),
+            }
+        })
+    };
+    let out = run(
+        &mut e,
+        &[
+            (T0, Input::Configure(cfg(1, 10))),
+            (
+                T0 + S,
+                result(1, Outcome::TlsDeprecated, T0 + S, ProbeOrigin::Scheduled),
+            ),
+        ],
+    );
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Advisory,
+            None,
+            Some(State::Warning),
+            Reason::Opened
+        )]
+    );
+    let t = transitions(&out)[0];
+    assert!(
+        t.detail
+            .contains(&("reason", advisory_reason::TLS_DEPRECATED)),
+        "{:?}",
+        t.detail
+    );
+    let p = e.projection(10).expect("projection");
+    assert_eq!((p.state, p.site_status), (State::Warning, 1));
+    // Still deprecated: nothing new; the same event stays open.
+    let out = run(
+        &mut e,
+        &[(
+            T0 + 61 * S,
+            result(
+                1,
+                Outcome::TlsDeprecated,
+                T0 + 61 * S,
+                ProbeOrigin::Scheduled,
+            ),
+        )],
+    );
+    assert!(transitions(&out).is_empty());
+    // Upgraded: closed probe_cleared, the site is Up.
+    let out = run(
+        &mut e,
+        &[(
+            T0 + 121 * S,
+            result(1, Outcome::Ok, T0 + 121 * S, ProbeOrigin::Scheduled),
+        )],
+    );
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Advisory,
+            Some(State::Warning),
+            None,
+            Reason::ProbeCleared
+        )]
+    );
+    assert_eq!(e.projection(10).expect("projection").state, State::Up);
+    // A redirect chain that ended elsewhere under policy alert: the same kind of event.
+    let out = run(&mut e, &[(T0 + 181 * S, alert(T0 + 181 * S))]);
+    let t = transitions(&out)[0];
+    assert_eq!(
+        (t.identity.kind, t.after.map(|a| a.0)),
+        (EventKind::Advisory, Some(State::Warning))
+    );
+    assert!(
+        t.detail
+            .contains(&("reason", advisory_reason::REDIRECT_ALERT))
+    );
+    // A failure meanwhile is availability's business; the advisory stays as it was.
+    let out = run(
+        &mut e,
+        &[(
+            T0 + 241 * S,
+            result(1, Outcome::HttpStatus, T0 + 241 * S, ProbeOrigin::Scheduled),
+        )],
+    );
+    assert_eq!(
+        summary(&out),
+        vec![(
+            EventKind::Availability,
+            None,
+            Some(State::SeemsDown),
+            Reason::Opened
+        )]
+    );
 }

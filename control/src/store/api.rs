@@ -92,6 +92,17 @@ pub struct SiteFilter {
     pub q: Option<String>,
     pub tag: Option<String>,
     pub id_in: Vec<u64>,
+    /// Jetmon v1 ids.
+    pub blog_id_in: Vec<u64>,
+}
+
+/// What an update changes (None: left as it is).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteChange<'a> {
+    pub name: Option<&'a str>,
+    pub tags: Option<&'a [String]>,
+    pub active: Option<bool>,
+    pub blog_id: Option<u64>,
 }
 
 /// A new site: its main URL becomes its first endpoint, watched by `checks` (at least an
@@ -102,6 +113,8 @@ pub struct NewSite {
     pub url: String,
     pub tags: Vec<String>,
     pub checks: Vec<CheckSpec>,
+    /// The Jetmon v1 id (unique among sites).
+    pub blog_id: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +210,7 @@ pub fn split_tags(s: &str) -> Vec<String> {
 
 const SITE_COLUMNS: &str = "id, name, current_state, current_severity, site_status, \
      active_event_count, last_status_change_at, ssl_expiry_at, last_checked_at, url, tags, \
-     active, created_at";
+     active, created_at, blog_id";
 
 fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
     Ok(SiteRow {
@@ -214,6 +227,7 @@ fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
         tags: split_tags(&r.try_get::<String, _>(10)?),
         active: r.try_get::<i64, _>(11)? != 0,
         created_us: u(r.try_get::<i64, _>(12)?),
+        blog_id: r.try_get::<Option<i64>, _>(13)?.map(u),
     })
 }
 
@@ -354,6 +368,8 @@ impl Store {
         w.ints_in("current_state", &states);
         let ids: Vec<i64> = f.id_in.iter().map(|v| i(*v)).collect();
         w.ints_in("id", &ids);
+        let blog_ids: Vec<i64> = f.blog_id_in.iter().map(|v| i(*v)).collect();
+        w.ints_in("blog_id", &blog_ids);
         if let Some(s) = f.severity_gte {
             w.int("current_severity >= ?", i64::from(s));
         }
@@ -433,18 +449,47 @@ impl Store {
         Ok(())
     }
 
+    /// Which of `blog_ids` already belong to a site other than `except` (v1 ids are unique).
+    pub async fn blog_ids_taken(&self, blog_ids: &[u64], except: Option<u64>) -> Result<Vec<u64>> {
+        if blog_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut w = Where::default();
+        let ids: Vec<i64> = blog_ids.iter().map(|v| i(*v)).collect();
+        w.ints_in("blog_id", &ids);
+        if let Some(id) = except {
+            w.int("id <> ?", i(id));
+        }
+        let sql = format!(
+            "SELECT blog_id FROM sites WHERE {} ORDER BY blog_id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .context("looking up v1 ids")?;
+        rows.iter()
+            .map(|r| Ok(u(r.try_get::<i64, _>(0)?)))
+            .collect()
+    }
+
     /// Changes a site's owner-facing fields; false when there is no such site. Deactivating
     /// takes its checks out of the monitored set (their open events close).
-    pub async fn update_site(
-        &self,
-        id: u64,
-        name: Option<&str>,
-        tags: Option<&[String]>,
-        active: Option<bool>,
-    ) -> Result<bool> {
+    pub async fn update_site(&self, id: u64, change: &SiteChange<'_>) -> Result<bool> {
+        let SiteChange {
+            name,
+            tags,
+            active,
+            blog_id,
+        } = *change;
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let mut w = Where::default();
         let mut sets = Vec::new();
+        if let Some(b) = blog_id {
+            sets.push(format!("blog_id = ${}", w.next()));
+            w.binds.push(Bind::I(i(b)));
+        }
         if let Some(n) = name {
             sets.push(format!("name = ${}", w.next()));
             w.binds.push(Bind::S(n.to_owned()));
@@ -1120,12 +1165,14 @@ pub struct AuditRow {
 async fn create_site_in(tx: &mut Transaction<'static, Any>, s: &NewSite) -> Result<u64> {
     let now = now_us();
     let row = sqlx::query(
-        "INSERT INTO sites (name, url, tags, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        "INSERT INTO sites (name, url, tags, created_at, blog_id) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING id",
     )
     .bind(s.name.clone())
     .bind(s.url.clone())
     .bind(join_tags(&s.tags))
     .bind(i(now))
+    .bind(s.blog_id.map(i))
     .fetch_one(&mut **tx)
     .await
     .context("adding a site")?;

@@ -30,6 +30,16 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "api",
         include_str!("../../../migrations/sqlite/0004_api.sql"),
     ),
+    (
+        5,
+        "blog_id",
+        include_str!("../../../migrations/sqlite/0005_blog_id.sql"),
+    ),
+    (
+        6,
+        "result_words",
+        include_str!("../../../migrations/sqlite/0006_result_words.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -53,6 +63,16 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "api",
         include_str!("../../../migrations/postgres/0004_api.sql"),
+    ),
+    (
+        5,
+        "blog_id",
+        include_str!("../../../migrations/postgres/0005_blog_id.sql"),
+    ),
+    (
+        6,
+        "result_words",
+        include_str!("../../../migrations/postgres/0006_result_words.sql"),
     ),
 ];
 

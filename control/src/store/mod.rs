@@ -25,8 +25,8 @@ use crate::engine::{
 };
 
 pub use api::{
-    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, SiteFilter, TransitionRow,
-    WindowRow, split_tags,
+    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, SiteChange, SiteFilter,
+    TransitionRow, WindowRow, split_tags,
 };
 pub use keys::KeyRow;
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
@@ -90,8 +90,8 @@ impl Batch {
     }
 }
 
-/// One failed probe, as kept in `recent_failures`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One kept probe result (a failure or an advisory), as kept in `recent_failures`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub check_id: u64,
     pub at_us: u64,
@@ -100,6 +100,12 @@ pub struct Failure {
     pub http_status: u16,
     pub total_us: u32,
     pub vantage_id: u32,
+    /// The result's flags (`FLAG_REDIRECT_*`).
+    pub flags: u8,
+    /// A sentence for a person (probe-safety refusals).
+    pub note: Option<String>,
+    /// Each redirect followed: the status that redirected and where it led.
+    pub redirect_chain: Vec<(u16, String)>,
 }
 
 /// Checks read per query when loading the check set.
@@ -127,6 +133,8 @@ pub struct SiteRow {
     /// False once deleted over the API: kept for history, no longer monitored.
     pub active: bool,
     pub created_us: u64,
+    /// The Jetmon v1 id, when the site has one (unique).
+    pub blog_id: Option<u64>,
 }
 
 /// A stored check: what the prober needs and what the engine needs.
@@ -270,7 +278,8 @@ impl Store {
         for f in &batch.failures {
             sqlx::query(
                 "INSERT INTO recent_failures (check_id, at, outcome, detail, http_status, total_us, \
-                 vantage_id) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (check_id, at) DO NOTHING",
+                 vantage_id, flags, note, redirect_chain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 $9, $10) ON CONFLICT (check_id, at) DO NOTHING",
             )
             .bind(i(f.check_id))
             .bind(i(f.at_us))
@@ -279,6 +288,12 @@ impl Store {
             .bind(i64::from(f.http_status))
             .bind(i64::from(f.total_us))
             .bind(i64::from(f.vantage_id))
+            .bind(i64::from(f.flags))
+            .bind(f.note.clone())
+            .bind(
+                (!f.redirect_chain.is_empty())
+                    .then(|| serde_json::to_string(&f.redirect_chain).unwrap_or_default()),
+            )
             .execute(&mut *tx)
             .await
             .context("keeping a failed result")?;
@@ -402,11 +417,12 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// The latest raw failures of a check, newest first.
+    /// The latest kept results of a check (failures and advisories), newest first.
     pub async fn recent_failures(&self, check_id: u64, limit: u32) -> Result<Vec<Failure>> {
         let rows = sqlx::query(
-            "SELECT check_id, at, outcome, detail, http_status, total_us, vantage_id \
-             FROM recent_failures WHERE check_id = $1 ORDER BY at DESC LIMIT $2",
+            "SELECT check_id, at, outcome, detail, http_status, total_us, vantage_id, flags, \
+             note, redirect_chain FROM recent_failures WHERE check_id = $1 ORDER BY at DESC \
+             LIMIT $2",
         )
         .bind(i(check_id))
         .bind(i64::from(limit))
@@ -424,6 +440,13 @@ impl Store {
                 http_status: u16::try_from(n(4)?).unwrap_or(0),
                 total_us: u32::try_from(n(5)?).unwrap_or(0),
                 vantage_id: u32::try_from(n(6)?).unwrap_or(0),
+                flags: u8::try_from(n(7)?).unwrap_or(0),
+                note: r.try_get::<Option<String>, _>(8)?,
+                // Written by us as JSON; a row that does not parse shows no chain.
+                redirect_chain: r
+                    .try_get::<Option<String>, _>(9)?
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
             });
         }
         Ok(out)
@@ -448,7 +471,8 @@ impl Store {
         Ok(id)
     }
 
-    /// Adds one site with one check per entry, all in one transaction; returns how many.
+    /// Adds one site with one check per entry, all in one transaction; returns how many. The
+    /// benchmarks' bulk seeding: no endpoint, URL or v1 id (`create_sites` has them).
     pub async fn add_sites_with_checks(&self, rows: &[(String, CheckSpec)]) -> Result<usize> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         let now = i(now_us());

@@ -53,6 +53,9 @@ pub const FLAG_LATE: u8 = 1;
 pub const FLAG_REDIRECT_DOWNGRADE: u8 = 2;
 /// The chain ended on another host than the check's.
 pub const FLAG_REDIRECT_HOST_CHANGED: u8 = 4;
+/// The check's redirect policy is `alert` and the chain it completed ended on another host
+/// or went from https to http (checks.md): an `advisory` Warning, never downtime.
+pub const FLAG_REDIRECT_ALERT: u8 = 8;
 
 const VERIFIER: VerifierOptions = VerifierOptions {
     max_depth: 16,
