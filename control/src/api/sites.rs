@@ -1572,3 +1572,62 @@ async fn all_maintenance(
         page,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use utoipa::PartialSchema;
+
+    /// issue 14: every check field the API accepts changes what the prober or the engine gets.
+    /// The list of fields comes from the OpenAPI schema, so a new field without a case here
+    /// fails this test. `type`, `target`, `name`, `endpoint_id` and `critical` are applied by
+    /// the routes (they pick the check's type and URL, label it, and set the rollup); every
+    /// other field must change the spec `CheckInput::apply` builds.
+    #[test]
+    fn every_accepted_check_field_changes_the_check() {
+        let schema = serde_json::to_value(CheckInput::schema()).expect("schema");
+        let fields: Vec<String> = schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect();
+        let routed = ["type", "target", "name", "endpoint_id", "critical"];
+        let sample = |f: &str| -> serde_json::Value {
+            match f {
+                "interval_s" => json!(300),
+                "timeout_ms" => json!(2500),
+                "retries" => json!(4),
+                "retry_spacing_ms" => json!(20_000),
+                "method" => json!("HEAD"),
+                "redirect_policy" => json!("alert"),
+                "keywords" | "forbidden_keywords" => json!(["word"]),
+                "dns_record_type" => json!("AAAA"),
+                "dns_expected" => json!(["192.0.2.1"]),
+                "tcp_banner" => json!("SSH-"),
+                "accepted_statuses" => json!([[200, 204]]),
+                "ip_preference" => json!("v6_only"),
+                "keyword_case_sensitive" => json!(true),
+                "max_redirects" => json!(3),
+                "body_budget_bytes" => json!(65_536),
+                "min_body_bytes" => json!(100),
+                "ttfb_warn_ms" | "ttfb_degrade_ms" | "total_warn_ms" | "total_degrade_ms" => {
+                    json!(900)
+                }
+                other => panic!("no sample for the API's check field {other:?}: add one"),
+            }
+        };
+        let base = CheckSpec::new(1, 1, CheckType::Http, "https://example.com/");
+        for f in fields.iter().filter(|f| !routed.contains(&f.as_str())) {
+            let input: CheckInput =
+                serde_json::from_value(json!({ f.as_str(): sample(f) })).expect(f);
+            let mut spec = base.clone();
+            input
+                .apply(&mut spec)
+                .unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert_ne!(spec, base, "{f} is accepted and changes nothing");
+        }
+        assert!(fields.len() >= routed.len() + 20, "{fields:?}");
+    }
+}

@@ -827,8 +827,12 @@ fn settings_json(spec: &CheckSpec) -> String {
     if let Some(b) = &spec.tcp_banner {
         m.insert("tcp_banner".into(), b.clone().into());
     }
-    if !spec.dns_expected.is_empty() {
+    // The record type stands on its own: an AAAA check with no expected values is still an
+    // AAAA check after a reload.
+    if spec.dns_record_type != jetmon_shared::check::DnsRecordType::A {
         m.insert("dns_record_type".into(), spec.dns_record_type.name().into());
+    }
+    if !spec.dns_expected.is_empty() {
         m.insert("dns_expected".into(), spec.dns_expected.clone().into());
     }
     if !spec.accepted_statuses.is_empty() {
@@ -940,4 +944,78 @@ fn now_us() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+    use jetmon_shared::check::{
+        CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
+    };
+
+    /// Every setting stored in `checks.settings` comes back as it went in, each on its own
+    /// (a setting that is accepted and lost at the next reload does nothing).
+    #[test]
+    fn every_setting_survives_the_database_alone_and_together() {
+        let base = CheckSpec::new(1, 1, CheckType::Http, "https://example.com/");
+        type Change = Box<dyn Fn(&mut CheckSpec)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("keywords", Box::new(|s| s.keywords = vec!["a".into()])),
+            (
+                "forbidden_keywords",
+                Box::new(|s| s.forbidden_keywords = vec!["b".into()]),
+            ),
+            ("method", Box::new(|s| s.method = HttpMethod::Head)),
+            (
+                "redirect_policy",
+                Box::new(|s| s.redirect_policy = RedirectPolicy::Alert),
+            ),
+            (
+                "tcp_banner",
+                Box::new(|s| s.tcp_banner = Some("SSH-".into())),
+            ),
+            (
+                "dns_record_type",
+                Box::new(|s| s.dns_record_type = DnsRecordType::Aaaa),
+            ),
+            (
+                "dns_expected",
+                Box::new(|s| s.dns_expected = vec!["192.0.2.1".into()]),
+            ),
+            (
+                "accepted_statuses",
+                Box::new(|s| s.accepted_statuses = vec![(200, 204)]),
+            ),
+            (
+                "ip_preference",
+                Box::new(|s| s.ip_preference = IpPreference::V6Only),
+            ),
+            (
+                "keyword_case_sensitive",
+                Box::new(|s| s.keyword_case_sensitive = true),
+            ),
+            ("max_redirects", Box::new(|s| s.max_redirects = 3)),
+            (
+                "body_budget_bytes",
+                Box::new(|s| s.body_budget_bytes = 65_536),
+            ),
+            ("min_body_bytes", Box::new(|s| s.min_body_bytes = 100)),
+            ("ttfb_warn_ms", Box::new(|s| s.ttfb_warn_ms = 1)),
+            ("ttfb_degrade_ms", Box::new(|s| s.ttfb_degrade_ms = 2)),
+            ("total_warn_ms", Box::new(|s| s.total_warn_ms = 3)),
+            ("total_degrade_ms", Box::new(|s| s.total_degrade_ms = 4)),
+        ];
+        let mut all = base.clone();
+        for (name, change) in &changes {
+            let mut one = base.clone();
+            change(&mut one);
+            change(&mut all);
+            let mut back = base.clone();
+            apply_settings(&mut back, &settings_json(&one));
+            assert_eq!(back, one, "{name} did not survive the database");
+        }
+        let mut back = base.clone();
+        apply_settings(&mut back, &settings_json(&all));
+        assert_eq!(back, all);
+    }
 }
