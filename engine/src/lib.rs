@@ -1,10 +1,22 @@
-//! The event engine, sans-IO: results, verdicts and configuration go in, effects come out —
-//! durable transitions, re-check and verification requests, site projections. No tokio, no
-//! sqlx, no clock: time is an argument (`now_us`, Unix µs). The store makes the effects
-//! durable; the ingest decides what goes in. See docs/events.md for the rules and why.
+//! `jetmon-engine`: what Jetmon decides, with no IO. It owns
+//!
+//! - the **event engine** (this file): results, verdicts and configuration go in, effects come
+//!   out — durable transitions, re-check and verification requests, site projections;
+//! - the **SLA arithmetic** ([`sla`]): uptime, incidents, MTTR/MTBF and percentiles from
+//!   events and statistics rows;
+//! - the **statistics codec** ([`stats`]): the sparse log-linear histograms and their stored
+//!   encoding.
+//!
+//! Invariants: no IO and no clock — time is an argument (`now_us`, Unix µs), inputs are values.
+//! It must not depend on sqlx, tokio, actix, axum, tonic, hyper, glommio or sockets (the
+//! compiler keeps it so: they are not in its `Cargo.toml`). The store (`jetmon-control::store`)
+//! makes its effects durable; ingest decides what goes in. See docs/events.md for the rules.
 //!
 //! One engine owns a partition of sites (all checks of a site live in one partition), so a
 //! site's transitions are produced by exactly one writer, in order.
+
+pub mod sla;
+pub mod stats;
 
 pub mod dense;
 mod window;

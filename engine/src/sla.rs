@@ -5,7 +5,7 @@
 //! always add up: Paused > Maintenance > Unknown (these three are not monitored time) > Down >
 //! Degraded > Warning > up. Overlapping events of one class are merged (a union, not a sum).
 
-use crate::engine::EventKind;
+use crate::EventKind;
 use crate::stats::Hist;
 use jetmon_shared::state::{Reason, State};
 
