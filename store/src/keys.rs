@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use sqlx::Row;
 
 use super::{Store, i, u};
-use crate::keys::{NewToken, Scope, hashes_equal};
+use crate::tokens::{NewToken, Scope, hashes_equal};
 
 /// An API key as listed (never its token).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ impl Store {
 
     /// The key a presented token belongs to (whatever its state: the caller checks `active`).
     pub async fn key_for_token(&self, token: &str) -> Result<Option<KeyRow>> {
-        let hash = crate::keys::hash(token);
+        let hash = crate::tokens::hash(token);
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE token_hash = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(hash.to_vec())

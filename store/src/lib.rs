@@ -1,10 +1,17 @@
-//! The store: SQLite (embedded, the default) or PostgreSQL (fleets), through one code path on
-//! sqlx's `Any` driver with one migration folder per backend (`migrations/`). Events are the
-//! truth: an event row, its transition and the site projection are written in one
-//! transaction, batched (group commit). Healthy checks cause no write here.
+//! `jetmon-store`: every SQL statement Jetmon runs, on SQLite (embedded, the default) or
+//! PostgreSQL (fleets), through one code path on sqlx's `Any` driver with one migration folder
+//! per backend (`migrations/`, embedded at build time). It owns the schema, the migrations,
+//! the batched write of the engine's effects and every query the API and the CLI make; it
+//! returns engine types (`jetmon-engine`) and plain rows. It must not depend on the API, the
+//! binary or the prober: callers depend on it, never the other way.
+//!
+//! Events are the truth: an event row, its transition and the site projection are written in
+//! one transaction, batched (group commit). Healthy checks cause no write here.
 //!
 //! SQL uses `$1, $2, …` placeholders, each once and in order, which both backends read the
 //! same way. Integers are i64 on the wire (ids and Unix µs fit).
+
+pub mod tokens;
 
 mod api;
 mod keys;
@@ -20,7 +27,7 @@ use jetmon_shared::state::{Reason, Severity, State};
 use sqlx::pool::{Pool, PoolOptions};
 use sqlx::{Any, Row, Transaction};
 
-use crate::engine::{
+use jetmon_engine::{
     CheckConfig, EventKind, OpenEvent, Projection, Source, Thresholds, Transition, Window,
 };
 

@@ -13,32 +13,32 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
-        include_str!("../../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0001_init.sql"),
     ),
     (
         2,
         "statistics",
-        include_str!("../../../migrations/sqlite/0002_statistics.sql"),
+        include_str!("../../migrations/sqlite/0002_statistics.sql"),
     ),
     (
         3,
         "api_keys",
-        include_str!("../../../migrations/sqlite/0003_api_keys.sql"),
+        include_str!("../../migrations/sqlite/0003_api_keys.sql"),
     ),
     (
         4,
         "api",
-        include_str!("../../../migrations/sqlite/0004_api.sql"),
+        include_str!("../../migrations/sqlite/0004_api.sql"),
     ),
     (
         5,
         "blog_id",
-        include_str!("../../../migrations/sqlite/0005_blog_id.sql"),
+        include_str!("../../migrations/sqlite/0005_blog_id.sql"),
     ),
     (
         6,
         "result_words",
-        include_str!("../../../migrations/sqlite/0006_result_words.sql"),
+        include_str!("../../migrations/sqlite/0006_result_words.sql"),
     ),
 ];
 
@@ -47,32 +47,32 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
     (
         1,
         "init",
-        include_str!("../../../migrations/postgres/0001_init.sql"),
+        include_str!("../../migrations/postgres/0001_init.sql"),
     ),
     (
         2,
         "statistics",
-        include_str!("../../../migrations/postgres/0002_statistics.sql"),
+        include_str!("../../migrations/postgres/0002_statistics.sql"),
     ),
     (
         3,
         "api_keys",
-        include_str!("../../../migrations/postgres/0003_api_keys.sql"),
+        include_str!("../../migrations/postgres/0003_api_keys.sql"),
     ),
     (
         4,
         "api",
-        include_str!("../../../migrations/postgres/0004_api.sql"),
+        include_str!("../../migrations/postgres/0004_api.sql"),
     ),
     (
         5,
         "blog_id",
-        include_str!("../../../migrations/postgres/0005_blog_id.sql"),
+        include_str!("../../migrations/postgres/0005_blog_id.sql"),
     ),
     (
         6,
         "result_words",
-        include_str!("../../../migrations/postgres/0006_result_words.sql"),
+        include_str!("../../migrations/postgres/0006_result_words.sql"),
     ),
 ];
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, i, u};
-use crate::stats::{Hist, PeriodStats};
+use jetmon_engine::stats::{Hist, PeriodStats};
 
 /// Rows per multi-row statement (10 parameters each). Kept small: sqlx's SQLite driver looks
 /// each `$N` up among all of a statement's parameters, so binding costs grow with the square

@@ -11,7 +11,7 @@ use jetmon_shared::state::{Reason, Severity, State};
 use sqlx::{Any, Row, Transaction};
 
 use super::{EventRow, SiteRow, Store, i, insert_check, now_us, settings_json, state_of, u};
-use crate::engine::Window;
+use jetmon_engine::Window;
 
 /// A value bound to a dynamic statement.
 #[derive(Debug, Clone)]
