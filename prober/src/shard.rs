@@ -1018,11 +1018,12 @@ impl Shard {
     ) -> ProbeReport {
         let started = Instant::now();
         let (url, target, addr) = first;
+        // Pooled buffers: the chain is this probe's only.
+        bufs.chain.clear();
         let mut report = probe::http(target, addr, settings, user_agent, deadline, bufs, tls).await;
         if !report.redirect {
             return report;
         }
-        bufs.chain.clear();
         let original = url.to_owned();
         let mut current = original.clone();
         let mut seen = vec![original.clone()];
@@ -1479,10 +1480,7 @@ fn refusal_note(report: &ProbeReport, what: &str) -> Option<String> {
     if report.outcome != Outcome::ProbeSafetyBlocked {
         return None;
     }
-    let why = crate::proto::safety::Blocked::ALL
-        .iter()
-        .copied()
-        .find(|b| *b as u16 == report.detail)?;
+    let why = crate::proto::safety::Blocked::from_code(report.detail)?;
     Some(crate::proto::safety::note(why, report.blocked_ip, what))
 }
 

@@ -299,19 +299,30 @@ pub struct PhaseTimings {
 }
 
 /// The target with any `user:password@` replaced by `***@`: a refusal's note and log line
-/// never carry the credentials.
+/// never carry the credentials (a lone user name may be a token, so it goes too).
 pub fn redact_userinfo(target: &str) -> String {
-    let start = match target.find("://") {
+    redact_credentials(target, false)
+}
+
+/// A URL with its credentials replaced by `***`: the whole userinfo, or (with `keep_user`)
+/// only the password, so `postgres://jetmon:***@db/jetmon` still says who connects. Only the
+/// authority is looked at: an `@` in the path or query is left alone.
+pub fn redact_credentials(url: &str, keep_user: bool) -> String {
+    let start = match url.find("://") {
         Some(i) => i + 3,
-        None if target.starts_with("//") => 2,
+        None if url.starts_with("//") => 2,
         None => 0,
     };
-    let end = target[start..]
+    let end = url[start..]
         .find(['/', '?', '#'])
-        .map_or(target.len(), |i| start + i);
-    match target[start..end].rfind('@') {
-        Some(at) => format!("{}***{}", &target[..start], &target[start + at..]),
-        None => target.to_owned(),
+        .map_or(url.len(), |i| start + i);
+    let Some(at) = url[start..end].rfind('@').map(|at| start + at) else {
+        return url.to_owned();
+    };
+    match url[start..at].find(':') {
+        Some(colon) if keep_user => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        None if keep_user => url.to_owned(),
+        _ => format!("{}***{}", &url[..start], &url[at..]),
     }
 }
 
@@ -326,6 +337,18 @@ mod tests {
         assert_eq!(redact_userinfo("//u:p@a.test"), "//***@a.test");
         assert_eq!(redact_userinfo("http://a.test/p@x"), "http://a.test/p@x");
         assert_eq!(redact_userinfo("a.test:22"), "a.test:22");
+        // Keeping the user name (database URLs in logs).
+        let keep = |u: &str| redact_credentials(u, true);
+        assert_eq!(
+            keep("postgres://jetmon:s3cret@db:5432/jm"),
+            "postgres://jetmon:***@db:5432/jm"
+        );
+        assert_eq!(keep("postgres://jetmon@db/jm"), "postgres://jetmon@db/jm");
+        assert_eq!(
+            keep("postgres://u:p@db/jm?opt=a@b"),
+            "postgres://u:***@db/jm?opt=a@b"
+        );
+        assert_eq!(keep("sqlite:jetmon.db"), "sqlite:jetmon.db");
     }
 
     use super::*;

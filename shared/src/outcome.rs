@@ -278,13 +278,14 @@ mod tests {
         for (i, why) in Blocked::ALL.iter().enumerate() {
             assert_eq!(*why as u16, i as u16 + 1, "codes are dense and stable");
             assert_eq!(Blocked::from_code(*why as u16), Some(*why));
-            let text = detail_text(Outcome::ProbeSafetyBlocked, *why as u16).unwrap();
+            let text = detail_text(Outcome::ProbeSafetyBlocked, *why as u16)
+                .unwrap_or_else(|| panic!("{why:?} has no sentence"));
             assert!(
                 text.len() > 30 && !text.contains("detail"),
                 "{why:?}: {text}"
             );
         }
-        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let ip = IpAddr::from([10, 0, 0, 7]);
         assert_eq!(
             blocked_note(Blocked::Private, Some(ip), "http://intranet.test/"),
             "private address 10.0.0.7 is refused (RFC 1918: 10/8, 172.16/12, 192.168/16; \
