@@ -1,9 +1,13 @@
-//! Jetmon's control plane as a library: ingest, the API, verification, statistics spooling and
-//! the one-off check, around the sans-IO engine (`jetmon-engine`, re-exported as [`engine`]
-//! and [`sla`]) and the store (`jetmon-store`, re-exported as [`store`] and [`keys`]).
-//! The `jetmon` binary (src/main.rs) is the command line around it.
+//! `jetmon-control`: the `jetmon` binary (src/main.rs: CLI, configuration, supervision,
+//! wiring) and the few parts only it uses — ingest from the rings, verification over gRPC,
+//! `sites import`, the one-off check and the demo. The layers below are crates of their own,
+//! re-exported here under the names callers know: the sans-IO engine (`jetmon-engine`, as
+//! [`engine`] and [`sla`]), the store (`jetmon-store`, as [`store`] and [`keys`]), the spool
+//! (`jetmon-spool`, inside [`stats`]) and the API (`jetmon-api`, as [`api`]). Nothing below
+//! depends on this crate; a new capability gets a crate of its own beside them
+//! (docs/architecture.md, "Where a new capability goes").
 
-pub mod api;
+pub use jetmon_api as api;
 pub mod demo;
 pub use jetmon_engine as engine;
 pub mod import;

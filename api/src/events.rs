@@ -15,9 +15,9 @@ use super::{
     ApiError, Caller, Command, PageInfo, State, cut, decode_cursor, list_of, page_limit,
     parse_rfc3339, parsed, rfc3339,
 };
-use crate::engine::EventKind;
-use crate::keys::Scope;
-use crate::store::{EventFilter, EventRow, TransitionRow};
+use jetmon_engine::EventKind;
+use jetmon_store::tokens::Scope;
+use jetmon_store::{EventFilter, EventRow, TransitionRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(list))

@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{ApiError, Caller, State, now_us, rfc3339};
-use crate::keys::{Scope, new_token};
-use crate::store::KeyRow;
+use jetmon_store::KeyRow;
+use jetmon_store::tokens::{Scope, new_token};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/keys", web::get().to(list))

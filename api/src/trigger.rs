@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::sites::site_or_404;
 use super::{ApiError, Caller, Command, Probed, State, rfc3339};
-use crate::keys::Scope;
+use jetmon_store::tokens::Scope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites/{id}/trigger-now", web::post().to(trigger))

@@ -17,7 +17,7 @@ use anyhow::Result;
 use sha2::Digest;
 
 use super::{ApiError, State, error, now_us};
-use crate::store::{AuditRow, Idem, KeyRow, Store};
+use jetmon_store::{AuditRow, Idem, KeyRow, Store};
 
 /// How long a finished idempotent response is replayed.
 pub const IDEMPOTENCY_TTL_US: u64 = 24 * 3600 * 1_000_000;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::spool::{read_part, sealed_parts};
-use crate::store::{Rollup, Store};
+use jetmon_store::{Rollup, Store};
+
+use crate::{read_part, sealed_parts};
 
 /// Parts (one transaction each) and rows a flush wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -10,12 +10,12 @@ use super::error::ErrorBody;
 use super::sites::site_or_404;
 use super::time::span;
 use super::{ApiError, Caller, State, list_of, now_us, rfc3339};
-use crate::engine::{EventKind, Window};
-use crate::keys::Scope;
-use crate::sla::{self, EventHistory, SlaInput, Span};
-use crate::stats::spool::live_parts;
-use crate::stats::{Hist, HistSum, PHASES, PeriodStats};
-use crate::store::SiteRow;
+use jetmon_engine::sla::{self, EventHistory, SlaInput, Span};
+use jetmon_engine::stats::{Hist, HistSum, PHASES, PeriodStats};
+use jetmon_engine::{EventKind, Window};
+use jetmon_spool::live_parts;
+use jetmon_store::SiteRow;
+use jetmon_store::tokens::Scope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites/{id}/sla", web::get().to(site_sla))

@@ -12,10 +12,10 @@ use super::error::ErrorBody;
 use super::{
     ApiError, Caller, PageInfo, State, cut, decode_cursor, list_of, page_limit, parsed, rfc3339,
 };
-use crate::engine::Window;
-use crate::import::{MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem};
-use crate::keys::Scope;
-use crate::store::{CheckRow, EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow, WindowRow};
+use crate::target::{MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem};
+use jetmon_engine::Window;
+use jetmon_store::tokens::Scope;
+use jetmon_store::{CheckRow, EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow, WindowRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites", web::get().to(list))
@@ -306,7 +306,7 @@ fn check_tags(tags: &[String]) -> Result<(), ApiError> {
 /// Checks a check's target the way the prober will see it: syntax (422 `invalid_target`) and
 /// probe safety (422 `unsafe_target`).
 pub(crate) fn check_target(state: &State, t: CheckType, target: &str) -> Result<(), ApiError> {
-    crate::import::check_target(&state.safety, t, target).map_err(|p| match p {
+    crate::target::check_target(&state.safety, t, target).map_err(|p| match p {
         TargetProblem::Invalid(why) => {
             ApiError::unprocessable("invalid_target", format!("target {target:?}: {why}"))
         }

@@ -1,6 +1,11 @@
-//! The REST API (`/api/v1`, design: docs/api.md) and the operator endpoints (`/metrics`,
-//! `/ready`, `/health`), served by actix-web on a thread of its own inside `jetmon up`, with
-//! its own database pool.
+//! `jetmon-api`: the REST API (`/api/v1`, design: docs/api.md) and the operator endpoints
+//! (`/metrics`, `/ready`, `/health`), served by actix-web on a thread of its own inside
+//! `jetmon up`, with its own database pool. It owns routes, authentication, rate limits,
+//! idempotency, the audit log and the OpenAPI document, and what a monitorable target is
+//! ([`target`], shared with `jetmon sites import`). It reads and writes through the store
+//! (`jetmon-store`) and reads the live hour from the spool (`jetmon-spool`); it never holds the
+//! engine: what only the engine's owner may do it asks over a [`Link`]. It must not depend on
+//! the binary (`jetmon-control`), which depends on it.
 //!
 //! - `guard.rs`: authentication, per-key rate limits, idempotency keys and the audit log (one
 //!   middleware around `/api/v1`).
@@ -22,6 +27,7 @@ mod guard;
 mod keys;
 mod sites;
 mod stats;
+pub mod target;
 mod time;
 mod trigger;
 
@@ -43,9 +49,9 @@ pub use error::ApiError;
 pub use sites::CheckInput;
 pub use time::{parse_rfc3339, rfc3339};
 
-use crate::keys::Scope;
-use crate::metrics::Shared;
-use crate::store::{KeyRow, Store};
+use jetmon_shared::metrics::Shared;
+use jetmon_store::tokens::Scope;
+use jetmon_store::{KeyRow, Store};
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 1 << 20;

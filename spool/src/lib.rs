@@ -1,5 +1,9 @@
-//! The statistics spool: results of the current hour collected on disk, not in memory, until
-//! the hour is flushed to the store as one row per check (docs/statistics.md).
+//! `jetmon-spool`: the statistics spool — results of the current hour collected on disk, not
+//! in memory, until the hour is flushed to the store as one row per check
+//! (docs/statistics.md) — and [`flush`], the thread that moves sealed hours into the store and
+//! runs the daily rollup. It owns the spool directory and its file format; it reads the live
+//! hour for the API. It depends on the engine's codec and on the store, never on the API or
+//! the binary.
 //!
 //! A million checks at a 300 s interval make 12 million results an hour; kept as histograms in
 //! memory that would cost more than the whole density budget, so each result is appended as a
@@ -26,7 +30,9 @@ use anyhow::{Context, Result, bail};
 use jetmon_shared::check::ProbeOrigin;
 use jetmon_shared::frames::ProbeResult;
 
-use super::{NO_SAMPLE, PeriodStats, bucket_of, group};
+use jetmon_engine::stats::{NO_SAMPLE, PeriodStats, bucket_of, group};
+
+pub mod flush;
 
 /// Part files per hour.
 pub const PARTS: usize = 64;
