@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{error, events, keys, sites, stats, trigger};
+use super::{checks, error, events, keys, maintenance, sites, stats, trigger};
 
 struct Bearer;
 
@@ -34,9 +34,9 @@ impl Modify for Bearer {
         sites::pause, sites::resume,
         sites::endpoints, sites::add_endpoint, sites::endpoint, sites::patch_endpoint,
         sites::delete_endpoint,
-        sites::checks, sites::add_check, sites::check, sites::patch_check, sites::delete_check,
-        sites::site_maintenance, sites::put_maintenance, sites::delete_maintenance,
-        sites::all_maintenance,
+        checks::checks, checks::add_check, checks::check, checks::patch_check, checks::delete_check,
+        maintenance::site_maintenance, maintenance::put_maintenance, maintenance::delete_maintenance,
+        maintenance::all_maintenance,
         events::list, events::site_events, events::one, events::transitions, events::close,
         events::results,
         stats::site_sla, stats::many_sla, stats::response_time, stats::series,

@@ -9,8 +9,9 @@ use jetmon_shared::state::{Reason, State as SiteState};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::checks::check_or_404;
 use super::error::ErrorBody;
-use super::sites::{check_or_404, site_or_404};
+use super::sites::site_or_404;
 use super::{
     ApiError, Caller, Command, PageInfo, State, cut, decode_cursor, list_of, page_limit,
     parse_rfc3339, parsed, rfc3339,

@@ -20,11 +20,13 @@
 //! the check set (the engine stays the only writer of events); manual closes and trigger-now
 //! are commands the supervisor runs and answers.
 
+mod checks;
 mod doc;
 mod error;
 mod events;
 mod guard;
 mod keys;
+mod maintenance;
 mod sites;
 mod stats;
 pub mod target;
@@ -45,8 +47,8 @@ use jetmon_shared::frames::ProbeResult;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use checks::CheckInput;
 pub use error::ApiError;
-pub use sites::CheckInput;
 pub use time::{parse_rfc3339, rfc3339};
 
 use jetmon_shared::metrics::Shared;

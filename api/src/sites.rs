@@ -1,21 +1,22 @@
-//! Sites, endpoints, checks, pause/resume, maintenance windows and bulk writes.
+//! Sites, endpoints, pause/resume and bulk writes (checks: `checks.rs`; maintenance windows:
+//! `maintenance.rs`).
+
+use std::collections::HashSet;
 
 use actix_web::{HttpResponse, web};
-use jetmon_shared::check::{
-    CheckSpec, CheckType, DnsRecordType, HttpMethod, IpPreference, RedirectPolicy,
-};
+use jetmon_shared::check::{CheckSpec, CheckType};
 use jetmon_shared::state::State as SiteState;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::checks::*;
 use super::error::ErrorBody;
 use super::{
     ApiError, Caller, PageInfo, State, cut, decode_cursor, list_of, page_limit, parsed, rfc3339,
 };
-use crate::target::{MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem};
-use jetmon_engine::Window;
+use crate::target::TargetProblem;
 use jetmon_store::tokens::Scope;
-use jetmon_store::{CheckRow, EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow, WindowRow};
+use jetmon_store::{EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites", web::get().to(list))
@@ -37,25 +38,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/sites/{id}/endpoints/{eid}",
             web::delete().to(delete_endpoint),
         )
-        .route("/sites/{id}/checks", web::get().to(checks))
-        .route("/sites/{id}/checks", web::post().to(add_check))
-        .route("/sites/{id}/checks/{cid}", web::get().to(check))
-        .route("/sites/{id}/checks/{cid}", web::patch().to(patch_check))
-        .route("/sites/{id}/checks/{cid}", web::delete().to(delete_check))
-        .route("/sites/{id}/maintenance", web::get().to(site_maintenance))
-        .route("/sites/{id}/maintenance", web::put().to(put_maintenance))
-        .route(
-            "/sites/{id}/maintenance",
-            web::delete().to(delete_maintenance),
-        )
-        .route("/maintenance", web::get().to(all_maintenance));
+        .configure(super::checks::routes)
+        .configure(super::maintenance::routes);
 }
 
 /// Most items in one bulk call.
 pub const MAX_BULK: usize = 1000;
 /// Most maintenance windows per site.
 pub const MAX_WINDOWS: usize = 50;
-const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 const MAX_TAGS: usize = 20;
 
 /// A site: what its owner watches, with its rolled-up state.
@@ -236,7 +227,7 @@ pub struct SiteCreated {
     pub checks: Vec<Check>,
 }
 
-fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
     if v.len() > max || v.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -572,125 +563,31 @@ async fn bulk(
     }
     let mut results: Vec<BulkResult> = Vec::with_capacity(items.len());
     let mut creates: Vec<(usize, NewSite)> = Vec::new();
-    let fail = |index, e: ApiError| BulkResult {
-        index,
-        status: e.status.as_u16(),
-        id: None,
-        error: Some(BulkError {
-            code: e.code.to_owned(),
-            message: e.message,
-        }),
-    };
     // v1 ids named by this request: two items may not claim the same one.
-    let mut claimed = std::collections::HashSet::new();
-    let claim = |claimed: &mut std::collections::HashSet<u64>, b: Option<u64>| match b {
-        Some(b) if !claimed.insert(b) => Err(ApiError::conflict(
-            "blog_id_taken",
-            format!("blog_id {b} is named by an earlier item of this request"),
-        )),
-        _ => Ok(()),
-    };
+    let mut claimed = HashSet::new();
     for (index, item) in items.into_iter().enumerate() {
         match item.id {
-            Some(id) => {
-                if item.url.is_some()
-                    || item.interval_s.is_some()
-                    || item.timeout_ms.is_some()
-                    || item.keywords.is_some()
-                {
-                    results.push(fail(
+            Some(id) => results.push(match bulk_update(&state, id, item, &mut claimed).await? {
+                Ok(()) => BulkResult {
+                    index,
+                    status: 200,
+                    id: Some(id),
+                    error: None,
+                },
+                Err(e) => bulk_failed(index, e),
+            }),
+            None => match bulk_new(&state, item, &mut claimed).await {
+                Ok(s) => {
+                    creates.push((index, s));
+                    results.push(BulkResult {
                         index,
-                        ApiError::bad_request(
-                            "invalid_body",
-                            "an update (with id) changes name, tags, active and blog_id; \
-                             change checks through /sites/{id}/checks",
-                        ),
-                    ));
-                    continue;
-                }
-                let checked = item
-                    .name
-                    .as_deref()
-                    .map_or(Ok(()), |n| check_name("name", n, MAX_NAME))
-                    .and_then(|()| item.tags.as_deref().map_or(Ok(()), check_tags))
-                    .and_then(|()| check_blog_id(item.blog_id))
-                    .and_then(|()| claim(&mut claimed, item.blog_id));
-                if let Err(e) = checked {
-                    results.push(fail(index, e));
-                    continue;
-                }
-                if let Err(e) = blog_id_free(&state, item.blog_id, Some(id)).await {
-                    results.push(fail(index, e));
-                    continue;
-                }
-                let found = state
-                    .store
-                    .update_site(
-                        id,
-                        &SiteChange {
-                            name: item.name.as_deref(),
-                            tags: item.tags.as_deref(),
-                            active: item.active,
-                            blog_id: item.blog_id,
-                        },
-                    )
-                    .await
-                    .map_err(ApiError::from_store)?;
-                results.push(if found {
-                    BulkResult {
-                        index,
-                        status: 200,
-                        id: Some(id),
+                        status: 201,
+                        id: None,
                         error: None,
-                    }
-                } else {
-                    fail(index, ApiError::not_found(format!("no site {id}")))
-                });
-            }
-            None => {
-                if item.active.is_some() {
-                    results.push(fail(
-                        index,
-                        ApiError::bad_request("invalid_body", "active: only on updates"),
-                    ));
-                    continue;
+                    });
                 }
-                let Some(url) = item.url else {
-                    results.push(fail(
-                        index,
-                        ApiError::bad_request("invalid_body", "url: required for a new site"),
-                    ));
-                    continue;
-                };
-                let b = NewSiteBody {
-                    url,
-                    name: item.name,
-                    tags: item.tags,
-                    interval_s: item.interval_s,
-                    timeout_ms: item.timeout_ms,
-                    keywords: item.keywords,
-                    blog_id: item.blog_id,
-                };
-                let checked = match site_spec(&state, &b) {
-                    Ok(s) => match claim(&mut claimed, s.blog_id) {
-                        Ok(()) => blog_id_free(&state, s.blog_id, None).await.map(|()| s),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                match checked {
-                    Ok(s) => {
-                        creates.push((index, s));
-                        results.push(BulkResult {
-                            index,
-                            status: 201,
-                            id: None,
-                            error: None,
-                        });
-                    }
-                    Err(e) => results.push(fail(index, e)),
-                }
-            }
+                Err(e) => results.push(bulk_failed(index, e)),
+            },
         }
     }
     if !creates.is_empty() {
@@ -714,6 +611,114 @@ async fn bulk(
         failed: results.iter().filter(|r| r.status >= 400).count(),
         results,
     }))
+}
+
+fn bulk_failed(index: usize, e: ApiError) -> BulkResult {
+    BulkResult {
+        index,
+        status: e.status.as_u16(),
+        id: None,
+        error: Some(BulkError {
+            code: e.code.to_owned(),
+            message: e.message,
+        }),
+    }
+}
+
+/// A `blog_id` named by an earlier item of the same request is a conflict.
+fn claim(claimed: &mut HashSet<u64>, b: Option<u64>) -> Result<(), ApiError> {
+    match b {
+        Some(b) if !claimed.insert(b) => Err(ApiError::conflict(
+            "blog_id_taken",
+            format!("blog_id {b} is named by an earlier item of this request"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One bulk update (an item with `id`). The outer error fails the whole request (the store
+/// is away); the inner one is this item's.
+async fn bulk_update(
+    state: &State,
+    id: u64,
+    item: BulkItem,
+    claimed: &mut HashSet<u64>,
+) -> Result<Result<(), ApiError>, ApiError> {
+    if item.url.is_some()
+        || item.interval_s.is_some()
+        || item.timeout_ms.is_some()
+        || item.keywords.is_some()
+    {
+        return Ok(Err(ApiError::bad_request(
+            "invalid_body",
+            "an update (with id) changes name, tags, active and blog_id; \
+             change checks through /sites/{id}/checks",
+        )));
+    }
+    let checked = item
+        .name
+        .as_deref()
+        .map_or(Ok(()), |n| check_name("name", n, MAX_NAME))
+        .and_then(|()| item.tags.as_deref().map_or(Ok(()), check_tags))
+        .and_then(|()| check_blog_id(item.blog_id))
+        .and_then(|()| claim(claimed, item.blog_id));
+    if let Err(e) = checked {
+        return Ok(Err(e));
+    }
+    if let Err(e) = blog_id_free(state, item.blog_id, Some(id)).await {
+        return Ok(Err(e));
+    }
+    let found = state
+        .store
+        .update_site(
+            id,
+            &SiteChange {
+                name: item.name.as_deref(),
+                tags: item.tags.as_deref(),
+                active: item.active,
+                blog_id: item.blog_id,
+            },
+        )
+        .await
+        .map_err(ApiError::from_store)?;
+    Ok(if found {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("no site {id}")))
+    })
+}
+
+/// One bulk create (an item without `id`), checked but not yet stored.
+async fn bulk_new(
+    state: &State,
+    item: BulkItem,
+    claimed: &mut HashSet<u64>,
+) -> Result<NewSite, ApiError> {
+    if item.active.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "active: only on updates",
+        ));
+    }
+    let Some(url) = item.url else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "url: required for a new site",
+        ));
+    };
+    let b = NewSiteBody {
+        url,
+        name: item.name,
+        tags: item.tags,
+        interval_s: item.interval_s,
+        timeout_ms: item.timeout_ms,
+        keywords: item.keywords,
+        blog_id: item.blog_id,
+    };
+    let s = site_spec(state, &b)?;
+    claim(claimed, s.blog_id)?;
+    blog_id_free(state, s.blog_id, None).await?;
+    Ok(s)
 }
 
 /// One URL of a site.
@@ -763,7 +768,11 @@ async fn endpoints(
     }))
 }
 
-async fn endpoint_or_404(state: &State, site: u64, eid: u64) -> Result<EndpointRow, ApiError> {
+pub(crate) async fn endpoint_or_404(
+    state: &State,
+    site: u64,
+    eid: u64,
+) -> Result<EndpointRow, ApiError> {
     site_or_404(state, site).await?;
     state
         .store
@@ -885,749 +894,4 @@ async fn delete_endpoint(
         id: eid,
         deleted: true,
     }))
-}
-
-/// A check: one test of one kind, with its type-specific settings.
-#[derive(Serialize, ToSchema)]
-pub struct Check {
-    pub id: u64,
-    pub site_id: u64,
-    pub endpoint_id: Option<u64>,
-    pub name: String,
-    /// http, tcp or dns.
-    #[serde(rename = "type")]
-    #[schema(rename = "type")]
-    pub check_type: String,
-    /// URL (http), host:port (tcp) or name (dns).
-    pub target: String,
-    pub interval_s: u32,
-    pub timeout_ms: u32,
-    pub retries: u8,
-    pub retry_spacing_ms: u32,
-    pub critical: bool,
-    pub paused: bool,
-    /// http: GET or HEAD.
-    pub method: String,
-    /// http: follow, fail or alert.
-    pub redirect_policy: String,
-    pub keywords: Vec<String>,
-    pub forbidden_keywords: Vec<String>,
-    /// dns: A, AAAA, CNAME, MX or TXT.
-    pub dns_record_type: String,
-    pub dns_expected: Vec<String>,
-    pub tcp_banner: Option<String>,
-    /// http: inclusive [lo, hi] ranges; empty = 1..=399 counts as up.
-    pub accepted_statuses: Vec<[u16; 2]>,
-    /// v4_first, v6_first, v4_only or v6_only.
-    pub ip_preference: String,
-    pub keyword_case_sensitive: bool,
-    pub max_redirects: u8,
-    /// Body bytes read at most (0 = the default, 256 KiB).
-    pub body_budget_bytes: u32,
-    pub min_body_bytes: u32,
-    /// Slower than this is Warning / Degraded (0 = off).
-    pub ttfb_warn_ms: u32,
-    pub ttfb_degrade_ms: u32,
-    pub total_warn_ms: u32,
-    pub total_degrade_ms: u32,
-    /// Moves on with every change.
-    pub generation: u32,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-impl From<CheckRow> for Check {
-    fn from(c: CheckRow) -> Check {
-        let s = c.spec;
-        Check {
-            id: s.check_id,
-            site_id: s.site_id,
-            endpoint_id: c.endpoint_id,
-            name: c.name,
-            check_type: s.check_type.name().to_owned(),
-            target: s.target,
-            interval_s: s.interval_ms / 1000,
-            timeout_ms: s.timeout_ms,
-            retries: s.retries,
-            retry_spacing_ms: s.retry_spacing_ms,
-            critical: c.critical,
-            paused: s.paused,
-            method: s.method.name().to_owned(),
-            redirect_policy: s.redirect_policy.name().to_owned(),
-            keywords: s.keywords,
-            forbidden_keywords: s.forbidden_keywords,
-            dns_record_type: s.dns_record_type.name().to_owned(),
-            dns_expected: s.dns_expected,
-            tcp_banner: s.tcp_banner,
-            accepted_statuses: s.accepted_statuses.iter().map(|(a, b)| [*a, *b]).collect(),
-            ip_preference: s.ip_preference.name().to_owned(),
-            keyword_case_sensitive: s.keyword_case_sensitive,
-            max_redirects: s.max_redirects,
-            body_budget_bytes: s.body_budget_bytes,
-            min_body_bytes: s.min_body_bytes,
-            ttfb_warn_ms: s.ttfb_warn_ms,
-            ttfb_degrade_ms: s.ttfb_degrade_ms,
-            total_warn_ms: s.total_warn_ms,
-            total_degrade_ms: s.total_degrade_ms,
-            generation: s.generation,
-            created_at: rfc3339(c.created_us),
-            updated_at: rfc3339(c.updated_us),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CheckList {
-    pub data: Vec<Check>,
-}
-
-/// A check's settings; on PATCH only what is given changes.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CheckInput {
-    /// http (default), tcp or dns.
-    #[serde(rename = "type")]
-    #[schema(rename = "type")]
-    pub check_type: Option<String>,
-    pub name: Option<String>,
-    /// Defaults to the endpoint's URL (or the site's) for http.
-    pub target: Option<String>,
-    pub endpoint_id: Option<u64>,
-    pub interval_s: Option<u32>,
-    pub timeout_ms: Option<u32>,
-    /// Fast local re-checks before asking verifliers (0 to 5).
-    pub retries: Option<u8>,
-    pub retry_spacing_ms: Option<u32>,
-    pub critical: Option<bool>,
-    pub method: Option<String>,
-    pub redirect_policy: Option<String>,
-    pub keywords: Option<Vec<String>>,
-    pub forbidden_keywords: Option<Vec<String>>,
-    pub dns_record_type: Option<String>,
-    pub dns_expected: Option<Vec<String>>,
-    pub tcp_banner: Option<String>,
-    /// Inclusive [lo, hi] status ranges counted as up (at most 16).
-    pub accepted_statuses: Option<Vec<[u16; 2]>>,
-    pub ip_preference: Option<String>,
-    pub keyword_case_sensitive: Option<bool>,
-    /// 0 to 10.
-    pub max_redirects: Option<u8>,
-    /// Up to 1 MiB (0 = the default).
-    pub body_budget_bytes: Option<u32>,
-    pub min_body_bytes: Option<u32>,
-    pub ttfb_warn_ms: Option<u32>,
-    pub ttfb_degrade_ms: Option<u32>,
-    pub total_warn_ms: Option<u32>,
-    pub total_degrade_ms: Option<u32>,
-}
-
-fn named<T>(
-    field: &str,
-    v: &str,
-    parse: fn(&str) -> Option<T>,
-    allowed: &str,
-) -> Result<T, ApiError> {
-    parse(v).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_body",
-            format!("{field}: {v:?} is not one of {allowed}"),
-        )
-    })
-}
-
-impl CheckInput {
-    /// Applies the settings given onto `spec`, checking each against checks.md's limits: one
-    /// path for the API and `jetmon check`; the error names the field.
-    pub fn apply(&self, spec: &mut CheckSpec) -> Result<(), ApiError> {
-        let bad = |m: String| ApiError::bad_request("invalid_body", m);
-        if let Some(s) = self.interval_s {
-            if !(MIN_INTERVAL_S..=MAX_INTERVAL_S).contains(&s) {
-                return Err(bad(format!(
-                    "interval_s: {s} is outside {MIN_INTERVAL_S}..={MAX_INTERVAL_S}"
-                )));
-            }
-            spec.interval_ms = s * 1000;
-        }
-        if let Some(t) = self.timeout_ms {
-            spec.timeout_ms = t;
-        }
-        if let Some(r) = self.retries {
-            if r > 5 {
-                return Err(bad(format!("retries: {r} is more than 5")));
-            }
-            spec.retries = r;
-        }
-        if let Some(r) = self.retry_spacing_ms {
-            if !(1000..=600_000).contains(&r) {
-                return Err(bad(format!(
-                    "retry_spacing_ms: {r} is outside 1000..=600000"
-                )));
-            }
-            spec.retry_spacing_ms = r;
-        }
-        if let Some(m) = &self.method {
-            spec.method = named("method", m, HttpMethod::from_name, "GET, HEAD")?;
-        }
-        if let Some(p) = &self.redirect_policy {
-            spec.redirect_policy = named(
-                "redirect_policy",
-                p,
-                RedirectPolicy::from_name,
-                "follow, fail, alert",
-            )?;
-        }
-        if let Some(k) = &self.keywords {
-            spec.keywords = k.clone();
-        }
-        if let Some(k) = &self.forbidden_keywords {
-            spec.forbidden_keywords = k.clone();
-        }
-        if let Some(t) = &self.dns_record_type {
-            spec.dns_record_type = named(
-                "dns_record_type",
-                t,
-                DnsRecordType::from_name,
-                "A, AAAA, CNAME, MX, TXT",
-            )?;
-        }
-        if let Some(e) = &self.dns_expected {
-            if e.len() > 16 || e.iter().any(|v| v.is_empty() || v.len() > 255) {
-                return Err(bad(
-                    "dns_expected: at most 16 values of 1 to 255 bytes".into()
-                ));
-            }
-            spec.dns_expected = e.clone();
-        }
-        if let Some(b) = &self.tcp_banner {
-            check_name("tcp_banner", b, 255)?;
-            spec.tcp_banner = Some(b.clone());
-        }
-        if let Some(r) = &self.accepted_statuses {
-            spec.accepted_statuses = r.iter().map(|[a, b]| (*a, *b)).collect();
-        }
-        if let Some(p) = &self.ip_preference {
-            spec.ip_preference = named(
-                "ip_preference",
-                p,
-                IpPreference::from_name,
-                "v4_first, v6_first, v4_only, v6_only",
-            )?;
-        }
-        if let Some(c) = self.keyword_case_sensitive {
-            spec.keyword_case_sensitive = c;
-        }
-        if let Some(n) = self.max_redirects {
-            spec.max_redirects = n;
-        }
-        for (field, given) in [
-            (&mut spec.body_budget_bytes, self.body_budget_bytes),
-            (&mut spec.min_body_bytes, self.min_body_bytes),
-            (&mut spec.ttfb_warn_ms, self.ttfb_warn_ms),
-            (&mut spec.ttfb_degrade_ms, self.ttfb_degrade_ms),
-            (&mut spec.total_warn_ms, self.total_warn_ms),
-            (&mut spec.total_degrade_ms, self.total_degrade_ms),
-        ] {
-            if let Some(v) = given {
-                *field = v;
-            }
-        }
-        // Limits the engine and prober rely on (sizes, ranges).
-        let check_id = spec.check_id;
-        spec.check_id = check_id.max(1);
-        let valid = spec.validate();
-        spec.check_id = check_id;
-        valid.map_err(|e| bad(format!("{}: {}", e.field, e.problem)))
-    }
-}
-
-async fn site_checks(state: &State, site: u64) -> Result<Vec<Check>, ApiError> {
-    Ok(state
-        .store
-        .site_checks(site)
-        .await
-        .map_err(ApiError::from_store)?
-        .into_iter()
-        .map(Check::from)
-        .collect())
-}
-
-/// A site's checks.
-#[utoipa::path(get, path = "/api/v1/sites/{id}/checks", tag = "checks", security(("bearer" = [])),
-    params(("id" = u64, Path)),
-    responses((status = 200, body = CheckList), (status = "4XX", body = ErrorBody)))]
-async fn checks(
-    caller: Caller,
-    state: web::Data<State>,
-    id: web::Path<u64>,
-) -> Result<web::Json<CheckList>, ApiError> {
-    caller.require(Scope::Read)?;
-    site_or_404(&state, *id).await?;
-    Ok(web::Json(CheckList {
-        data: site_checks(&state, *id).await?,
-    }))
-}
-
-pub(crate) async fn check_or_404(state: &State, site: u64, cid: u64) -> Result<CheckRow, ApiError> {
-    site_or_404(state, site).await?;
-    state
-        .store
-        .site_checks(site)
-        .await
-        .map_err(ApiError::from_store)?
-        .into_iter()
-        .find(|c| c.spec.check_id == cid)
-        .ok_or_else(|| ApiError::not_found(format!("site {site} has no check {cid}")))
-}
-
-/// One check.
-#[utoipa::path(get, path = "/api/v1/sites/{id}/checks/{cid}", tag = "checks",
-    security(("bearer" = [])), params(("id" = u64, Path), ("cid" = u64, Path)),
-    responses((status = 200, body = Check), (status = "4XX", body = ErrorBody)))]
-async fn check(
-    caller: Caller,
-    state: web::Data<State>,
-    path: web::Path<(u64, u64)>,
-) -> Result<web::Json<Check>, ApiError> {
-    caller.require(Scope::Read)?;
-    let (id, cid) = path.into_inner();
-    Ok(web::Json(Check::from(check_or_404(&state, id, cid).await?)))
-}
-
-/// Adds a check to a site.
-#[utoipa::path(post, path = "/api/v1/sites/{id}/checks", tag = "checks",
-    security(("bearer" = [])), params(("id" = u64, Path)), request_body = CheckInput,
-    responses((status = 201, body = Check), (status = "4XX", body = ErrorBody)))]
-async fn add_check(
-    caller: Caller,
-    state: web::Data<State>,
-    id: web::Path<u64>,
-    body: web::Json<CheckInput>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require(Scope::Write)?;
-    let site = site_or_404(&state, *id).await?;
-    let t = match &body.check_type {
-        Some(t) => named("type", t, CheckType::from_name, "http, tcp, dns")?,
-        None => CheckType::Http,
-    };
-    let endpoint = match body.endpoint_id {
-        Some(eid) => Some(endpoint_or_404(&state, *id, eid).await?),
-        None => None,
-    };
-    let target = match (&body.target, t, &endpoint) {
-        (Some(target), _, _) => target.clone(),
-        (None, CheckType::Http, Some(e)) => e.url.clone(),
-        (None, CheckType::Http, None) if !site.url.is_empty() => site.url.clone(),
-        _ => return Err(ApiError::bad_request("invalid_body", "target: required")),
-    };
-    check_target(&state, t, &target)?;
-    let mut spec = CheckSpec::new(0, *id, t, &target);
-    body.apply(&mut spec)?;
-    let name = body.name.clone().unwrap_or_default();
-    check_name("name", &name, MAX_NAME)?;
-    let critical = body
-        .critical
-        .or(endpoint.as_ref().map(|e| e.critical))
-        .unwrap_or(true);
-    let cid = state
-        .store
-        .add_site_check(*id, endpoint.map(|e| e.id), &name, &spec, critical)
-        .await
-        .map_err(ApiError::from_store)?;
-    state.link.nudge();
-    Ok(HttpResponse::Created().json(Check::from(check_or_404(&state, *id, cid).await?)))
-}
-
-/// Changes a check (type, target and settings); what is not given stays.
-#[utoipa::path(patch, path = "/api/v1/sites/{id}/checks/{cid}", tag = "checks",
-    security(("bearer" = [])), params(("id" = u64, Path), ("cid" = u64, Path)),
-    request_body = CheckInput,
-    responses((status = 200, body = Check), (status = "4XX", body = ErrorBody)))]
-async fn patch_check(
-    caller: Caller,
-    state: web::Data<State>,
-    path: web::Path<(u64, u64)>,
-    body: web::Json<CheckInput>,
-) -> Result<web::Json<Check>, ApiError> {
-    caller.require(Scope::Write)?;
-    let (id, cid) = path.into_inner();
-    let old = check_or_404(&state, id, cid).await?;
-    if body.endpoint_id.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "endpoint_id: a check stays on its endpoint; add a new check instead",
-        ));
-    }
-    let mut spec = old.spec.clone();
-    if let Some(t) = &body.check_type {
-        spec.check_type = named("type", t, CheckType::from_name, "http, tcp, dns")?;
-    }
-    if let Some(t) = &body.target {
-        spec.target = t.clone();
-    }
-    if body.check_type.is_some() || body.target.is_some() {
-        check_target(&state, spec.check_type, &spec.target)?;
-    }
-    body.apply(&mut spec)?;
-    let name = body.name.clone().unwrap_or(old.name);
-    check_name("name", &name, MAX_NAME)?;
-    let critical = body.critical.unwrap_or(old.critical);
-    state
-        .store
-        .replace_check(id, &name, &spec, critical)
-        .await
-        .map_err(ApiError::from_store)?;
-    state.link.nudge();
-    Ok(web::Json(Check::from(check_or_404(&state, id, cid).await?)))
-}
-
-/// Deletes a check and its statistics; its open events close (`manual_override`).
-#[utoipa::path(delete, path = "/api/v1/sites/{id}/checks/{cid}", tag = "checks",
-    security(("bearer" = [])), params(("id" = u64, Path), ("cid" = u64, Path)),
-    responses((status = 200, body = Deleted), (status = "4XX", body = ErrorBody)))]
-async fn delete_check(
-    caller: Caller,
-    state: web::Data<State>,
-    path: web::Path<(u64, u64)>,
-) -> Result<web::Json<Deleted>, ApiError> {
-    caller.require(Scope::Write)?;
-    let (id, cid) = path.into_inner();
-    check_or_404(&state, id, cid).await?;
-    state
-        .store
-        .delete_check(id, cid)
-        .await
-        .map_err(ApiError::from_store)?;
-    state.link.nudge();
-    Ok(web::Json(Deleted {
-        id: cid,
-        deleted: true,
-    }))
-}
-
-/// A maintenance window: one-off (`from`/`to`) or weekly (`weekly`). Failures inside it are
-/// recorded as Maintenance: no alert, not downtime, not monitored time.
-#[derive(Serialize, Deserialize, ToSchema, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct WindowBody {
-    /// Only this check (default: the whole site).
-    pub check_id: Option<u64>,
-    /// One-off: RFC 3339 start.
-    #[schema(format = DateTime)]
-    pub from: Option<String>,
-    /// One-off: RFC 3339 end (after `from`).
-    #[schema(format = DateTime)]
-    pub to: Option<String>,
-    pub weekly: Option<Weekly>,
-}
-
-/// Every week, from `day` at `time` (UTC) for `duration_minutes`.
-#[derive(Serialize, Deserialize, ToSchema, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Weekly {
-    /// monday … sunday.
-    pub day: String,
-    /// HH:MM, UTC.
-    pub time: String,
-    /// 1 to 10080 (a week).
-    pub duration_minutes: u32,
-}
-
-const DAYS: [&str; 7] = [
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-];
-
-#[derive(Serialize, ToSchema)]
-pub struct MaintenanceWindow {
-    pub id: u64,
-    pub site_id: u64,
-    pub check_id: Option<u64>,
-    /// one_off or weekly.
-    pub kind: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub weekly: Option<Weekly>,
-}
-
-impl From<WindowRow> for MaintenanceWindow {
-    fn from(w: WindowRow) -> MaintenanceWindow {
-        let (kind, from, to, weekly) = match w.window {
-            Window::OneOff { from_us, to_us } => (
-                "one_off",
-                Some(rfc3339(from_us)),
-                Some(rfc3339(to_us)),
-                None,
-            ),
-            Window::Weekly {
-                start_s,
-                duration_s,
-            } => (
-                "weekly",
-                None,
-                None,
-                Some(Weekly {
-                    day: DAYS[(start_s / 86_400) as usize % 7].to_owned(),
-                    time: format!(
-                        "{:02}:{:02}",
-                        (start_s % 86_400) / 3600,
-                        (start_s % 3600) / 60
-                    ),
-                    duration_minutes: duration_s / 60,
-                }),
-            ),
-        };
-        MaintenanceWindow {
-            id: w.id,
-            site_id: w.site_id,
-            check_id: w.check_id,
-            kind: kind.to_owned(),
-            from,
-            to,
-            weekly,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MaintenanceBody {
-    /// Replaces every window of the site (at most 50).
-    pub windows: Vec<WindowBody>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MaintenanceList {
-    pub data: Vec<MaintenanceWindow>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MaintenancePage {
-    pub data: Vec<MaintenanceWindow>,
-    pub page: PageInfo,
-}
-
-fn window_of(w: &WindowBody) -> Result<Window, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_body", m);
-    match (&w.from, &w.to, &w.weekly) {
-        (Some(f), Some(t), None) => {
-            let from_us = super::parse_rfc3339(f)
-                .ok_or_else(|| bad(format!("from: {f:?} is not an RFC 3339 time")))?;
-            let to_us = super::parse_rfc3339(t)
-                .ok_or_else(|| bad(format!("to: {t:?} is not an RFC 3339 time")))?;
-            if to_us <= from_us {
-                return Err(bad("to: must be after from".into()));
-            }
-            Ok(Window::OneOff { from_us, to_us })
-        }
-        (None, None, Some(wk)) => {
-            let day = DAYS
-                .iter()
-                .position(|d| wk.day.eq_ignore_ascii_case(d))
-                .ok_or_else(|| bad(format!("weekly.day: {:?} is not a weekday", wk.day)))?;
-            let (h, m) = wk
-                .time
-                .split_once(':')
-                .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
-                .filter(|(h, m)| *h < 24 && *m < 60 && wk.time.len() == 5)
-                .ok_or_else(|| bad(format!("weekly.time: {:?} is not HH:MM", wk.time)))?;
-            if !(1..=10_080).contains(&wk.duration_minutes) {
-                return Err(bad("weekly.duration_minutes: 1 to 10080".into()));
-            }
-            Ok(Window::Weekly {
-                start_s: day as u32 * 86_400 + h * 3600 + m * 60,
-                duration_s: wk.duration_minutes * 60,
-            })
-        }
-        _ => Err(bad(
-            "a window is either from + to (one-off) or weekly".into()
-        )),
-    }
-}
-
-/// A site's maintenance windows.
-#[utoipa::path(get, path = "/api/v1/sites/{id}/maintenance", tag = "maintenance",
-    security(("bearer" = [])), params(("id" = u64, Path)),
-    responses((status = 200, body = MaintenanceList), (status = "4XX", body = ErrorBody)))]
-async fn site_maintenance(
-    caller: Caller,
-    state: web::Data<State>,
-    id: web::Path<u64>,
-) -> Result<web::Json<MaintenanceList>, ApiError> {
-    caller.require(Scope::Read)?;
-    site_or_404(&state, *id).await?;
-    let rows = state
-        .store
-        .windows_page(Some(*id), 0, MAX_WINDOWS as u32 * 2)
-        .await
-        .map_err(ApiError::from_store)?;
-    Ok(web::Json(MaintenanceList {
-        data: rows.into_iter().map(MaintenanceWindow::from).collect(),
-    }))
-}
-
-/// Replaces a site's maintenance windows.
-#[utoipa::path(put, path = "/api/v1/sites/{id}/maintenance", tag = "maintenance",
-    security(("bearer" = [])), params(("id" = u64, Path)), request_body = MaintenanceBody,
-    responses((status = 200, body = MaintenanceList), (status = "4XX", body = ErrorBody)))]
-async fn put_maintenance(
-    caller: Caller,
-    state: web::Data<State>,
-    id: web::Path<u64>,
-    body: web::Json<MaintenanceBody>,
-) -> Result<web::Json<MaintenanceList>, ApiError> {
-    caller.require(Scope::Write)?;
-    site_or_404(&state, *id).await?;
-    if body.windows.len() > MAX_WINDOWS {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            format!("windows: at most {MAX_WINDOWS}"),
-        ));
-    }
-    let checks: Vec<u64> = state
-        .store
-        .site_check_ids(*id)
-        .await
-        .map_err(ApiError::from_store)?;
-    let mut windows = Vec::with_capacity(body.windows.len());
-    for (n, w) in body.windows.iter().enumerate() {
-        let window = window_of(w).map_err(|mut e| {
-            e.message = format!("windows[{n}].{}", e.message);
-            e
-        })?;
-        if let Some(c) = w.check_id
-            && !checks.contains(&c)
-        {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                format!("windows[{n}].check_id: site {id} has no check {c}"),
-            ));
-        }
-        windows.push((w.check_id, window));
-    }
-    let rows = state
-        .store
-        .put_windows(*id, &windows)
-        .await
-        .map_err(ApiError::from_store)?;
-    state.link.nudge();
-    Ok(web::Json(MaintenanceList {
-        data: rows.into_iter().map(MaintenanceWindow::from).collect(),
-    }))
-}
-
-/// Removes a site's maintenance windows.
-#[utoipa::path(delete, path = "/api/v1/sites/{id}/maintenance", tag = "maintenance",
-    security(("bearer" = [])), params(("id" = u64, Path)),
-    responses((status = 200, body = MaintenanceList), (status = "4XX", body = ErrorBody)))]
-async fn delete_maintenance(
-    caller: Caller,
-    state: web::Data<State>,
-    id: web::Path<u64>,
-) -> Result<web::Json<MaintenanceList>, ApiError> {
-    caller.require(Scope::Write)?;
-    site_or_404(&state, *id).await?;
-    state
-        .store
-        .put_windows(*id, &[])
-        .await
-        .map_err(ApiError::from_store)?;
-    state.link.nudge();
-    Ok(web::Json(MaintenanceList { data: Vec::new() }))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    cursor: Option<String>,
-    #[param(value_type = Option<u32>)]
-    limit: Option<String>,
-}
-
-/// Every maintenance window, by id.
-#[utoipa::path(get, path = "/api/v1/maintenance", tag = "maintenance", security(("bearer" = [])),
-    params(PageQuery),
-    responses((status = 200, body = MaintenancePage), (status = "4XX", body = ErrorBody)))]
-async fn all_maintenance(
-    caller: Caller,
-    state: web::Data<State>,
-    q: web::Query<PageQuery>,
-) -> Result<web::Json<MaintenancePage>, ApiError> {
-    caller.require(Scope::Read)?;
-    let limit = page_limit(q.limit.as_deref())?;
-    let after = decode_cursor(q.cursor.as_deref())?;
-    let rows = state
-        .store
-        .windows_page(None, after, limit + 1)
-        .await
-        .map_err(ApiError::from_store)?;
-    let (rows, page) = cut(rows, limit, |w| w.id);
-    Ok(web::Json(MaintenancePage {
-        data: rows.into_iter().map(MaintenanceWindow::from).collect(),
-        page,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use utoipa::PartialSchema;
-
-    /// issue 14: every check field the API accepts changes what the prober or the engine gets.
-    /// The list of fields comes from the OpenAPI schema, so a new field without a case here
-    /// fails this test. `type`, `target`, `name`, `endpoint_id` and `critical` are applied by
-    /// the routes (they pick the check's type and URL, label it, and set the rollup); every
-    /// other field must change the spec `CheckInput::apply` builds.
-    #[test]
-    fn every_accepted_check_field_changes_the_check() {
-        let schema = serde_json::to_value(CheckInput::schema()).expect("schema");
-        let fields: Vec<String> = schema["properties"]
-            .as_object()
-            .expect("properties")
-            .keys()
-            .cloned()
-            .collect();
-        let routed = ["type", "target", "name", "endpoint_id", "critical"];
-        let sample = |f: &str| -> serde_json::Value {
-            match f {
-                "interval_s" => json!(300),
-                "timeout_ms" => json!(2500),
-                "retries" => json!(4),
-                "retry_spacing_ms" => json!(20_000),
-                "method" => json!("HEAD"),
-                "redirect_policy" => json!("alert"),
-                "keywords" | "forbidden_keywords" => json!(["word"]),
-                "dns_record_type" => json!("AAAA"),
-                "dns_expected" => json!(["192.0.2.1"]),
-                "tcp_banner" => json!("SSH-"),
-                "accepted_statuses" => json!([[200, 204]]),
-                "ip_preference" => json!("v6_only"),
-                "keyword_case_sensitive" => json!(true),
-                "max_redirects" => json!(3),
-                "body_budget_bytes" => json!(65_536),
-                "min_body_bytes" => json!(100),
-                "ttfb_warn_ms" | "ttfb_degrade_ms" | "total_warn_ms" | "total_degrade_ms" => {
-                    json!(900)
-                }
-                other => panic!("no sample for the API's check field {other:?}: add one"),
-            }
-        };
-        let base = CheckSpec::new(1, 1, CheckType::Http, "https://example.com/");
-        for f in fields.iter().filter(|f| !routed.contains(&f.as_str())) {
-            let input: CheckInput =
-                serde_json::from_value(json!({ f.as_str(): sample(f) })).expect(f);
-            let mut spec = base.clone();
-            input
-                .apply(&mut spec)
-                .unwrap_or_else(|e| panic!("{f}: {e}"));
-            assert_ne!(spec, base, "{f} is accepted and changes nothing");
-        }
-        assert!(fields.len() >= routed.len() + 20, "{fields:?}");
-    }
 }

@@ -89,70 +89,11 @@ pub fn probe(
     let dir = std::env::temp_dir().join(format!("jetmon-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _cleanup = TempDir(dir.clone());
-    let toml_list = |v: &[String]| {
-        v.iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut resolvers = opts.resolvers.clone();
-    if resolvers.is_empty() {
-        resolvers = config.prober.resolvers.clone();
-    }
-    let mut allow = config.prober.allow_cidrs.clone();
-    allow.extend(opts.allow_cidrs.iter().cloned());
-    let ca = opts
-        .extra_ca_file
-        .clone()
-        .or_else(|| config.prober.tls_extra_ca_file.clone());
-    let mut toml = format!(
-        "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"check\"\nresult_ring_bytes = 65536\n\
-         command_ring_bytes = 65536\nio_memory_bytes = {}\nuser_agent = {:?}\nresolvers = [{}]\n\
-         allow_cidrs = [{}]\nresolver_canary = {:?}\n",
-        dir.display().to_string(),
-        config.prober.io_memory_bytes,
-        config.prober.user_agent,
-        toml_list(&resolvers),
-        toml_list(&allow),
-        config.prober.resolver_canary,
-    );
-    if let Some(ca) = ca {
-        toml.push_str(&format!(
-            "tls_extra_ca_file = {:?}\n",
-            ca.display().to_string()
-        ));
-    }
-    let cfg_path = dir.join("prober.toml");
-    std::fs::write(&cfg_path, toml)?;
+    let cfg_path = write_config(config, opts, &dir)?;
     let mut commands =
         RingFile::open_or_create(&dir.join("check-commands-0"), 65536)?.producer()?;
     let mut results = RingFile::open_or_create(&dir.join("check-results-0"), 65536)?.consumer()?;
-    let log = std::fs::File::create(dir.join("prober.log"))?;
-    // Ctrl-C and SIGTERM reach us, not the prober (its own process group): we stop it and
-    // remove its files. If we die without a chance to, the kernel stops it (PDEATHSIG).
-    jetmon_shared::shutdown::install();
-    let mut process = Process::new(prober);
-    process
-        .arg("--config")
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .process_group(0);
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        process.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = ChildGuard(
-        process
-            .spawn()
-            .with_context(|| format!("starting {}", prober.display()))?,
-    );
+    let mut child = spawn_private(prober, &cfg_path, &dir)?;
     let mut encoder = FrameEncoder::new();
     let mut send = |c: &Command| -> Result<()> {
         match commands.try_push(KIND_COMMAND, encoder.command(c)) {
@@ -237,6 +178,76 @@ pub fn probe(
             deadline_s(timeout)
         )
     })
+}
+
+/// The private prober's configuration: one shard, small rings in `dir`, the operator's
+/// resolvers, allow-list and CA unless the command line overrides them.
+fn write_config(config: &Config, opts: &ProberOptions, dir: &Path) -> Result<PathBuf> {
+    let toml_list = |v: &[String]| {
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut resolvers = opts.resolvers.clone();
+    if resolvers.is_empty() {
+        resolvers = config.prober.resolvers.clone();
+    }
+    let mut allow = config.prober.allow_cidrs.clone();
+    allow.extend(opts.allow_cidrs.iter().cloned());
+    let ca = opts
+        .extra_ca_file
+        .clone()
+        .or_else(|| config.prober.tls_extra_ca_file.clone());
+    let mut toml = format!(
+        "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = \"check\"\nresult_ring_bytes = 65536\n\
+         command_ring_bytes = 65536\nio_memory_bytes = {}\nuser_agent = {:?}\nresolvers = [{}]\n\
+         allow_cidrs = [{}]\nresolver_canary = {:?}\n",
+        dir.display().to_string(),
+        config.prober.io_memory_bytes,
+        config.prober.user_agent,
+        toml_list(&resolvers),
+        toml_list(&allow),
+        config.prober.resolver_canary,
+    );
+    if let Some(ca) = ca {
+        toml.push_str(&format!(
+            "tls_extra_ca_file = {:?}\n",
+            ca.display().to_string()
+        ));
+    }
+    let cfg_path = dir.join("prober.toml");
+    std::fs::write(&cfg_path, toml)?;
+    Ok(cfg_path)
+}
+
+/// Starts the private prober in its own process group (Ctrl-C and SIGTERM reach us, and we
+/// stop it), with PDEATHSIG so that it stops if we die without a chance to.
+fn spawn_private(prober: &Path, cfg_path: &Path, dir: &Path) -> Result<ChildGuard> {
+    let log = std::fs::File::create(dir.join("prober.log"))?;
+    // Ctrl-C and SIGTERM reach us, not the prober (its own process group): we stop it and
+    // remove its files. If we die without a chance to, the kernel stops it (PDEATHSIG).
+    jetmon_shared::shutdown::install();
+    let mut process = Process::new(prober);
+    process
+        .arg("--config")
+        .arg(cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        process.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(ChildGuard(process.spawn().with_context(|| {
+        format!("starting {}", prober.display())
+    })?))
 }
 
 fn deadline_s(timeout: Duration) -> u64 {
