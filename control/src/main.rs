@@ -358,7 +358,7 @@ fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
             .map_or(0, |d| d.as_secs() as i64);
         print!("{}", jetmon_control::oneoff::render(&a.target, &r, now_s));
     }
-    Ok(jetmon_control::oneoff::exit_code(r.result.outcome))
+    Ok(jetmon_control::oneoff::exit_code(r.probed.result.outcome))
 }
 
 fn import(config: &Config, file: &std::path::Path) -> Result<()> {

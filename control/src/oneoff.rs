@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use jetmon_shared::check::CheckSpec;
 
+use crate::api::Probed;
 use crate::engine::Thresholds;
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{
-    Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, ProbeResult, decode_result,
+    Command, FrameEncoder, KIND_CHECK_RESULT, KIND_COMMAND, decode_result,
 };
 use jetmon_shared::outcome::{Outcome, OutcomeClass};
 use jetmon_shared::ring::{PushError, RingFile};
@@ -22,15 +23,11 @@ use jetmon_shared::ring::{PushError, RingFile};
 /// What the probe found, with the variable-length facts copied out of the frame.
 #[derive(Debug, Clone)]
 pub struct OneOff {
-    pub result: ProbeResult,
-    pub final_url: Option<String>,
+    /// The result with its note (which rule, which address, how to allow it), final URL and
+    /// redirect chain, as the API's trigger-now reads them.
+    pub probed: Probed,
     pub cert_issuer: Option<String>,
     pub cert_san_count: u16,
-    /// A sentence for a person (probe-safety refusals): which rule, which address, how to
-    /// allow it.
-    pub note: Option<String>,
-    /// Each redirect followed: the status that redirected and where it led.
-    pub redirect_chain: Vec<(u16, String)>,
     /// The check's response-time thresholds (all 0 = none).
     pub thresholds: Thresholds,
 }
@@ -145,17 +142,9 @@ pub fn probe(
                 && frame.result.request_id == 1
             {
                 hit = Some(OneOff {
-                    result: frame.result,
-                    final_url: frame.extras.final_url.map(str::to_owned),
+                    probed: Probed::from_frame(&frame),
                     cert_issuer: frame.extras.cert_issuer.map(str::to_owned),
                     cert_san_count: frame.extras.cert_san_count,
-                    note: frame.extras.note.map(str::to_owned),
-                    redirect_chain: frame
-                        .extras
-                        .redirect_chain
-                        .iter()
-                        .map(|h| (h.status, h.url.to_owned()))
-                        .collect(),
                     thresholds,
                 });
             }
@@ -285,10 +274,10 @@ fn tls_version(v: u16) -> &'static str {
 /// thresholds or on a failure, else "ok", "warning" or "degraded". The engine opens a
 /// `performance` event on the median of the last 3 successes; one probe is a hint.
 pub fn performance(r: &OneOff) -> Option<&'static str> {
-    if r.thresholds.is_off() || r.result.outcome != Outcome::Ok {
+    if r.thresholds.is_off() || r.probed.result.outcome != Outcome::Ok {
         return None;
     }
-    let p = &r.result.phases;
+    let p = &r.probed.result.phases;
     Some(match r.thresholds.level(p.ttfb_us, p.total_us) {
         2 => "degraded",
         1 => "warning",
@@ -299,22 +288,25 @@ pub fn performance(r: &OneOff) -> Option<&'static str> {
 /// Human-readable lines.
 pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
     let target = &jetmon_shared::check::redact_userinfo(target);
-    let p = &r.result.phases;
+    let p = &r.probed.result.phases;
     let mut out = format!(
         "{target}\n  outcome   {} ({}){}\n",
-        r.result.outcome.name(),
-        r.result.outcome.code(),
-        if r.result.detail != 0 {
-            format!(", detail {}", r.result.detail)
+        r.probed.result.outcome.name(),
+        r.probed.result.outcome.code(),
+        if r.probed.result.detail != 0 {
+            format!(", detail {}", r.probed.result.detail)
         } else {
             String::new()
         }
     );
-    if let Some(note) = &r.note {
+    if let Some(note) = &r.probed.note {
         out.push_str(&format!("  why       {note}\n"));
     }
-    if r.result.http_status != 0 {
-        out.push_str(&format!("  status    HTTP {}\n", r.result.http_status));
+    if r.probed.result.http_status != 0 {
+        out.push_str(&format!(
+            "  status    HTTP {}\n",
+            r.probed.result.http_status
+        ));
     }
     out.push_str(&format!(
         "  phases    dns {}  connect {}  tls {}  ttfb {}  total {}\n",
@@ -338,25 +330,28 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
             limit(t.total_warn_ms, t.total_degrade_ms)
         ));
     }
-    out.push_str(&format!("  read      {} bytes\n", r.result.bytes_read));
-    if r.result.redirect_count > 0 {
+    out.push_str(&format!(
+        "  read      {} bytes\n",
+        r.probed.result.bytes_read
+    ));
+    if r.probed.result.redirect_count > 0 {
         out.push_str(&format!(
             "  redirects {} → {}\n",
-            r.result.redirect_count,
-            r.final_url.as_deref().unwrap_or("?")
+            r.probed.result.redirect_count,
+            r.probed.final_url.as_deref().unwrap_or("?")
         ));
-        for (status, url) in &r.redirect_chain {
+        for (status, url) in &r.probed.redirect_chain {
             out.push_str(&format!("            {status} → {url}\n"));
         }
     }
-    if r.result.cert_not_after_s != 0 {
-        let days = (r.result.cert_not_after_s - now_s).div_euclid(86_400);
+    if r.probed.result.cert_not_after_s != 0 {
+        let days = (r.probed.result.cert_not_after_s - now_s).div_euclid(86_400);
         out.push_str(&format!(
             "  tls       {}; certificate by {:?}, {} SAN(s), expires in {days} day(s) (notAfter {})\n",
-            tls_version(r.result.tls_version),
+            tls_version(r.probed.result.tls_version),
             r.cert_issuer.as_deref().unwrap_or("?"),
             r.cert_san_count,
-            r.result.cert_not_after_s
+            r.probed.result.cert_not_after_s
         ));
     }
     out
@@ -365,33 +360,33 @@ pub fn render(target: &str, r: &OneOff, now_s: i64) -> String {
 /// One JSON object for scripts.
 pub fn json(target: &str, r: &OneOff) -> String {
     let target = jetmon_shared::check::redact_userinfo(target);
-    let p = &r.result.phases;
+    let p = &r.probed.result.phases;
     serde_json::json!({
         "target": target,
-        "outcome": r.result.outcome.name(),
-        "outcome_code": r.result.outcome.code(),
-        "class": match r.result.outcome.class() {
+        "outcome": r.probed.result.outcome.name(),
+        "outcome_code": r.probed.result.outcome.code(),
+        "class": match r.probed.result.outcome.class() {
             OutcomeClass::Up => "up",
             OutcomeClass::SiteFailure => "site_failure",
             OutcomeClass::Advisory => "advisory",
             OutcomeClass::MonitorSide => "monitor_side",
         },
-        "detail": r.result.detail,
-        "note": r.note,
+        "detail": r.probed.result.detail,
+        "note": r.probed.note,
         "performance": performance(r),
-        "redirect_chain": r.redirect_chain.iter()
+        "redirect_chain": r.probed.redirect_chain.iter()
             .map(|(status, url)| serde_json::json!({"status": status, "url": url}))
             .collect::<Vec<_>>(),
-        "http_status": r.result.http_status,
+        "http_status": r.probed.result.http_status,
         "phases_us": {
             "dns": p.dns_us, "connect": p.connect_us, "tls": p.tls_us,
             "ttfb": p.ttfb_us, "total": p.total_us,
         },
-        "bytes_read": r.result.bytes_read,
-        "redirect_count": r.result.redirect_count,
-        "final_url": r.final_url,
-        "tls_version": (r.result.tls_version != 0).then(|| tls_version(r.result.tls_version)),
-        "cert_not_after": (r.result.cert_not_after_s != 0).then_some(r.result.cert_not_after_s),
+        "bytes_read": r.probed.result.bytes_read,
+        "redirect_count": r.probed.result.redirect_count,
+        "final_url": r.probed.final_url,
+        "tls_version": (r.probed.result.tls_version != 0).then(|| tls_version(r.probed.result.tls_version)),
+        "cert_not_after": (r.probed.result.cert_not_after_s != 0).then_some(r.probed.result.cert_not_after_s),
         "cert_issuer": r.cert_issuer,
         "cert_san_count": r.cert_san_count,
     })

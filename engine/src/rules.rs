@@ -79,7 +79,6 @@ pub(crate) fn site_failure(
         out,
     );
     let retries = entry.retries;
-    let spacing = entry.retry_spacing_ms;
     match entry.open.get(&EventKind::Availability).copied() {
         None if in_maintenance => {
             let id = take_id();
@@ -112,15 +111,7 @@ pub(crate) fn site_failure(
                 detail(),
                 out,
             );
-            if retries > 0 {
-                out.push(Effect::Recheck {
-                    check_id: r.check_id,
-                    count: retries,
-                    spacing_ms: spacing,
-                });
-            } else {
-                escalate(entry, r.check_id, verifliers, now_us, out);
-            }
+            recheck_or_escalate(entry, r.check_id, verifliers, now_us, out);
         }
         Some(e) if e.state == State::SeemsDown && in_maintenance => {
             change(
@@ -169,17 +160,29 @@ pub(crate) fn site_failure(
             if let Some(open) = entry.open.get_mut(&EventKind::Availability) {
                 open.failures = 1;
             }
-            if retries > 0 {
-                out.push(Effect::Recheck {
-                    check_id: r.check_id,
-                    count: retries,
-                    spacing_ms: spacing,
-                });
-            } else {
-                escalate(entry, r.check_id, verifliers, now_us, out);
-            }
+            recheck_or_escalate(entry, r.check_id, verifliers, now_us, out);
         }
         Some(_) => {} // already Down, verifying, or swallowed
+    }
+}
+
+/// A failure just opened (or reopened) Seems Down: re-check locally when the check has
+/// re-checks, else go straight to the verifliers.
+fn recheck_or_escalate(
+    entry: &mut CheckEntry,
+    check_id: u64,
+    verifliers: usize,
+    now_us: u64,
+    out: &mut Vec<Effect>,
+) {
+    if entry.retries > 0 {
+        out.push(Effect::Recheck {
+            check_id,
+            count: entry.retries,
+            spacing_ms: entry.retry_spacing_ms,
+        });
+    } else {
+        escalate(entry, check_id, verifliers, now_us, out);
     }
 }
 

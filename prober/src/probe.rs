@@ -95,6 +95,23 @@ impl ProbeReport {
     }
 }
 
+/// The report of a probe that ended on our side of the wire (no answer judged from the
+/// target): zero timings and no response.
+pub fn monitor_side(outcome: Outcome) -> ProbeReport {
+    ProbeReport {
+        outcome,
+        detail: 0,
+        http_status: 0,
+        phases: Default::default(),
+        bytes_read: 0,
+        tls: Default::default(),
+        redirect: false,
+        redirects: 0,
+        flags: 0,
+        blocked_ip: None,
+    }
+}
+
 /// The connection an HTTP exchange runs over: plain TCP, or TLS on top of it. Both read into
 /// their own buffer and hand out the bytes received (plaintext for TLS).
 enum Conn<'b> {

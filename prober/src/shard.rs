@@ -28,14 +28,15 @@ use jetmon_shared::outcome::Outcome;
 use jetmon_shared::ring::{Consumer, Producer, PushError};
 use jetmon_shared::shutdown;
 
-use crate::probe::{self, ProbeBuffers, ProbeReport, micros};
+use crate::probe::{self, ProbeBuffers, ProbeReport, micros, monitor_side};
 use crate::proto::dns::{self, Answer, Cached, DnsCache};
 use crate::proto::redirect;
 use crate::proto::safety::ProbeSafety;
+use crate::refusal::{Refusals, Refused, blocked, refusal_note};
 use crate::resolver::{self, NoAnswer, Parsed};
 use crate::sched::Settings;
 use crate::sched::{CheckTable, Fired};
-use crate::target::{HostsFile, Resolution, Target, resolve_local};
+use crate::target::{HostsFile, Resolution, Target, parse_for as parse_target, resolve_local};
 
 /// The pacer's period while there is work.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -297,17 +298,7 @@ pub struct Shard {
     /// Checks whose target was refused when they were configured (checks.md: a probe never
     /// goes silent). Each yields its refusal at once, and again for every trigger-now or
     /// re-check, without touching the network.
-    refused: HashMap<u64, Refused>,
-}
-
-/// A check refused at configuration, with what its results need.
-#[derive(Debug, Clone)]
-struct Refused {
-    site_id: u64,
-    generation: u32,
-    check_type: CheckType,
-    why: crate::proto::safety::Blocked,
-    note: String,
+    refused: Refusals,
 }
 
 impl Shard {
@@ -353,7 +344,7 @@ impl Shard {
             last_stats: Instant::now(),
             last_checks_logged: 0,
             draining_until: None,
-            refused: HashMap::new(),
+            refused: Refusals::default(),
         }
     }
 
@@ -481,39 +472,30 @@ impl Shard {
 
     fn apply(&mut self, command: Command, now_ms: u64) {
         match command {
-            Command::Upsert(spec) => match configure_refusal(&spec) {
+            Command::Upsert(spec) => match Refused::judge(&spec) {
                 None => {
-                    self.refused.remove(&spec.check_id);
+                    self.refused.remove(spec.check_id);
                     self.table.upsert(&spec, now_ms);
                 }
-                Some((why, note)) => {
+                Some(refused) => {
                     self.counters.rejected_commands += 1;
                     eprintln!(
-                        "jetmon-prober: shard {}: check {}: {note}",
-                        self.cfg.id, spec.check_id
+                        "jetmon-prober: shard {}: check {}: {}",
+                        self.cfg.id, spec.check_id, refused.note
                     );
                     self.table.remove(spec.check_id);
-                    self.refused.insert(
-                        spec.check_id,
-                        Refused {
-                            site_id: spec.site_id,
-                            generation: spec.generation,
-                            check_type: spec.check_type,
-                            why,
-                            note,
-                        },
-                    );
+                    self.refused.insert(spec.check_id, refused);
                     self.emit_refused(spec.check_id, ProbeOrigin::Scheduled, 0, now_ms);
                 }
             },
             Command::Remove { check_id } => {
                 self.table.remove(check_id);
-                self.refused.remove(&check_id);
+                self.refused.remove(check_id);
             }
             Command::TriggerNow {
                 check_id,
                 request_id,
-            } if self.refused.contains_key(&check_id) => {
+            } if self.refused.contains(check_id) => {
                 self.emit_refused(check_id, ProbeOrigin::TriggerNow, request_id, now_ms);
             }
             Command::Recheck {
@@ -521,7 +503,7 @@ impl Shard {
                 request_id,
                 count,
                 ..
-            } if count > 0 && self.refused.contains_key(&check_id) => {
+            } if count > 0 && self.refused.contains(check_id) => {
                 self.emit_refused(check_id, ProbeOrigin::Recheck, request_id, now_ms);
             }
             Command::TriggerNow {
@@ -568,32 +550,17 @@ impl Shard {
 
     /// The result of a check refused at configuration: at once, without the network.
     fn emit_refused(&mut self, check_id: u64, origin: ProbeOrigin, request_id: u64, now_ms: u64) {
-        let Some(r) = self.refused.get(&check_id) else {
+        let Some(r) = self.refused.get(check_id) else {
             return;
         };
-        let now_us = now_ms * 1000;
-        let result = ProbeResult {
+        let result = r.result(
             check_id,
-            site_id: r.site_id,
-            seq: 0,
-            scheduled_at_us: now_us,
-            started_at_us: now_us,
-            request_id,
-            cert_not_after_s: 0,
-            phases: Default::default(),
-            bytes_read: 0,
-            vantage_id: self.cfg.vantage_id,
-            generation: r.generation,
-            http_status: 0,
-            outcome: Outcome::ProbeSafetyBlocked,
-            detail: r.why as u16,
-            tls_version: 0,
-            shard: self.cfg.id,
-            redirect_count: 0,
             origin,
-            check_type: r.check_type,
-            flags: 0,
-        };
+            request_id,
+            now_ms * 1000,
+            self.cfg.vantage_id,
+            self.cfg.id,
+        );
         let extras = Box::new(Extras {
             note: Some(r.note.clone()),
             ..Extras::default()
@@ -1423,85 +1390,4 @@ enum Step {
     Failed(ProbeReport),
     /// The name is not cached: wait for a query of this type.
     Wait(Box<str>, RecordType),
-}
-
-/// Why a check's target cannot be probed at all, judged when it is configured: the rule it
-/// breaks and a sentence for a person. Names and addresses are judged when probed.
-fn configure_refusal(
-    spec: &jetmon_shared::check::CheckSpec,
-) -> Option<(crate::proto::safety::Blocked, String)> {
-    use crate::proto::safety::{Blocked, note};
-    use crate::target::TargetError;
-    let what = |problem: &dyn std::fmt::Display| {
-        format!(
-            "{} target {:?}: {problem}",
-            spec.check_type.name(),
-            jetmon_shared::check::redact_userinfo(&spec.target)
-        )
-    };
-    match spec.check_type {
-        CheckType::Http | CheckType::Tcp => match parse_target(spec.check_type, &spec.target) {
-            Ok(_) => None,
-            Err(e) => {
-                let target = format!(
-                    "{} target {:?}",
-                    spec.check_type.name(),
-                    jetmon_shared::check::redact_userinfo(&spec.target)
-                );
-                Some(match e {
-                    TargetError::Scheme => (Blocked::Scheme, note(Blocked::Scheme, None, &target)),
-                    TargetError::UserInfo => {
-                        (Blocked::UserInfo, note(Blocked::UserInfo, None, &target))
-                    }
-                    _ => (Blocked::Syntax, note(Blocked::Syntax, None, &what(&e))),
-                })
-            }
-        },
-        CheckType::Dns => match dns::build_query(0, &spec.target, RecordType::A) {
-            Ok(_) => None,
-            Err(_) => {
-                let why = Blocked::Syntax;
-                Some((why, note(why, None, &what(&"not a valid DNS name"))))
-            }
-        },
-    }
-}
-
-/// A check's target as its type reads it: a URL for http, `host:port` for tcp.
-fn parse_target(check_type: CheckType, s: &str) -> Result<Target<'_>, crate::target::TargetError> {
-    match check_type {
-        CheckType::Tcp => Target::parse_host_port(s),
-        CheckType::Http | CheckType::Dns => Target::parse_url(s),
-    }
-}
-
-/// The readable note of a probe-safety refusal; `what` names the judged target.
-fn refusal_note(report: &ProbeReport, what: &str) -> Option<String> {
-    if report.outcome != Outcome::ProbeSafetyBlocked {
-        return None;
-    }
-    let why = crate::proto::safety::Blocked::from_code(report.detail)?;
-    Some(crate::proto::safety::note(why, report.blocked_ip, what))
-}
-
-fn blocked(why: crate::proto::safety::Blocked) -> ProbeReport {
-    ProbeReport {
-        detail: why as u16,
-        ..monitor_side(Outcome::ProbeSafetyBlocked)
-    }
-}
-
-fn monitor_side(outcome: Outcome) -> ProbeReport {
-    ProbeReport {
-        outcome,
-        detail: 0,
-        http_status: 0,
-        phases: Default::default(),
-        bytes_read: 0,
-        tls: Default::default(),
-        redirect: false,
-        redirects: 0,
-        flags: 0,
-        blocked_ip: None,
-    }
 }

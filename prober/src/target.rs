@@ -143,6 +143,19 @@ fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(&str, 
     Ok((host, port))
 }
 
+/// A check's target as its type reads it: a URL for http (and dns's resolver URL form),
+/// `host:port` for tcp.
+pub fn parse_for(
+    check_type: jetmon_shared::check::CheckType,
+    s: &str,
+) -> Result<Target<'_>, TargetError> {
+    use jetmon_shared::check::CheckType;
+    match check_type {
+        CheckType::Tcp => Target::parse_host_port(s),
+        CheckType::Http | CheckType::Dns => Target::parse_url(s),
+    }
+}
+
 /// Names from `/etc/hosts` (IPv4 first, in file order).
 #[derive(Debug, Clone, Default)]
 pub struct HostsFile {
