@@ -13,6 +13,7 @@ use super::sites::*;
 use super::{ApiError, Caller, State, rfc3339};
 use crate::target::{MAX_INTERVAL_S, MIN_INTERVAL_S};
 use jetmon_store::CheckRow;
+use jetmon_store::Scoped;
 use jetmon_store::tokens::Scope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -276,9 +277,8 @@ impl CheckInput {
     }
 }
 
-pub(crate) async fn site_checks(state: &State, site: u64) -> Result<Vec<Check>, ApiError> {
-    Ok(state
-        .store
+pub(crate) async fn site_checks(db: Scoped<'_>, site: u64) -> Result<Vec<Check>, ApiError> {
+    Ok(db
         .site_checks(site)
         .await
         .map_err(ApiError::from_store)?
@@ -297,17 +297,20 @@ async fn checks(
     id: web::Path<u64>,
 ) -> Result<web::Json<CheckList>, ApiError> {
     caller.require(Scope::Read)?;
-    site_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
     Ok(web::Json(CheckList {
-        data: site_checks(&state, *id).await?,
+        data: site_checks(db, *id).await?,
     }))
 }
 
-pub(crate) async fn check_or_404(state: &State, site: u64, cid: u64) -> Result<CheckRow, ApiError> {
-    site_or_404(state, site).await?;
-    state
-        .store
-        .site_checks(site)
+pub(crate) async fn check_or_404(
+    db: Scoped<'_>,
+    site: u64,
+    cid: u64,
+) -> Result<CheckRow, ApiError> {
+    site_or_404(db, site).await?;
+    db.site_checks(site)
         .await
         .map_err(ApiError::from_store)?
         .into_iter()
@@ -325,8 +328,9 @@ async fn check(
     path: web::Path<(u64, u64)>,
 ) -> Result<web::Json<Check>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let (id, cid) = path.into_inner();
-    Ok(web::Json(Check::from(check_or_404(&state, id, cid).await?)))
+    Ok(web::Json(Check::from(check_or_404(db, id, cid).await?)))
 }
 
 /// Adds a check to a site.
@@ -340,13 +344,14 @@ async fn add_check(
     body: web::Json<CheckInput>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
-    let site = site_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    let site = site_or_404(db, *id).await?;
     let t = match &body.check_type {
         Some(t) => named("type", t, CheckType::from_name, "http, tcp, dns")?,
         None => CheckType::Http,
     };
     let endpoint = match body.endpoint_id {
-        Some(eid) => Some(endpoint_or_404(&state, *id, eid).await?),
+        Some(eid) => Some(endpoint_or_404(db, *id, eid).await?),
         None => None,
     };
     let target = match (&body.target, t, &endpoint) {
@@ -364,13 +369,13 @@ async fn add_check(
         .critical
         .or(endpoint.as_ref().map(|e| e.critical))
         .unwrap_or(true);
-    let cid = state
-        .store
+    let cid = db
         .add_site_check(*id, endpoint.map(|e| e.id), &name, &spec, critical)
         .await
-        .map_err(ApiError::from_store)?;
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no site {id}")))?;
     state.link.nudge();
-    Ok(HttpResponse::Created().json(Check::from(check_or_404(&state, *id, cid).await?)))
+    Ok(HttpResponse::Created().json(Check::from(check_or_404(db, *id, cid).await?)))
 }
 
 /// Changes a check (type, target and settings); what is not given stays.
@@ -385,8 +390,9 @@ async fn patch_check(
     body: web::Json<CheckInput>,
 ) -> Result<web::Json<Check>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     let (id, cid) = path.into_inner();
-    let old = check_or_404(&state, id, cid).await?;
+    let old = check_or_404(db, id, cid).await?;
     if body.endpoint_id.is_some() {
         return Err(ApiError::bad_request(
             "invalid_body",
@@ -407,13 +413,11 @@ async fn patch_check(
     let name = body.name.clone().unwrap_or(old.name);
     check_name("name", &name, MAX_NAME)?;
     let critical = body.critical.unwrap_or(old.critical);
-    state
-        .store
-        .replace_check(id, &name, &spec, critical)
+    db.replace_check(id, &name, &spec, critical)
         .await
         .map_err(ApiError::from_store)?;
     state.link.nudge();
-    Ok(web::Json(Check::from(check_or_404(&state, id, cid).await?)))
+    Ok(web::Json(Check::from(check_or_404(db, id, cid).await?)))
 }
 
 /// Deletes a check and its statistics; its open events close (`manual_override`).
@@ -426,11 +430,10 @@ async fn delete_check(
     path: web::Path<(u64, u64)>,
 ) -> Result<web::Json<Deleted>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     let (id, cid) = path.into_inner();
-    check_or_404(&state, id, cid).await?;
-    state
-        .store
-        .delete_check(id, cid)
+    check_or_404(db, id, cid).await?;
+    db.delete_check(id, cid)
         .await
         .map_err(ApiError::from_store)?;
     state.link.nudge();

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{checks, error, events, keys, maintenance, sites, stats, trigger};
+use super::{checks, error, events, keys, maintenance, sites, stats, tenants, trigger};
 
 struct Bearer;
 
@@ -25,6 +25,8 @@ impl Modify for Bearer {
     info(
         title = "Jetmon API",
         description = "Sites, checks, incidents, SLA and response times. Keys: `jetmon keys create`. \
+                       Every site belongs to a tenant: a tenant key sees its own, an operator key \
+                       every tenant's, a gateway key the tenant named by X-Jetmon-Tenant-ID. \
                        Errors: {\"error\": {code, message, request_id}}. Lists: cursor pages.",
     ),
     modifiers(&Bearer),
@@ -42,11 +44,12 @@ impl Modify for Bearer {
         stats::site_sla, stats::many_sla, stats::response_time, stats::series,
         trigger::trigger, trigger::job,
         keys::list, keys::create, keys::revoke, keys::rotate,
+        tenants::list, tenants::create, tenants::one, tenants::patch,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "system"), (name = "sites"), (name = "checks"), (name = "maintenance"),
-        (name = "events"), (name = "statistics"), (name = "keys"),
+        (name = "events"), (name = "statistics"), (name = "keys"), (name = "tenants"),
     )
 )]
 pub struct Doc;

@@ -17,6 +17,7 @@ use super::{
     parse_rfc3339, parsed, rfc3339,
 };
 use jetmon_engine::EventKind;
+use jetmon_store::Scoped;
 use jetmon_store::tokens::Scope;
 use jetmon_store::{EventFilter, EventRow, TransitionRow};
 
@@ -153,6 +154,9 @@ pub struct EventQuery {
     #[serde(rename = "site_id__in")]
     #[param(rename = "site_id__in")]
     site_id_in: Option<String>,
+    /// One tenant's events (operator keys; a tenant key sees its own whatever this says).
+    #[param(value_type = Option<u64>)]
+    tenant_id: Option<String>,
 }
 
 fn filter_of(q: &EventQuery) -> Result<EventFilter, ApiError> {
@@ -171,7 +175,9 @@ fn filter_of(q: &EventQuery) -> Result<EventFilter, ApiError> {
             .transpose()
     };
     Ok(EventFilter {
+        id_in: Vec::new(),
         site_in: list_of("site_id__in", q.site_id_in.as_deref(), |s| s.parse().ok())?,
+        tenant_id: parsed("tenant_id", q.tenant_id.as_deref())?,
         state_in,
         check_type: q
             .check_type
@@ -199,7 +205,7 @@ fn filter_of(q: &EventQuery) -> Result<EventFilter, ApiError> {
 }
 
 async fn page(
-    state: &State,
+    db: Scoped<'_>,
     q: &EventQuery,
     mut filter: EventFilter,
     site: Option<u64>,
@@ -209,8 +215,7 @@ async fn page(
     if let Some(s) = site {
         filter.site_in = vec![s];
     }
-    let rows = state
-        .store
+    let rows = db
         .events_page(after, limit + 1, &filter)
         .await
         .map_err(ApiError::from_store)?;
@@ -232,7 +237,9 @@ async fn list(
 ) -> Result<web::Json<EventPage>, ApiError> {
     caller.require(Scope::Read)?;
     let filter = filter_of(&q)?;
-    Ok(web::Json(page(&state, &q, filter, None).await?))
+    Ok(web::Json(
+        page(caller.store(&state), &q, filter, None).await?,
+    ))
 }
 
 /// A site's events.
@@ -246,29 +253,27 @@ async fn site_events(
     q: web::Query<EventQuery>,
 ) -> Result<web::Json<EventPage>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     if q.site_id_in.is_some() {
         return Err(ApiError::bad_request(
             "invalid_query",
             "site_id__in: only on /events (this route is one site's)",
         ));
     }
-    site_or_404(&state, *id).await?;
+    site_or_404(db, *id).await?;
     let filter = filter_of(&q)?;
-    Ok(web::Json(page(&state, &q, filter, Some(*id)).await?))
+    Ok(web::Json(page(db, &q, filter, Some(*id)).await?))
 }
 
-async fn event_or_404(state: &State, id: u64) -> Result<EventRow, ApiError> {
-    state
-        .store
-        .event(id)
+async fn event_or_404(db: Scoped<'_>, id: u64) -> Result<EventRow, ApiError> {
+    db.event(id)
         .await
         .map_err(ApiError::from_store)?
         .ok_or_else(|| ApiError::not_found(format!("no event {id}")))
 }
 
-async fn transitions_of(state: &State, id: u64) -> Result<Vec<Transition>, ApiError> {
-    Ok(state
-        .store
+async fn transitions_of(db: Scoped<'_>, id: u64) -> Result<Vec<Transition>, ApiError> {
+    Ok(db
         .transitions_of_event(id)
         .await
         .map_err(ApiError::from_store)?
@@ -287,10 +292,11 @@ async fn one(
     id: web::Path<u64>,
 ) -> Result<web::Json<EventWithTransitions>, ApiError> {
     caller.require(Scope::Read)?;
-    let e = event_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    let e = event_or_404(db, *id).await?;
     Ok(web::Json(EventWithTransitions {
         event: Event::from(e),
-        transitions: transitions_of(&state, *id).await?,
+        transitions: transitions_of(db, *id).await?,
     }))
 }
 
@@ -304,9 +310,10 @@ async fn transitions(
     id: web::Path<u64>,
 ) -> Result<web::Json<TransitionList>, ApiError> {
     caller.require(Scope::Read)?;
-    event_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    event_or_404(db, *id).await?;
     Ok(web::Json(TransitionList {
-        data: transitions_of(&state, *id).await?,
+        data: transitions_of(db, *id).await?,
     }))
 }
 
@@ -332,6 +339,7 @@ async fn close(
     body: web::Json<CloseBody>,
 ) -> Result<web::Json<EventWithTransitions>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     if let Some(r) = &body.reason
         && r != Reason::ManualOverride.name()
     {
@@ -348,7 +356,7 @@ async fn close(
             "note: at most 1000 bytes",
         ));
     }
-    let e = event_or_404(&state, *id).await?;
+    let e = event_or_404(db, *id).await?;
     if e.ended_us.is_some() {
         return Err(ApiError::conflict(
             "event_closed",
@@ -381,11 +389,11 @@ async fn close(
     }
     // The close is durable once the supervisor's next batch commits (≤ a tick away).
     for _ in 0..250 {
-        let now = event_or_404(&state, *id).await?;
+        let now = event_or_404(db, *id).await?;
         if now.ended_us.is_some() {
             return Ok(web::Json(EventWithTransitions {
                 event: Event::from(now),
-                transitions: transitions_of(&state, *id).await?,
+                transitions: transitions_of(db, *id).await?,
             }));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -444,11 +452,11 @@ async fn results(
     q: web::Query<ResultsQuery>,
 ) -> Result<web::Json<ResultList>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let (id, cid) = path.into_inner();
     let limit = page_limit(q.limit.as_deref())?;
-    check_or_404(&state, id, cid).await?;
-    let rows = state
-        .store
+    check_or_404(db, id, cid).await?;
+    let rows = db
         .recent_failures(cid, limit)
         .await
         .map_err(ApiError::from_store)?;

@@ -1,6 +1,7 @@
-//! One middleware around `/api/v1`: who is calling (bearer key), whether they may (per-key
-//! token buckets), whether this POST already ran (`Idempotency-Key`), and a record of it
-//! (audit, written by a background task, never on the request path).
+//! One middleware around `/api/v1`: who is calling (bearer key, resolved to a principal with
+//! its tenant: `principal.rs`), whether they may (token buckets per tenant and key), whether
+//! this POST already ran (`Idempotency-Key`, per tenant and key), and a record of it (audit,
+//! written by a background task, never on the request path).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,8 +17,9 @@ use actix_web::{HttpMessage, HttpResponse, web};
 use anyhow::Result;
 use sha2::Digest;
 
+use super::principal::{self, Principal};
 use super::{ApiError, State, error, now_us};
-use jetmon_store::{AuditRow, Idem, KeyRow, Store};
+use jetmon_store::{AuditRow, Idem, RateBucket, Store};
 
 /// How long a finished idempotent response is replayed.
 pub const IDEMPOTENCY_TTL_US: u64 = 24 * 3600 * 1_000_000;
@@ -31,9 +33,12 @@ const EXPENSIVE: u8 = 1;
 /// What the guard found out about the caller (read by the `Caller` extractor).
 #[derive(Clone)]
 pub enum Auth {
-    Key(KeyRow),
+    Key(Box<Principal>),
     Invalid,
 }
+
+/// A bucket's identity: (tenant column, key, kind).
+type BucketId = (u64, u64, u8);
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -43,7 +48,7 @@ struct Bucket {
 }
 
 pub struct Guard {
-    buckets: Mutex<HashMap<(u64, u8), Bucket>>,
+    buckets: Mutex<HashMap<BucketId, Bucket>>,
     /// (capacity, refill per second) in milli-tokens, by bucket kind.
     limits: [(i64, i64); 2],
     audit: tokio::sync::mpsc::Sender<AuditRow>,
@@ -72,12 +77,12 @@ impl Guard {
         expensive_per_minute: u32,
     ) -> Result<std::sync::Arc<Guard>> {
         let mut buckets = HashMap::new();
-        for (key, bucket, milli, at_us) in store.rate_buckets().await? {
+        for b in store.rate_buckets().await? {
             buckets.insert(
-                (key, bucket),
+                (b.tenant_id, b.key_id, b.bucket),
                 Bucket {
-                    milli,
-                    at_us,
+                    milli: b.milli,
+                    at_us: b.at_us,
                     dirty: false,
                 },
             );
@@ -142,7 +147,7 @@ impl Guard {
         Ok(guard)
     }
 
-    fn dirty_buckets(&self) -> Vec<(u64, u8, i64, u64)> {
+    fn dirty_buckets(&self) -> Vec<RateBucket> {
         let Ok(mut b) = self.buckets.lock() else {
             return Vec::new();
         };
@@ -150,29 +155,35 @@ impl Guard {
             .filter(|(_, v)| v.dirty)
             .map(|(k, v)| {
                 v.dirty = false;
-                (k.0, k.1, v.milli, v.at_us)
+                RateBucket {
+                    tenant_id: k.0,
+                    key_id: k.1,
+                    bucket: k.2,
+                    milli: v.milli,
+                    at_us: v.at_us,
+                }
             })
             .collect()
     }
 
-    fn mark_dirty(&self, rows: &[(u64, u8, i64, u64)]) {
+    fn mark_dirty(&self, rows: &[RateBucket]) {
         if let Ok(mut b) = self.buckets.lock() {
-            for (key, bucket, _, _) in rows {
-                if let Some(v) = b.get_mut(&(*key, *bucket)) {
+            for r in rows {
+                if let Some(v) = b.get_mut(&(r.tenant_id, r.key_id, r.bucket)) {
                     v.dirty = true;
                 }
             }
         }
     }
 
-    /// Takes one token from a key's bucket.
-    fn take(&self, key: u64, kind: u8, now: u64) -> Take {
+    /// Takes one token from a (tenant, key)'s bucket.
+    fn take(&self, tenant: u64, key: u64, kind: u8, now: u64) -> Take {
         let (cap, per_s) = self.limits[usize::from(kind)];
         let mut map = match self.buckets.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        let b = map.entry((key, kind)).or_insert(Bucket {
+        let b = map.entry((tenant, key, kind)).or_insert(Bucket {
             milli: cap,
             at_us: now,
             dirty: true,
@@ -283,15 +294,20 @@ pub async fn guard(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    req.extensions_mut().insert(Auth::Key(key.clone()));
+    let p = match principal::resolve(&state.store, key, req.headers()).await {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(req, &e)),
+    };
+    let (tenant, key_id) = (p.tenant_column(), p.key.id);
+    req.extensions_mut().insert(Auth::Key(Box::new(p)));
     let g = &state.guard;
     g.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().to_string();
     let expensive =
         req.method() == actix_web::http::Method::POST && req.path().ends_with("/trigger-now");
-    let mut take = g.take(key.id, GENERAL, now);
+    let mut take = g.take(tenant, key_id, GENERAL, now);
     if take.allowed && expensive {
-        let e = g.take(key.id, EXPENSIVE, now);
+        let e = g.take(tenant, key_id, EXPENSIVE, now);
         if !e.allowed {
             take = e;
         }
@@ -299,7 +315,8 @@ pub async fn guard(
     let request_id = super::request_id_of(req.request());
     let route = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
     let audit = |status: StatusCode| AuditRow {
-        key_id: key.id,
+        key_id,
+        tenant_id: tenant,
         method: method.clone(),
         route: route.clone(),
         status: status.as_u16(),
@@ -335,7 +352,7 @@ pub async fn guard(
     };
     let mut res = match idem {
         None => next.call(req).await?.map_into_boxed_body(),
-        Some(idem_key) => idempotent(req, next, &state.store, key.id, &idem_key).await?,
+        Some(idem_key) => idempotent(req, next, &state.store, (tenant, key_id), &idem_key).await?,
     };
     rate_headers(res.response_mut(), &take);
     g.record(audit(res.status()));
@@ -347,13 +364,13 @@ fn fail(req: ServiceRequest, e: &ApiError) -> ServiceResponse<BoxBody> {
     req.into_response(res)
 }
 
-/// Runs a POST at most once per (key, Idempotency-Key): the first run's response is stored
-/// and replayed; a concurrent duplicate or another body with the same key gets 409.
+/// Runs a POST at most once per (tenant, key, Idempotency-Key): the first run's response is
+/// stored and replayed; a concurrent duplicate or another body with the same key gets 409.
 async fn idempotent(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
     store: &Store,
-    key_id: u64,
+    (tenant, key_id): (u64, u64),
     idem_key: &str,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let body = match req.extract::<web::Bytes>().await {
@@ -376,7 +393,7 @@ async fn idempotent(
     h.update(&body);
     let hash = h.finalize();
     let found = match store
-        .idem_begin(key_id, idem_key, &hash, IDEMPOTENCY_TTL_US)
+        .idem_begin(tenant, key_id, idem_key, &hash, IDEMPOTENCY_TTL_US)
         .await
     {
         Ok(f) => f,
@@ -432,7 +449,12 @@ async fn idempotent(
             let keep = !status.is_server_error();
             let text = String::from_utf8_lossy(&bytes);
             let stored = store
-                .idem_finish(key_id, idem_key, keep.then_some((status.as_u16(), &*text)))
+                .idem_finish(
+                    tenant,
+                    key_id,
+                    idem_key,
+                    keep.then_some((status.as_u16(), &*text)),
+                )
                 .await;
             if let Err(e) = stored {
                 eprintln!("jetmon: API: storing an idempotent response failed: {e:#}");

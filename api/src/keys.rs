@@ -1,5 +1,7 @@
 //! API keys over the API, for `admin` keys (the CLI `jetmon keys` does the same): list,
-//! create (the token shown once), revoke, rotate with a grace period.
+//! create (the token shown once), revoke, rotate with a grace period. A tenant's admin key
+//! sees and makes only its tenant's keys (another's is a 404); operators see every key and
+//! may make operator, tenant and gateway keys (docs/tenants.md).
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -7,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::error::ErrorBody;
 use super::{ApiError, Caller, State, now_us, rfc3339};
-use jetmon_store::KeyRow;
 use jetmon_store::tokens::{Scope, new_token};
+use jetmon_store::{KeyKind, KeyRow, Tenancy};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/keys", web::get().to(list))
@@ -32,6 +34,10 @@ pub struct Key {
     pub revoked_at: Option<String>,
     /// The key that replaced this one in a rotation.
     pub replaced_by: Option<u64>,
+    /// operator (every tenant), tenant (one tenant) or gateway (the tenant each request names).
+    pub kind: String,
+    /// The tenant of a tenant key.
+    pub tenant_id: Option<u64>,
 }
 
 impl Key {
@@ -53,6 +59,8 @@ impl Key {
             expires_at: k.expires_us.map(rfc3339),
             revoked_at: k.revoked_us.map(rfc3339),
             replaced_by: k.replaced_by,
+            kind: k.kind.name().to_owned(),
+            tenant_id: k.tenant_id,
         }
     }
 }
@@ -77,6 +85,11 @@ pub struct NewKeyBody {
     pub scope: String,
     /// 1 to 3650; default: never expires.
     pub expires_in_days: Option<u32>,
+    /// operator, tenant or gateway (operators only; default: a tenant key when `tenant_id`
+    /// is given, else operator). A tenant's admin key makes tenant keys of its own tenant.
+    pub kind: Option<String>,
+    /// The tenant of a tenant key (operators; a tenant's key: its own).
+    pub tenant_id: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -86,9 +99,9 @@ pub struct RotateBody {
     pub grace_hours: Option<u32>,
 }
 
-async fn key_or_404(state: &State, id: u64) -> Result<KeyRow, ApiError> {
-    state
-        .store
+async fn key_or_404(caller: &Caller, state: &State, id: u64) -> Result<KeyRow, ApiError> {
+    caller
+        .store(state)
         .keys()
         .await
         .map_err(ApiError::from_store)?
@@ -103,7 +116,11 @@ async fn key_or_404(state: &State, id: u64) -> Result<KeyRow, ApiError> {
 async fn list(caller: Caller, state: web::Data<State>) -> Result<web::Json<KeyList>, ApiError> {
     caller.require(Scope::Admin)?;
     let now = now_us();
-    let keys = state.store.keys().await.map_err(ApiError::from_store)?;
+    let keys = caller
+        .store(&state)
+        .keys()
+        .await
+        .map_err(ApiError::from_store)?;
     Ok(web::Json(KeyList {
         data: keys.into_iter().map(|k| Key::of(k, now)).collect(),
     }))
@@ -134,21 +151,62 @@ async fn create(
     {
         return Err(bad(format!("expires_in_days: {d} is outside 1..=3650")));
     }
+    let (kind, tenant_id) = kind_of(&caller, &state, &body).await?;
     let now = now_us();
     let token = new_token().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let expires = body
         .expires_in_days
         .map(|d| now + u64::from(d) * 86_400 * 1_000_000);
+    let new = jetmon_store::NewKey {
+        name: &body.name,
+        scope,
+        expires_us: expires,
+        kind,
+        tenant_id,
+    };
     let id = state
         .store
-        .create_key(&body.name, scope, expires, &token, now)
+        .create_key(&new, &token, now)
         .await
         .map_err(ApiError::from_store)?;
-    let key = key_or_404(&state, id).await?;
+    let key = key_or_404(&caller, &state, id).await?;
     Ok(HttpResponse::Created().json(NewKey {
         key: Key::of(key, now),
         token: token.token,
     }))
+}
+
+/// What a new key acts for: a tenant's admin makes keys of its own tenant only; an operator
+/// names the kind (tenant keys need an existing tenant).
+async fn kind_of(
+    caller: &Caller,
+    state: &State,
+    body: &NewKeyBody,
+) -> Result<(KeyKind, Option<u64>), ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_body", m);
+    let kind = match body.kind.as_deref() {
+        None if body.tenant_id.is_some() => KeyKind::Tenant,
+        None => match caller.tenancy {
+            Tenancy::All => KeyKind::Operator,
+            Tenancy::Tenant(_) => KeyKind::Tenant,
+        },
+        Some(k) => KeyKind::from_name(k)
+            .ok_or_else(|| bad(format!("kind: {k:?} is not operator, tenant or gateway")))?,
+    };
+    match (caller.tenancy, kind) {
+        (Tenancy::Tenant(_), KeyKind::Operator | KeyKind::Gateway) => {
+            Err(ApiError::forbidden("a tenant's key makes tenant keys only"))
+        }
+        (Tenancy::All, KeyKind::Tenant) if body.tenant_id.is_none() => {
+            Err(bad("tenant_id: a tenant key names its tenant".into()))
+        }
+        (_, KeyKind::Tenant) => Ok((kind, Some(caller.owner_for(state, body.tenant_id).await?))),
+        (_, _) if body.tenant_id.is_some() => Err(bad(format!(
+            "tenant_id: only tenant keys belong to a tenant, not {} keys",
+            kind.name()
+        ))),
+        _ => Ok((kind, None)),
+    }
 }
 
 /// Revokes a key (admin): it stops working at once.
@@ -161,7 +219,7 @@ async fn revoke(
     id: web::Path<u64>,
 ) -> Result<web::Json<Key>, ApiError> {
     caller.require(Scope::Admin)?;
-    let k = key_or_404(&state, *id).await?;
+    let k = key_or_404(&caller, &state, *id).await?;
     if k.revoked_us.is_some() {
         return Err(ApiError::conflict(
             "key_revoked",
@@ -169,12 +227,15 @@ async fn revoke(
         ));
     }
     let now = now_us();
-    state
-        .store
+    caller
+        .store(&state)
         .revoke_key(*id, now)
         .await
         .map_err(ApiError::from_store)?;
-    Ok(web::Json(Key::of(key_or_404(&state, *id).await?, now)))
+    Ok(web::Json(Key::of(
+        key_or_404(&caller, &state, *id).await?,
+        now,
+    )))
 }
 
 /// Replaces a key with a new token (admin); the old one works for the grace period.
@@ -196,7 +257,7 @@ async fn rotate(
         ));
     }
     let now = now_us();
-    let old = key_or_404(&state, *id).await?;
+    let old = key_or_404(&caller, &state, *id).await?;
     if !old.active(now) {
         return Err(ApiError::conflict(
             "key_inactive",
@@ -204,12 +265,12 @@ async fn rotate(
         ));
     }
     let token = new_token().map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
-    let new_id = state
-        .store
+    let new_id = caller
+        .store(&state)
         .rotate_key(*id, &token, u64::from(grace) * 3_600_000_000, now)
         .await
         .map_err(ApiError::from_store)?;
-    let key = key_or_404(&state, new_id).await?;
+    let key = key_or_404(&caller, &state, new_id).await?;
     Ok(HttpResponse::Created().json(NewKey {
         key: Key::of(key, now),
         token: token.token,

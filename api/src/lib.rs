@@ -27,9 +27,11 @@ mod events;
 mod guard;
 mod keys;
 mod maintenance;
+mod principal;
 mod sites;
 mod stats;
 pub mod target;
+mod tenants;
 mod time;
 mod trigger;
 
@@ -53,7 +55,7 @@ pub use time::{parse_rfc3339, rfc3339};
 
 use jetmon_shared::metrics::Shared;
 use jetmon_store::tokens::Scope;
-use jetmon_store::{KeyRow, Store};
+use jetmon_store::{KeyRow, Scoped, Store, Tenancy, TenantRow};
 
 /// Largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -254,7 +256,8 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                                 .configure(events::routes)
                                 .configure(stats::routes)
                                 .configure(trigger::routes)
-                                .configure(keys::routes),
+                                .configure(keys::routes)
+                                .configure(tenants::routes),
                         )
                         .default_service(web::to(not_found))
                 })
@@ -378,22 +381,62 @@ pub(crate) fn request_id_of(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-/// An authenticated caller: a valid, active key (checked by the guard).
+/// An authenticated caller: a valid, active key (checked by the guard) resolved to what it
+/// acts for (docs/tenants.md).
 pub struct Caller {
     pub key: KeyRow,
+    /// Whose objects this request may see.
+    pub tenancy: Tenancy,
+    /// The tenant acted for (tenant keys and gateways).
+    pub tenant: Option<TenantRow>,
+    /// The key's scope (a gateway's, narrowed by its public scopes).
+    pub scope: Scope,
 }
 
 impl Caller {
-    /// 403 unless the key's scope covers `needed`.
+    /// 403 unless the scope covers `needed`.
     pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
-        if self.key.scope.allows(needed) {
+        if self.scope.allows(needed) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(
                 "this key's scope is {}; the route needs {}",
-                self.key.scope.name(),
+                self.scope.name(),
                 needed.name()
             )))
+        }
+    }
+
+    /// The store as this caller may see it: the only way a route reaches the store.
+    pub fn store<'s>(&self, state: &'s State) -> Scoped<'s> {
+        state.store.scoped(self.tenancy)
+    }
+
+    /// 403 unless an operator key calls (routes about tenants themselves).
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self.tenancy {
+            Tenancy::All => Ok(()),
+            Tenancy::Tenant(_) => Err(ApiError::forbidden(
+                "this route is for operator keys; this key acts for one tenant",
+            )),
+        }
+    }
+
+    /// The tenant a new object belongs to: the caller's own, or for operators the one asked
+    /// for (default: the default tenant), which must exist (else 404).
+    pub async fn owner_for(&self, state: &State, asked: Option<u64>) -> Result<u64, ApiError> {
+        match self.tenancy {
+            Tenancy::Tenant(t) => match asked {
+                Some(a) if a != t => Err(ApiError::not_found(format!("no tenant {a}"))),
+                _ => Ok(t),
+            },
+            Tenancy::All => {
+                let t = asked.unwrap_or(jetmon_store::DEFAULT_TENANT);
+                match state.store.tenant(t).await.map_err(ApiError::from_store)? {
+                    Some(_) => Ok(t),
+                    None => Err(ApiError::not_found(format!("no tenant {t}"))),
+                }
+            }
         }
     }
 
@@ -409,7 +452,12 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let found = match req.extensions().get::<guard::Auth>() {
-            Some(guard::Auth::Key(k)) => Ok(Caller { key: k.clone() }),
+            Some(guard::Auth::Key(p)) => Ok(Caller {
+                key: p.key.clone(),
+                tenancy: p.tenancy,
+                tenant: p.tenant.clone(),
+                scope: p.scope,
+            }),
             Some(guard::Auth::Invalid) => Err(ApiError::unauthorized(
                 "unknown, revoked or expired API key",
             )),
@@ -499,10 +547,16 @@ async fn not_found(req: HttpRequest) -> ApiError {
     ApiError::not_found(format!("no route {} {}", req.method(), req.path()))
 }
 
-/// The calling key.
+/// The calling key, the tenant it acts for and what it may do.
 #[derive(Serialize, ToSchema)]
 pub struct Me {
     pub key: MeKey,
+    /// The tenant this request acts for: a tenant key's own, or the one a gateway named;
+    /// null for operator keys (every tenant).
+    pub tenant: Option<tenants::Tenant>,
+    /// What this request may do: the key's scope, narrowed by a gateway's
+    /// `X-Jetmon-Public-Scopes`; each scope includes the ones below it (admin ⊇ write ⊇ read).
+    pub scopes: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -513,6 +567,8 @@ pub struct MeKey {
     pub prefix: String,
     /// `read`, `write` or `admin`.
     pub scope: String,
+    /// `operator`, `tenant` or `gateway`.
+    pub kind: String,
     pub created_at: String,
     pub expires_at: Option<String>,
 }
@@ -522,6 +578,11 @@ pub struct MeKey {
     responses((status = 200, body = Me), (status = "4XX", body = error::ErrorBody)))]
 async fn me(caller: Caller) -> Result<web::Json<Me>, ApiError> {
     caller.require(Scope::Read)?;
+    let scopes = [Scope::Read, Scope::Write, Scope::Admin]
+        .into_iter()
+        .filter(|s| caller.scope.allows(*s))
+        .map(|s| s.name().to_owned())
+        .collect();
     let k = caller.key;
     Ok(web::Json(Me {
         key: MeKey {
@@ -529,9 +590,12 @@ async fn me(caller: Caller) -> Result<web::Json<Me>, ApiError> {
             name: k.name,
             prefix: k.prefix,
             scope: k.scope.name().to_owned(),
+            kind: k.kind.name().to_owned(),
             created_at: rfc3339(k.created_us),
             expires_at: k.expires_us.map(rfc3339),
         },
+        tenant: caller.tenant.map(tenants::Tenant::from),
+        scopes,
     }))
 }
 

@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::sites::*;
-use super::{ApiError, Caller, PageInfo, State, cut, decode_cursor, page_limit, rfc3339};
+use super::{ApiError, Caller, PageInfo, State, cut, decode_cursor, page_limit, parsed, rfc3339};
 use jetmon_engine::Window;
 use jetmon_store::WindowRow;
 use jetmon_store::tokens::Scope;
@@ -176,10 +176,10 @@ async fn site_maintenance(
     id: web::Path<u64>,
 ) -> Result<web::Json<MaintenanceList>, ApiError> {
     caller.require(Scope::Read)?;
-    site_or_404(&state, *id).await?;
-    let rows = state
-        .store
-        .windows_page(Some(*id), 0, MAX_WINDOWS as u32 * 2)
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
+    let rows = db
+        .windows_page(Some(*id), None, 0, MAX_WINDOWS as u32 * 2)
         .await
         .map_err(ApiError::from_store)?;
     Ok(web::Json(MaintenanceList {
@@ -198,18 +198,15 @@ async fn put_maintenance(
     body: web::Json<MaintenanceBody>,
 ) -> Result<web::Json<MaintenanceList>, ApiError> {
     caller.require(Scope::Write)?;
-    site_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
     if body.windows.len() > MAX_WINDOWS {
         return Err(ApiError::bad_request(
             "invalid_body",
             format!("windows: at most {MAX_WINDOWS}"),
         ));
     }
-    let checks: Vec<u64> = state
-        .store
-        .site_check_ids(*id)
-        .await
-        .map_err(ApiError::from_store)?;
+    let checks: Vec<u64> = db.site_check_ids(*id).await.map_err(ApiError::from_store)?;
     let mut windows = Vec::with_capacity(body.windows.len());
     for (n, w) in body.windows.iter().enumerate() {
         let window = window_of(w).map_err(|mut e| {
@@ -226,11 +223,11 @@ async fn put_maintenance(
         }
         windows.push((w.check_id, window));
     }
-    let rows = state
-        .store
+    let rows = db
         .put_windows(*id, &windows)
         .await
-        .map_err(ApiError::from_store)?;
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no site {id}")))?;
     state.link.nudge();
     Ok(web::Json(MaintenanceList {
         data: rows.into_iter().map(MaintenanceWindow::from).collect(),
@@ -247,10 +244,9 @@ async fn delete_maintenance(
     id: web::Path<u64>,
 ) -> Result<web::Json<MaintenanceList>, ApiError> {
     caller.require(Scope::Write)?;
-    site_or_404(&state, *id).await?;
-    state
-        .store
-        .put_windows(*id, &[])
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
+    db.put_windows(*id, &[])
         .await
         .map_err(ApiError::from_store)?;
     state.link.nudge();
@@ -264,6 +260,9 @@ pub struct PageQuery {
     cursor: Option<String>,
     #[param(value_type = Option<u32>)]
     limit: Option<String>,
+    /// One tenant's windows (operator keys; a tenant key sees its own whatever this says).
+    #[param(value_type = Option<u64>)]
+    tenant_id: Option<String>,
 }
 
 /// Every maintenance window, by id.
@@ -276,11 +275,16 @@ async fn all_maintenance(
     q: web::Query<PageQuery>,
 ) -> Result<web::Json<MaintenancePage>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let limit = page_limit(q.limit.as_deref())?;
     let after = decode_cursor(q.cursor.as_deref())?;
-    let rows = state
-        .store
-        .windows_page(None, after, limit + 1)
+    let rows = db
+        .windows_page(
+            None,
+            parsed("tenant_id", q.tenant_id.as_deref())?,
+            after,
+            limit + 1,
+        )
         .await
         .map_err(ApiError::from_store)?;
     let (rows, page) = cut(rows, limit, |w| w.id);

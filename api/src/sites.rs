@@ -15,6 +15,7 @@ use super::{
     ApiError, Caller, PageInfo, State, cut, decode_cursor, list_of, page_limit, parsed, rfc3339,
 };
 use crate::target::TargetProblem;
+use jetmon_store::Scoped;
 use jetmon_store::tokens::Scope;
 use jetmon_store::{EndpointRow, NewSite, SiteChange, SiteFilter, SiteRow};
 
@@ -70,8 +71,10 @@ pub struct Site {
     pub last_checked_at: Option<String>,
     pub ssl_expiry_at: Option<String>,
     pub created_at: String,
-    /// The Jetmon v1 id, when set (unique among sites).
+    /// The Jetmon v1 id, when set (unique among the tenant's sites).
     pub blog_id: Option<u64>,
+    /// The tenant the site belongs to.
+    pub tenant_id: u64,
 }
 
 impl From<SiteRow> for Site {
@@ -94,6 +97,7 @@ impl From<SiteRow> for Site {
                 .map(|t| rfc3339(t * 1_000_000)),
             created_at: rfc3339(s.created_us),
             blog_id: s.blog_id,
+            tenant_id: s.tenant_id,
         }
     }
 }
@@ -130,6 +134,9 @@ pub struct SiteQuery {
     #[serde(rename = "blog_id__in")]
     #[param(rename = "blog_id__in")]
     blog_id_in: Option<String>,
+    /// One tenant's sites (operator keys; a tenant key sees its own whatever this says).
+    #[param(value_type = Option<u64>)]
+    tenant_id: Option<String>,
 }
 
 fn parse_state(s: &str) -> Option<SiteState> {
@@ -146,6 +153,7 @@ async fn list(
     q: web::Query<SiteQuery>,
 ) -> Result<web::Json<SitePage>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let q = q.into_inner();
     let limit = page_limit(q.limit.as_deref())?;
     let after = decode_cursor(q.cursor.as_deref())?;
@@ -162,12 +170,12 @@ async fn list(
         q: q.q,
         tag: q.tag,
         id_in: Vec::new(),
+        tenant_id: parsed("tenant_id", q.tenant_id.as_deref())?,
         blog_id_in: list_of("blog_id__in", q.blog_id_in.as_deref(), |v| {
             v.parse::<u64>().ok().filter(|b| valid_blog_id(*b))
         })?,
     };
-    let rows = state
-        .store
+    let rows = db
         .sites_page(after, limit + 1, &filter)
         .await
         .map_err(ApiError::from_store)?;
@@ -178,10 +186,8 @@ async fn list(
     }))
 }
 
-pub(crate) async fn site_or_404(state: &State, id: u64) -> Result<SiteRow, ApiError> {
-    state
-        .store
-        .site(id)
+pub(crate) async fn site_or_404(db: Scoped<'_>, id: u64) -> Result<SiteRow, ApiError> {
+    db.site(id)
         .await
         .map_err(ApiError::from_store)?
         .ok_or_else(|| ApiError::not_found(format!("no site {id}")))
@@ -197,7 +203,8 @@ async fn one(
     id: web::Path<u64>,
 ) -> Result<web::Json<Site>, ApiError> {
     caller.require(Scope::Read)?;
-    Ok(web::Json(Site::from(site_or_404(&state, *id).await?)))
+    let db = caller.store(&state);
+    Ok(web::Json(Site::from(site_or_404(db, *id).await?)))
 }
 
 /// A new site: its URL becomes its first endpoint, watched by one HTTP check.
@@ -216,9 +223,13 @@ pub struct NewSiteBody {
     pub timeout_ms: Option<u32>,
     /// Words the page must contain.
     pub keywords: Option<Vec<String>>,
-    /// The Jetmon v1 id (1 to 2^63-1, unique among sites), so a v1 consumer can map its sites.
+    /// The Jetmon v1 id (1 to 2^63-1, unique among the tenant's sites), so a v1 consumer can
+    /// map its sites.
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub blog_id: Option<u64>,
+    /// The owner (operator keys; default: the default tenant). A tenant key's sites are its
+    /// own: another tenant here is a 404.
+    pub tenant_id: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -252,13 +263,17 @@ fn check_blog_id(b: Option<u64>) -> Result<(), ApiError> {
 }
 
 /// 409 when a v1 id already belongs to another site.
-async fn blog_id_free(state: &State, b: Option<u64>, except: Option<u64>) -> Result<(), ApiError> {
+async fn blog_id_free(
+    db: Scoped<'_>,
+    tenant: u64,
+    b: Option<u64>,
+    except: Option<u64>,
+) -> Result<(), ApiError> {
     let Some(b) = b else {
         return Ok(());
     };
-    let taken = state
-        .store
-        .blog_ids_taken(&[b], except)
+    let taken = db
+        .blog_ids_taken(tenant, &[b], except)
         .await
         .map_err(ApiError::from_store)?;
     if taken.is_empty() {
@@ -266,7 +281,7 @@ async fn blog_id_free(state: &State, b: Option<u64>, except: Option<u64>) -> Res
     } else {
         Err(ApiError::conflict(
             "blog_id_taken",
-            format!("blog_id {b} already belongs to another site"),
+            format!("blog_id {b} already belongs to another of this tenant's sites"),
         ))
     }
 }
@@ -308,7 +323,7 @@ pub(crate) fn check_target(state: &State, t: CheckType, target: &str) -> Result<
     })
 }
 
-fn site_spec(state: &State, b: &NewSiteBody) -> Result<NewSite, ApiError> {
+fn site_spec(state: &State, b: &NewSiteBody, tenant_id: u64) -> Result<NewSite, ApiError> {
     check_target(state, CheckType::Http, &b.url)?;
     let input = CheckInput {
         interval_s: b.interval_s,
@@ -329,6 +344,7 @@ fn site_spec(state: &State, b: &NewSiteBody) -> Result<NewSite, ApiError> {
         tags,
         checks: vec![spec],
         blog_id: b.blog_id,
+        tenant_id,
     })
 }
 
@@ -343,16 +359,14 @@ async fn create(
     body: web::Json<NewSiteBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
-    let new = site_spec(&state, &body)?;
-    blog_id_free(&state, new.blog_id, None).await?;
-    let id = state
-        .store
-        .create_site(&new)
-        .await
-        .map_err(ApiError::from_store)?;
+    let db = caller.store(&state);
+    let owner = caller.owner_for(&state, body.tenant_id).await?;
+    let new = site_spec(&state, &body, owner)?;
+    blog_id_free(db, owner, new.blog_id, None).await?;
+    let id = db.create_site(&new).await.map_err(ApiError::from_store)?;
     state.link.nudge();
-    let site = site_or_404(&state, id).await?;
-    let checks = site_checks(&state, id).await?;
+    let site = site_or_404(db, id).await?;
+    let checks = site_checks(db, id).await?;
     Ok(HttpResponse::Created().json(SiteCreated {
         site: Site::from(site),
         checks,
@@ -366,7 +380,7 @@ pub struct PatchSiteBody {
     pub tags: Option<Vec<String>>,
     /// false takes the site out of monitoring (like DELETE); true brings it back.
     pub active: Option<bool>,
-    /// The Jetmon v1 id (1 to 2^63-1, unique among sites).
+    /// The Jetmon v1 id (1 to 2^63-1, unique among the tenant's sites).
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub blog_id: Option<u64>,
 }
@@ -382,6 +396,7 @@ async fn patch(
     body: web::Json<PatchSiteBody>,
 ) -> Result<web::Json<Site>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     if let Some(n) = &body.name {
         check_name("name", n, MAX_NAME)?;
     }
@@ -389,10 +404,9 @@ async fn patch(
         check_tags(t)?;
     }
     check_blog_id(body.blog_id)?;
-    site_or_404(&state, *id).await?;
-    blog_id_free(&state, body.blog_id, Some(*id)).await?;
-    let found = state
-        .store
+    let site = site_or_404(db, *id).await?;
+    blog_id_free(db, site.tenant_id, body.blog_id, Some(*id)).await?;
+    let found = db
         .update_site(
             *id,
             &SiteChange {
@@ -410,7 +424,7 @@ async fn patch(
     if body.active.is_some() {
         state.link.nudge();
     }
-    Ok(web::Json(Site::from(site_or_404(&state, *id).await?)))
+    Ok(web::Json(Site::from(site_or_404(db, *id).await?)))
 }
 
 /// Deletes a site: it stops being monitored and its open events close (`manual_override`);
@@ -424,8 +438,8 @@ async fn delete(
     id: web::Path<u64>,
 ) -> Result<web::Json<Site>, ApiError> {
     caller.require(Scope::Write)?;
-    let found = state
-        .store
+    let db = caller.store(&state);
+    let found = db
         .update_site(
             *id,
             &SiteChange {
@@ -439,7 +453,7 @@ async fn delete(
         return Err(ApiError::not_found(format!("no site {id}")));
     }
     state.link.nudge();
-    Ok(web::Json(Site::from(site_or_404(&state, *id).await?)))
+    Ok(web::Json(Site::from(site_or_404(db, *id).await?)))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -457,9 +471,9 @@ async fn set_paused(
     paused: bool,
 ) -> Result<web::Json<Paused>, ApiError> {
     caller.require(Scope::Write)?;
-    site_or_404(&state, id).await?;
-    let changed = state
-        .store
+    let db = caller.store(&state);
+    site_or_404(db, id).await?;
+    let changed = db
         .set_paused(id, paused)
         .await
         .map_err(ApiError::from_store)?;
@@ -508,9 +522,12 @@ pub struct BulkItem {
     pub interval_s: Option<u32>,
     pub timeout_ms: Option<u32>,
     pub keywords: Option<Vec<String>>,
-    /// The Jetmon v1 id (1 to 2^63-1, unique among sites), on creates and updates.
+    /// The Jetmon v1 id (1 to 2^63-1, unique among the tenant's sites), on creates and
+    /// updates.
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub blog_id: Option<u64>,
+    /// The owner of a new site (operator keys; creates only).
+    pub tenant_id: Option<u64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -554,6 +571,7 @@ async fn bulk(
     body: web::Json<BulkBody>,
 ) -> Result<web::Json<BulkResponse>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     let items = body.into_inner().sites;
     if items.is_empty() || items.len() > MAX_BULK {
         return Err(ApiError::bad_request(
@@ -567,7 +585,7 @@ async fn bulk(
     let mut claimed = HashSet::new();
     for (index, item) in items.into_iter().enumerate() {
         match item.id {
-            Some(id) => results.push(match bulk_update(&state, id, item, &mut claimed).await? {
+            Some(id) => results.push(match bulk_update(db, id, item, &mut claimed).await? {
                 Ok(()) => BulkResult {
                     index,
                     status: 200,
@@ -576,7 +594,7 @@ async fn bulk(
                 },
                 Err(e) => bulk_failed(index, e),
             }),
-            None => match bulk_new(&state, item, &mut claimed).await {
+            None => match bulk_new(&caller, &state, item, &mut claimed).await {
                 Ok(s) => {
                     creates.push((index, s));
                     results.push(BulkResult {
@@ -592,8 +610,7 @@ async fn bulk(
     }
     if !creates.is_empty() {
         let sites: Vec<NewSite> = creates.iter().map(|(_, s)| s.clone()).collect();
-        let ids = state
-            .store
+        let ids = db
             .create_sites(&sites)
             .await
             .map_err(ApiError::from_store)?;
@@ -625,10 +642,10 @@ fn bulk_failed(index: usize, e: ApiError) -> BulkResult {
     }
 }
 
-/// A `blog_id` named by an earlier item of the same request is a conflict.
-fn claim(claimed: &mut HashSet<u64>, b: Option<u64>) -> Result<(), ApiError> {
+/// A `blog_id` an earlier item of the same request named for the same tenant is a conflict.
+fn claim(claimed: &mut HashSet<(u64, u64)>, tenant: u64, b: Option<u64>) -> Result<(), ApiError> {
     match b {
-        Some(b) if !claimed.insert(b) => Err(ApiError::conflict(
+        Some(b) if !claimed.insert((tenant, b)) => Err(ApiError::conflict(
             "blog_id_taken",
             format!("blog_id {b} is named by an earlier item of this request"),
         )),
@@ -639,15 +656,16 @@ fn claim(claimed: &mut HashSet<u64>, b: Option<u64>) -> Result<(), ApiError> {
 /// One bulk update (an item with `id`). The outer error fails the whole request (the store
 /// is away); the inner one is this item's.
 async fn bulk_update(
-    state: &State,
+    db: Scoped<'_>,
     id: u64,
     item: BulkItem,
-    claimed: &mut HashSet<u64>,
+    claimed: &mut HashSet<(u64, u64)>,
 ) -> Result<Result<(), ApiError>, ApiError> {
     if item.url.is_some()
         || item.interval_s.is_some()
         || item.timeout_ms.is_some()
         || item.keywords.is_some()
+        || item.tenant_id.is_some()
     {
         return Ok(Err(ApiError::bad_request(
             "invalid_body",
@@ -655,21 +673,24 @@ async fn bulk_update(
              change checks through /sites/{id}/checks",
         )));
     }
+    // Another tenant's site is not found, like a site that does not exist.
+    let Some(site) = db.site(id).await.map_err(ApiError::from_store)? else {
+        return Ok(Err(ApiError::not_found(format!("no site {id}"))));
+    };
     let checked = item
         .name
         .as_deref()
         .map_or(Ok(()), |n| check_name("name", n, MAX_NAME))
         .and_then(|()| item.tags.as_deref().map_or(Ok(()), check_tags))
         .and_then(|()| check_blog_id(item.blog_id))
-        .and_then(|()| claim(claimed, item.blog_id));
+        .and_then(|()| claim(claimed, site.tenant_id, item.blog_id));
     if let Err(e) = checked {
         return Ok(Err(e));
     }
-    if let Err(e) = blog_id_free(state, item.blog_id, Some(id)).await {
+    if let Err(e) = blog_id_free(db, site.tenant_id, item.blog_id, Some(id)).await {
         return Ok(Err(e));
     }
-    let found = state
-        .store
+    let found = db
         .update_site(
             id,
             &SiteChange {
@@ -690,9 +711,10 @@ async fn bulk_update(
 
 /// One bulk create (an item without `id`), checked but not yet stored.
 async fn bulk_new(
+    caller: &Caller,
     state: &State,
     item: BulkItem,
-    claimed: &mut HashSet<u64>,
+    claimed: &mut HashSet<(u64, u64)>,
 ) -> Result<NewSite, ApiError> {
     if item.active.is_some() {
         return Err(ApiError::bad_request(
@@ -714,10 +736,12 @@ async fn bulk_new(
         timeout_ms: item.timeout_ms,
         keywords: item.keywords,
         blog_id: item.blog_id,
+        tenant_id: item.tenant_id,
     };
-    let s = site_spec(state, &b)?;
-    claim(claimed, s.blog_id)?;
-    blog_id_free(state, s.blog_id, None).await?;
+    let owner = caller.owner_for(state, b.tenant_id).await?;
+    let s = site_spec(state, &b, owner)?;
+    claim(claimed, owner, s.blog_id)?;
+    blog_id_free(caller.store(state), owner, s.blog_id, None).await?;
     Ok(s)
 }
 
@@ -757,26 +781,21 @@ async fn endpoints(
     id: web::Path<u64>,
 ) -> Result<web::Json<EndpointList>, ApiError> {
     caller.require(Scope::Read)?;
-    site_or_404(&state, *id).await?;
-    let rows = state
-        .store
-        .endpoints(*id)
-        .await
-        .map_err(ApiError::from_store)?;
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
+    let rows = db.endpoints(*id).await.map_err(ApiError::from_store)?;
     Ok(web::Json(EndpointList {
         data: rows.into_iter().map(Endpoint::from).collect(),
     }))
 }
 
 pub(crate) async fn endpoint_or_404(
-    state: &State,
+    db: Scoped<'_>,
     site: u64,
     eid: u64,
 ) -> Result<EndpointRow, ApiError> {
-    site_or_404(state, site).await?;
-    state
-        .store
-        .endpoints(site)
+    site_or_404(db, site).await?;
+    db.endpoints(site)
         .await
         .map_err(ApiError::from_store)?
         .into_iter()
@@ -794,9 +813,10 @@ async fn endpoint(
     path: web::Path<(u64, u64)>,
 ) -> Result<web::Json<Endpoint>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let (id, eid) = path.into_inner();
     Ok(web::Json(Endpoint::from(
-        endpoint_or_404(&state, id, eid).await?,
+        endpoint_or_404(db, id, eid).await?,
     )))
 }
 
@@ -818,18 +838,19 @@ async fn add_endpoint(
     body: web::Json<EndpointBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
-    site_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    site_or_404(db, *id).await?;
     let url = body
         .url
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("invalid_body", "url: required"))?;
     check_target(&state, CheckType::Http, url)?;
     let critical = body.critical.unwrap_or(true);
-    let eid = state
-        .store
+    let eid = db
         .add_endpoint(*id, url, critical)
         .await
-        .map_err(ApiError::from_store)?;
+        .map_err(ApiError::from_store)?
+        .ok_or_else(|| ApiError::not_found(format!("no site {id}")))?;
     Ok(HttpResponse::Created().json(Endpoint {
         id: eid,
         site_id: *id,
@@ -850,19 +871,18 @@ async fn patch_endpoint(
     body: web::Json<EndpointBody>,
 ) -> Result<web::Json<Endpoint>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     let (id, eid) = path.into_inner();
-    endpoint_or_404(&state, id, eid).await?;
+    endpoint_or_404(db, id, eid).await?;
     if let Some(u) = &body.url {
         check_target(&state, CheckType::Http, u)?;
     }
-    state
-        .store
-        .update_endpoint(id, eid, body.url.as_deref(), body.critical)
+    db.update_endpoint(id, eid, body.url.as_deref(), body.critical)
         .await
         .map_err(ApiError::from_store)?;
     state.link.nudge();
     Ok(web::Json(Endpoint::from(
-        endpoint_or_404(&state, id, eid).await?,
+        endpoint_or_404(db, id, eid).await?,
     )))
 }
 
@@ -882,11 +902,10 @@ async fn delete_endpoint(
     path: web::Path<(u64, u64)>,
 ) -> Result<web::Json<Deleted>, ApiError> {
     caller.require(Scope::Write)?;
+    let db = caller.store(&state);
     let (id, eid) = path.into_inner();
-    endpoint_or_404(&state, id, eid).await?;
-    state
-        .store
-        .delete_endpoint(id, eid)
+    endpoint_or_404(db, id, eid).await?;
+    db.delete_endpoint(id, eid)
         .await
         .map_err(ApiError::from_store)?;
     state.link.nudge();

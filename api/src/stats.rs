@@ -14,8 +14,8 @@ use jetmon_engine::sla::{self, EventHistory, SlaInput, Span};
 use jetmon_engine::stats::{Hist, HistSum, PHASES, PeriodStats};
 use jetmon_engine::{EventKind, Window};
 use jetmon_spool::live_parts;
-use jetmon_store::SiteRow;
 use jetmon_store::tokens::Scope;
+use jetmon_store::{Scoped, SiteRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/sites/{id}/sla", web::get().to(site_sla))
@@ -174,6 +174,7 @@ async fn stats_rows(
         _ => Vec::new(),
     };
     let names: Vec<String> = live.iter().map(|p| p.name.clone()).collect();
+    // The check ids came from the caller's scoped store (a site it sees).
     let snap = state
         .store
         .period_stats_snapshot(
@@ -209,13 +210,13 @@ async fn stats_rows(
 /// A site and the statistics rows of its checks over `[from, to)`.
 async fn site_rows(
     state: &State,
+    db: Scoped<'_>,
     id: u64,
     from_us: u64,
     to_us: u64,
 ) -> Result<(SiteRow, Vec<(u64, u64, PeriodStats)>), ApiError> {
-    let site = site_or_404(state, id).await?;
-    let checks = state
-        .store
+    let site = site_or_404(db, id).await?;
+    let checks = db
         .site_check_ids(site.id)
         .await
         .map_err(ApiError::from_store)?;
@@ -246,6 +247,7 @@ fn response_times<'a>(rows: impl IntoIterator<Item = &'a PeriodStats>) -> Respon
 /// The SLA figures of one site over `[from, to)`.
 pub async fn report(
     state: &State,
+    db: Scoped<'_>,
     site: &SiteRow,
     from_us: u64,
     to_us: u64,
@@ -259,8 +261,7 @@ pub async fn report(
         ..SlaInput::default()
     };
     if to > from {
-        let history = state
-            .store
+        let history = db
             .site_history(site.id, from, to)
             .await
             .map_err(ApiError::from_store)?;
@@ -292,9 +293,8 @@ pub async fn report(
             };
             sla::add_event(&mut input, &h, now);
         }
-        let windows = state
-            .store
-            .windows_page(Some(site.id), 0, 1000)
+        let windows = db
+            .windows_page(Some(site.id), None, 0, 1000)
             .await
             .map_err(ApiError::from_store)?;
         for w in windows.iter().filter(|w| w.check_id.is_none()) {
@@ -312,8 +312,7 @@ pub async fn report(
         }
     }
     let s = sla::compute(&input);
-    let checks = state
-        .store
+    let checks = db
         .site_check_ids(site.id)
         .await
         .map_err(ApiError::from_store)?;
@@ -355,9 +354,10 @@ async fn site_sla(
     q: web::Query<SlaQuery>,
 ) -> Result<web::Json<SlaReport>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let (from, to) = window_of(&q.window, &q.from, &q.to, "30d")?;
-    let site = site_or_404(&state, *id).await?;
-    Ok(web::Json(report(&state, &site, from, to).await?))
+    let site = site_or_404(db, *id).await?;
+    Ok(web::Json(report(&state, db, &site, from, to).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -391,6 +391,7 @@ async fn many_sla(
     q: web::Query<ManySlaQuery>,
 ) -> Result<web::Json<SlaList>, ApiError> {
     caller.require(Scope::Read)?;
+    let db = caller.store(&state);
     let ids: Vec<u64> = list_of("site_id__in", Some(&q.site_id_in), |s| s.parse().ok())?;
     if ids.is_empty() || ids.len() > MAX_SITES {
         return Err(ApiError::bad_request(
@@ -401,8 +402,8 @@ async fn many_sla(
     let (from, to) = window_of(&q.window, &q.from, &q.to, "30d")?;
     let mut data = Vec::with_capacity(ids.len());
     for id in ids {
-        let site = site_or_404(&state, id).await?;
-        data.push(report(&state, &site, from, to).await?);
+        let site = site_or_404(db, id).await?;
+        data.push(report(&state, db, &site, from, to).await?);
     }
     Ok(web::Json(SlaList { data }))
 }
@@ -459,7 +460,7 @@ async fn response_time(
     caller.require(Scope::Read)?;
     let (phase, name) = phase_index(q.phase.as_deref())?;
     let (from, to) = window_of(&q.window, &q.from, &q.to, "24h")?;
-    let (site, rows) = site_rows(&state, *id, from, to).await?;
+    let (site, rows) = site_rows(&state, caller.store(&state), *id, from, to).await?;
     let mut sum = HistSum::default();
     let mut failed = 0;
     for (_, _, r) in &rows {
@@ -543,7 +544,7 @@ async fn series(
             format!("{n} points: at most {MAX_POINTS}; use a larger step"),
         ));
     }
-    let (site, rows) = site_rows(&state, *id, start, to).await?;
+    let (site, rows) = site_rows(&state, caller.store(&state), *id, start, to).await?;
     let mut buckets: Vec<(Hist, u64)> = (0..n).map(|_| (Hist::default(), 0)).collect();
     for (at, _, r) in &rows {
         let Some(b) = at

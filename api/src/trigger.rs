@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::sites::site_or_404;
 use super::{ApiError, Caller, Command, Probed, State, rfc3339};
+use jetmon_store::Tenancy;
 use jetmon_store::tokens::Scope;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -122,33 +123,53 @@ pub struct TriggerQuery {
     run_async: Option<String>,
 }
 
+/// Asynchronous trigger-now jobs, each with the tenancy that started it: another tenant's
+/// job is not found.
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
-    jobs: Mutex<HashMap<u64, (Instant, Option<TriggerResponse>)>>,
+    jobs: Mutex<HashMap<u64, JobEntry>>,
+}
+
+struct JobEntry {
+    at: Instant,
+    owner: Tenancy,
+    result: Option<TriggerResponse>,
 }
 
 impl Jobs {
-    fn start(&self) -> u64 {
+    fn start(&self, owner: Tenancy) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut j) = self.jobs.lock() {
-            j.retain(|_, (at, _)| at.elapsed() < JOB_TTL);
-            j.insert(id, (Instant::now(), None));
+            j.retain(|_, e| e.at.elapsed() < JOB_TTL);
+            j.insert(
+                id,
+                JobEntry {
+                    at: Instant::now(),
+                    owner,
+                    result: None,
+                },
+            );
         }
         id
     }
 
     fn finish(&self, id: u64, r: TriggerResponse) {
-        if let Ok(mut j) = self.jobs.lock() {
-            j.insert(id, (Instant::now(), Some(r)));
+        if let Ok(mut j) = self.jobs.lock()
+            && let Some(e) = j.get_mut(&id)
+        {
+            e.at = Instant::now();
+            e.result = Some(r);
         }
     }
 
-    fn get(&self, id: u64) -> Option<Option<TriggerResponse>> {
+    /// A job `viewer` may see: its own tenant's (operators: every job).
+    fn get(&self, id: u64, viewer: Tenancy) -> Option<Option<TriggerResponse>> {
         let j = self.jobs.lock().ok()?;
         j.get(&id)
-            .filter(|(at, _)| at.elapsed() < JOB_TTL)
-            .map(|(_, r)| r.clone())
+            .filter(|e| e.at.elapsed() < JOB_TTL)
+            .filter(|e| viewer == Tenancy::All || viewer == e.owner)
+            .map(|e| e.result.clone())
     }
 }
 
@@ -174,15 +195,15 @@ async fn trigger(
     q: web::Query<TriggerQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
-    let site = site_or_404(&state, *id).await?;
+    let db = caller.store(&state);
+    let site = site_or_404(db, *id).await?;
     if !site.active {
         return Err(ApiError::conflict(
             "site_inactive",
             format!("site {id} is deleted (inactive); nothing to run"),
         ));
     }
-    let checks: Vec<_> = state
-        .store
+    let checks: Vec<_> = db
         .site_checks(site.id)
         .await
         .map_err(ApiError::from_store)?
@@ -235,7 +256,7 @@ async fn trigger(
     };
     let ids = checks.iter().map(|c| c.spec.check_id).collect::<Vec<u64>>();
     if super::parsed::<bool>("async", q.run_async.as_deref())?.unwrap_or(false) {
-        let job = state.jobs.start();
+        let job = state.jobs.start(caller.tenancy);
         let s = state.clone();
         actix_web::rt::spawn(async move {
             // No prober: the job finishes with every check missing.
@@ -262,7 +283,7 @@ async fn job(
     caller.require(Scope::Read)?;
     let r = state
         .jobs
-        .get(*id)
+        .get(*id, caller.tenancy)
         .ok_or_else(|| ApiError::not_found(format!("no job {id} (jobs are kept 10 minutes)")))?;
     Ok(web::Json(job_view(*id, r)))
 }

@@ -1,6 +1,6 @@
 //! `jetmon-control`: the `jetmon` binary (src/main.rs: CLI, configuration, supervision,
 //! wiring) and the few parts only it uses — ingest from the rings, verification over gRPC,
-//! `sites import`, the one-off check and the demo. The layers below are crates of their own,
+//! `sites import`, `tenants import`, the one-off check and the demo. The layers below are crates of their own,
 //! re-exported here under the names callers know: the sans-IO engine (`jetmon-engine`, as
 //! [`engine`] and [`sla`]), the store (`jetmon-store`, as [`store`] and [`keys`]), the spool
 //! (`jetmon-spool`, inside [`stats`]) and the API (`jetmon-api`, as [`api`]). Nothing below
@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod oneoff;
 pub use jetmon_engine::sla;
 pub mod stats;
+pub mod tenants;
 pub use jetmon_store as store;
 pub mod verify;

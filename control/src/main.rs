@@ -59,6 +59,9 @@ enum Cmd {
     /// API keys for the REST API: tokens are shown once and stored only as hashes.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Tenants (customers): every site belongs to one; tenant keys see only their own.
+    #[command(subcommand)]
+    Tenants(jetmon_control::tenants::TenantsCmd),
 }
 
 #[derive(Subcommand)]
@@ -74,8 +77,15 @@ enum KeysCmd {
         /// Expire after this many days (default: never).
         #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<u32>,
+        /// A tenant key: it sees and changes only this tenant's sites (id or name).
+        #[arg(long, value_name = "TENANT", conflicts_with = "gateway")]
+        tenant: Option<String>,
+        /// A gateway key: it acts for the tenant each request names in X-Jetmon-Tenant-ID,
+        /// with the scopes X-Jetmon-Public-Scopes narrows it to (for a trusted front end).
+        #[arg(long)]
+        gateway: bool,
     },
-    /// One line per key: id, prefix, scope, state, name (never the token).
+    /// One line per key: id, prefix, scope, kind (tenant), state, name (never the token).
     List,
     /// Revoke a key now.
     Revoke { id: u64 },
@@ -213,6 +223,9 @@ enum SitesCmd {
     Import {
         /// The file to read ("-" = standard input).
         file: PathBuf,
+        /// The tenant the sites belong to (id or name; default: the default tenant).
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
     },
 }
 
@@ -254,7 +267,12 @@ fn main() -> ExitCode {
             println!("jetmon: the {backend:?} schema is up to date");
             Ok(())
         }),
-        Cmd::Sites(SitesCmd::Import { file }) => import(&config, &file),
+        Cmd::Sites(SitesCmd::Import { file, tenant }) => import(&config, &file, tenant),
+        Cmd::Tenants(cmd) => with_store(&config, |store| async move {
+            let done = jetmon_control::tenants::run(&store, cmd).await;
+            store.close().await;
+            done
+        }),
         Cmd::Stats(StatsCmd::Flush) => stats_flush(&config),
         Cmd::Keys(cmd) => keys(&config, cmd),
         Cmd::Sites(SitesCmd::List) => with_store(&config, |store| async move {
@@ -361,7 +379,7 @@ fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
     Ok(jetmon_control::oneoff::exit_code(r.probed.result.outcome))
 }
 
-fn import(config: &Config, file: &std::path::Path) -> Result<()> {
+fn import(config: &Config, file: &std::path::Path, tenant: Option<String>) -> Result<()> {
     use anyhow::Context;
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -375,6 +393,21 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
     }
     let total = rows.len();
     with_store(config, |store| async move {
+        let tenant = match tenant {
+            None => jetmon_control::store::DEFAULT_TENANT,
+            Some(t) => {
+                store
+                    .find_tenant(&t)
+                    .await?
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--tenant {t:?}: no such tenant (see `jetmon tenants list`)"
+                        )
+                    })?
+                    .id
+            }
+        };
+        let scoped = store.scoped(jetmon_control::store::Tenancy::All);
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -388,8 +421,8 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
         for chunk in rows.chunks(jetmon_control::import::BATCH_ROWS) {
             let ids: Vec<u64> = chunk.iter().filter_map(|r| r.blog_id).collect();
-            let taken: std::collections::HashSet<u64> = store
-                .blog_ids_taken(&ids, None)
+            let taken: std::collections::HashSet<u64> = scoped
+                .blog_ids_taken(tenant, &ids, None)
                 .await?
                 .into_iter()
                 .collect();
@@ -397,7 +430,7 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
             for r in chunk {
                 if let Some(b) = r.blog_id {
                     let why = if taken.contains(&b) {
-                        Some("already belongs to a site")
+                        Some("already belongs to one of the tenant's sites")
                     } else if !seen.insert(b) {
                         Some("is named by an earlier row")
                     } else {
@@ -417,6 +450,7 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
                     tags: Vec::new(),
                     checks: vec![r.spec.clone()],
                     blog_id: r.blog_id,
+                    tenant_id: tenant,
                 });
             }
             done += store.create_sites(&batch).await?.len();
@@ -436,6 +470,7 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
 /// Opens the store (migrating it) on a small runtime and runs `f` with it.
 fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
     use jetmon_control::keys::{Scope, new_token};
+    use jetmon_control::store::{KeyKind, NewKey};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
@@ -445,6 +480,8 @@ fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
                 name,
                 scope,
                 expires_in_days,
+                tenant,
+                gateway,
             } => {
                 let scope = Scope::from_name(&scope).ok_or_else(|| {
                     anyhow::anyhow!("--scope {scope:?}: expected read, write or admin")
@@ -454,12 +491,35 @@ fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
                 }
                 let token = new_token()?;
                 let expires = expires_in_days.map(|d| now + u64::from(d) * 86_400 * 1_000_000);
-                let id = store.create_key(&name, scope, expires, &token, now).await?;
+                let tenant = match tenant {
+                    None => None,
+                    Some(t) => Some(store.find_tenant(&t).await?.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--tenant {t:?}: no such tenant (see `jetmon tenants list`)"
+                        )
+                    })?),
+                };
+                let kind = match (&tenant, gateway) {
+                    (Some(_), _) => KeyKind::Tenant,
+                    (None, true) => KeyKind::Gateway,
+                    (None, false) => KeyKind::Operator,
+                };
+                let new = NewKey {
+                    name: &name,
+                    scope,
+                    expires_us: expires,
+                    kind,
+                    tenant_id: tenant.as_ref().map(|t| t.id),
+                };
+                let id = store.create_key(&new, &token, now).await?;
                 println!("{}", token.token);
+                let whose = match &tenant {
+                    Some(t) => format!("tenant {}", t.name),
+                    None => kind.name().to_owned(),
+                };
                 eprintln!(
-                    "jetmon: key {id} ({}, {}) created; the token above is shown once and not stored: keep it now",
+                    "jetmon: key {id} ({}, {whose}, {name}) created; the token above is shown once and not stored: keep it now",
                     scope.name(),
-                    name
                 );
             }
             KeysCmd::List => {
@@ -479,11 +539,16 @@ fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
                     } else {
                         "active".to_owned()
                     };
+                    let kind = match k.tenant_id {
+                        Some(t) => format!("tenant:{t}"),
+                        None => k.kind.name().to_owned(),
+                    };
                     println!(
-                        "{:>4}  {}…  {:<5}  {:<16}  {}",
+                        "{:>4}  {}…  {:<5}  {:<10}  {:<16}  {}",
                         k.id,
                         k.prefix,
                         k.scope.name(),
+                        kind,
                         state,
                         k.name
                     );

@@ -6,385 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_jetmon");
+#[path = "harness/mod.rs"]
+mod harness;
 
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == name).then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// The server under test, its OpenAPI document and what was exercised.
-struct Api {
-    addr: String,
-    doc: Value,
-    seen: BTreeSet<(String, String)>,
-    _up: Up,
-    demo: String,
-    cfg: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn raw(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&[u8]>,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        {
-            req.push_str("Content-Type: application/json\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    req.push_str("\r\n");
-    c.write_all(req.as_bytes()).unwrap();
-    if let Some(b) = body {
-        // A server may answer (413) before reading all of a large body.
-        let _ = c.write_all(b);
-    }
-    let mut bytes = Vec::new();
-    let _ = c.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    // actix answers small bodies whole; chunked ones are not used by the API.
-    Reply {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
-    }
-}
-
-impl Api {
-    fn start(database_url: &str, prefix: &str) -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let cfg = d.join("jetmon.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = {prefix:?}\nresult_ring_bytes = 1048576\n\
-                 command_ring_bytes = 262144\nallow_cidrs = [\"127.0.0.0/8\"]\n[control]\n\
-                 api_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {database_url:?}\n\
-                 stats_spool_dir = {:?}\napi_expensive_per_minute = 4\n",
-                d,
-                Path::new(BIN).with_file_name("jetmon-prober"),
-                d.join("spool"),
-            ),
-        )
-        .unwrap();
-        let log = d.join("up.log");
-        let up = Up(Command::new(BIN)
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "up",
-                "--demo",
-                "--duration",
-                "300",
-            ])
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap());
-        let began = Instant::now();
-        let (addr, demo) = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let (Some(a), Some(demo)) = (
-                text.split("metrics on http://").nth(1),
-                text.split("demo fleet on http://").nth(1),
-            ) {
-                break (
-                    a.split('/').next().unwrap().to_owned(),
-                    demo.split('/').next().unwrap().to_owned(),
-                );
-            }
-            assert!(began.elapsed() < Duration::from_secs(60), "{text}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let doc = raw(&addr, "GET", "/api/v1/openapi.json", None, None, &[]);
-        assert_eq!(doc.status, 200);
-        assert_eq!(doc.body["openapi"].as_str().unwrap().get(..3), Some("3.1"));
-        Api {
-            addr,
-            doc: doc.body,
-            seen: BTreeSet::new(),
-            _up: up,
-            demo,
-            cfg,
-            _dir: dir,
-        }
-    }
-
-    fn key(&self, scope: &str) -> String {
-        let out = Command::new(BIN)
-            .args([
-                "--config",
-                self.cfg.to_str().unwrap(),
-                "keys",
-                "create",
-                "--name",
-                scope,
-                "--scope",
-                scope,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    /// A request whose response must match the document.
-    fn call(&mut self, method: &str, path: &str, token: &str, body: Option<Value>) -> Reply {
-        self.call_with(method, path, token, body, &[])
-    }
-
-    fn call_with(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        let r = raw(
-            &self.addr,
-            method,
-            path,
-            Some(token),
-            bytes.as_deref(),
-            headers,
-        );
-        self.conform(method, path, &r);
-        r
-    }
-
-    /// Checks a response against the document: the operation exists, the status is
-    /// documented, the body matches its schema (no undocumented fields either).
-    fn conform(&mut self, method: &str, path: &str, r: &Reply) {
-        let bare = path.split('?').next().unwrap();
-        let (template, op) = self.doc["paths"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(t, _)| matches_template(t, bare))
-            // The most literal template wins (/sites/bulk over /sites/{id}).
-            .max_by_key(|(t, _)| t.matches('{').count() == 0)
-            .map(|(t, ops)| (t.clone(), ops[method.to_ascii_lowercase()].clone()))
-            .unwrap_or_else(|| panic!("{method} {bare} is not in the OpenAPI document"));
-        assert!(
-            op.is_object(),
-            "{method} {template} is not in the OpenAPI document"
-        );
-        self.seen
-            .insert((method.to_ascii_lowercase(), template.clone()));
-        let responses = &op["responses"];
-        let status = r.status.to_string();
-        let range = format!("{}XX", &status[..1]);
-        let resp = [status.as_str(), range.as_str(), "default"]
-            .iter()
-            .find_map(|s| responses.get(*s))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{method} {template}: status {status} is not documented: {}",
-                    r.body
-                )
-            });
-        if let Some(schema) = resp
-            .get("content")
-            .and_then(|c| c.get("application/json"))
-            .and_then(|c| c.get("schema"))
-        {
-            let mut errors = Vec::new();
-            validate(&self.doc, schema, &r.body, "$", &mut errors);
-            assert!(
-                errors.is_empty(),
-                "{method} {path} → {status} does not match the document:\n{}\n{}",
-                errors.join("\n"),
-                r.body
-            );
-        }
-    }
-}
-
-fn matches_template(template: &str, path: &str) -> bool {
-    let t: Vec<&str> = template.split('/').collect();
-    let p: Vec<&str> = path.split('/').collect();
-    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
-}
-
-/// Enough of JSON Schema for what utoipa emits: $ref, type (one or several), properties,
-/// required, items, oneOf/anyOf/allOf, enum. Undocumented object fields are errors.
-fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
-    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        let name = r.trim_start_matches("#/components/schemas/");
-        let s = &doc["components"]["schemas"][name];
-        assert!(!s.is_null(), "dangling $ref {r}");
-        return validate(doc, s, v, at, errors);
-    }
-    for key in ["oneOf", "anyOf"] {
-        if let Some(alts) = schema.get(key).and_then(Value::as_array) {
-            let ok = alts.iter().any(|a| {
-                let mut e = Vec::new();
-                validate(doc, a, v, at, &mut e);
-                e.is_empty()
-            });
-            if !ok {
-                errors.push(format!("{at}: matches none of {key} {}", schema[key]));
-            }
-            return;
-        }
-    }
-    if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
-        // Flattened structs: the union of the parts' properties.
-        let mut merged = json!({"type": "object", "properties": {}, "required": []});
-        for a in all {
-            let a = match a.get("$ref").and_then(Value::as_str) {
-                Some(r) => doc["components"]["schemas"]
-                    [r.trim_start_matches("#/components/schemas/")]
-                .clone(),
-                None => a.clone(),
-            };
-            if let Some(p) = a.get("properties").and_then(Value::as_object) {
-                for (k, s) in p {
-                    merged["properties"][k] = s.clone();
-                }
-            }
-            if let Some(r) = a.get("required").and_then(Value::as_array) {
-                merged["required"]
-                    .as_array_mut()
-                    .unwrap()
-                    .extend(r.iter().cloned());
-            }
-        }
-        return validate(doc, &merged, v, at, errors);
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array)
-        && !e.contains(v)
-    {
-        errors.push(format!("{at}: {v} is not one of {e:?}"));
-    }
-    let types: Vec<&str> = match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
-        _ => return, // any value
-    };
-    let kind = match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    };
-    if !types
-        .iter()
-        .any(|t| *t == kind || (*t == "number" && kind == "integer"))
-    {
-        errors.push(format!("{at}: {kind} where the document says {types:?}"));
-        return;
-    }
-    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
-        && n < min
-    {
-        errors.push(format!("{at}: {n} is below {min}"));
-    }
-    match v {
-        Value::Object(o) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            for req in schema
-                .get("required")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let req = req.as_str().unwrap();
-                if !o.contains_key(req) {
-                    errors.push(format!("{at}.{req}: required, missing"));
-                }
-            }
-            if let Some(props) = props {
-                for (k, val) in o {
-                    match props.get(k) {
-                        Some(s) => validate(doc, s, val, &format!("{at}.{k}"), errors),
-                        None => errors.push(format!("{at}.{k}: not in the document")),
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    validate(doc, s, item, &format!("{at}[{i}]"), errors);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let began = Instant::now();
-    while !f() {
-        assert!(began.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn id_of(v: &Value) -> u64 {
-    v["id"].as_u64().unwrap_or_else(|| panic!("no id in {v}"))
-}
+use harness::*;
 
 fn every_route(database_url: &str, prefix: &str) {
     let mut api = Api::start(database_url, prefix);
@@ -1768,6 +1397,70 @@ fn every_route(database_url: &str, prefix: &str) {
         Some("true")
     );
     assert_eq!(replay.body, first.body);
+
+    // Tenants (operator keys; the isolation walk in tests/tenants.rs proves the walls).
+    let r = api.call(
+        "POST",
+        "/api/v1/tenants",
+        &admin,
+        Some(json!({"name": "routes-co"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let tid = id_of(&r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/tenants",
+        &admin,
+        Some(json!({"name": "routes-co"})),
+    );
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("tenant_exists"))
+    );
+    let r = api.call(
+        "POST",
+        "/api/v1/tenants",
+        &admin,
+        Some(json!({"name": "42"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call("GET", "/api/v1/tenants?limit=1", &read, None);
+    assert_eq!(
+        (r.status, r.body["data"][0]["name"].as_str()),
+        (200, Some("default"))
+    );
+    assert!(r.body["page"]["next"].is_string(), "{}", r.body);
+    let r = api.call(
+        "PATCH",
+        &format!("/api/v1/tenants/{tid}"),
+        &admin,
+        Some(json!({"name": "routes-inc", "active": false})),
+    );
+    assert_eq!(
+        (
+            r.status,
+            r.body["name"].as_str(),
+            r.body["active"].as_bool()
+        ),
+        (200, Some("routes-inc"), Some(false)),
+        "{}",
+        r.body
+    );
+    assert!(r.body["deactivated_at"].is_string());
+    let r = api.call("GET", &format!("/api/v1/tenants/{tid}"), &read, None);
+    assert_eq!(r.body["active"], false);
+    assert_eq!(
+        api.call("GET", "/api/v1/tenants/999999", &read, None)
+            .status,
+        404
+    );
+    let r = api.call("GET", "/api/v1/me", &read, None);
+    assert_eq!(
+        (r.body["tenant"].is_null(), r.body["key"]["kind"].as_str()),
+        (true, Some("operator")),
+        "{}",
+        r.body
+    );
 
     // Every documented operation was exercised (and every response above conformed).
     let documented: BTreeSet<(String, String)> = api.doc["paths"]

@@ -7,7 +7,7 @@ mod common;
 use jetmon_control::engine::{
     CheckConfig, Effect, Engine, EventIds, EventKind, Input, ResultIn, Window,
 };
-use jetmon_control::store::{Batch, Store};
+use jetmon_control::store::{Batch, Store, Tenancy};
 use jetmon_shared::check::{CheckSpec, CheckType, HttpMethod, ProbeOrigin};
 use jetmon_shared::outcome::Outcome;
 use jetmon_shared::state::{Reason, State};
@@ -466,7 +466,17 @@ async fn keys_suite(db: Db) {
     let now = T0;
     let a = new_token().unwrap();
     let id = store
-        .create_key("ci", Scope::Write, None, &a, now)
+        .create_key(
+            &jetmon_control::store::NewKey {
+                name: "ci",
+                scope: Scope::Write,
+                expires_us: None,
+                kind: Default::default(),
+                tenant_id: None,
+            },
+            &a,
+            now,
+        )
         .await
         .unwrap();
     let found = store.key_for_token(&a.token).await.unwrap().unwrap();
@@ -539,7 +549,10 @@ async fn deletes_beside_a_busy_writer_on_sqlite() {
         })
     };
     for id in ids {
-        assert!(a.delete_check(site, id).await.unwrap(), "check {id}");
+        assert!(
+            a.scoped(Tenancy::All).delete_check(site, id).await.unwrap(),
+            "check {id}"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.await.unwrap() > 0);

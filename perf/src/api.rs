@@ -4,7 +4,9 @@
 //! statistics for the 14 days hourly rows are kept and daily rows before that. Then the API
 //! server (`jetmon_control::api::start`, as `jetmon up` runs it) is pinned to one core and
 //! `GET /api/v1/sites/{id}/sla?window=30d` is measured from the other: p50/p99 over one
-//! keep-alive connection, then requests/s under wrk.
+//! keep-alive connection, then requests/s under wrk. With `--tenants N` (default 100) the
+//! sites are spread over N tenants and every request goes through a gateway key naming the
+//! site's tenant (`X-Jetmon-Tenant-ID`): the tenant is resolved and every query scoped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use jetmon_control::engine::{EventKind, Identity, Source, Transition};
 use jetmon_control::keys::{Scope, new_token};
 use jetmon_control::stats::{Hist, PeriodStats};
-use jetmon_control::store::{Batch, NewSite, Period, Store};
+use jetmon_control::store::{Batch, KeyKind, NewKey, NewSite, Period, Store};
 use jetmon_shared::check::{CheckSpec, CheckType};
 use jetmon_shared::state::{Reason, Severity, State};
 
@@ -27,6 +29,32 @@ pub struct ApiArgs {
     pub dir: PathBuf,
     /// Reuse the history an earlier run of the same size left in `dir`.
     pub reuse: bool,
+    /// Tenants the sites are spread over (0: none, an operator key).
+    pub tenants: u32,
+}
+
+/// The tenant (id) of site `site` when sites are spread over `tenants` tenants made after
+/// the default one (ids 2..=tenants+1), round robin.
+fn tenant_of(site: u64, tenants: u32) -> Option<u64> {
+    (tenants > 0).then(|| 2 + (site - 1) % u64::from(tenants))
+}
+
+/// A read key: a gateway key when there are tenants, else an operator key.
+async fn bench_key(store: &Store, tenants: u32, now: u64) -> Result<String> {
+    let token = new_token()?;
+    let key = NewKey {
+        name: "bench",
+        scope: Scope::Read,
+        expires_us: None,
+        kind: if tenants > 0 {
+            KeyKind::Gateway
+        } else {
+            KeyKind::Operator
+        },
+        tenant_id: None,
+    };
+    store.create_key(&key, &token, now).await?;
+    Ok(token.token)
 }
 
 const S: u64 = 1_000_000;
@@ -104,18 +132,17 @@ fn transition(
 async fn seed(a: &ApiArgs) -> Result<(String, String)> {
     std::fs::create_dir_all(&a.dir)?;
     let db = a.dir.join("api-bench.db");
-    let seeded = a.dir.join(format!("seeded-{}x{}", a.sites, a.days));
+    let seeded = a
+        .dir
+        .join(format!("seeded-{}x{}-t{}", a.sites, a.days, a.tenants));
     if a.reuse && seeded.exists() {
         // The history of an earlier run with the same size; a fresh key (tokens are not kept).
         let url = format!("sqlite:{}", db.display());
         let store = Store::open(&url, "bench").await?;
-        let token = new_token()?;
-        store
-            .create_key("bench", Scope::Read, None, &token, now_us())
-            .await?;
+        let token = bench_key(&store, a.tenants, now_us()).await?;
         store.close().await;
         eprintln!("perf: reusing the history in {}", db.display());
-        return Ok((url, token.token));
+        return Ok((url, token));
     }
     let _ = std::fs::remove_file(&seeded);
     for suffix in ["", "-wal", "-shm"] {
@@ -126,19 +153,24 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
     let began = Instant::now();
     let now = now_us();
     let start = now - u64::from(a.days) * DAY;
+    for t in 0..a.tenants {
+        store.create_tenant(&format!("bench-{t:03}")).await?;
+    }
     // Sites (ids 1..=N), one check each (id = site id), created before the window.
     let mut made = 0;
     while made < a.sites {
         let n = (a.sites - made).min(1000);
         let batch: Vec<NewSite> = (0..n)
             .map(|k| {
-                let url = format!("http://127.0.0.1:8080/site/{}", made + k + 1);
+                let site = u64::from(made + k + 1);
+                let url = format!("http://127.0.0.1:8080/site/{site}");
                 NewSite {
                     name: format!("bench {}", made + k + 1),
                     url: url.clone(),
                     tags: vec!["bench".into()],
                     checks: vec![CheckSpec::new(1, 1, CheckType::Http, &url)],
-                    blog_id: Some((made + k + 1) as u64),
+                    blog_id: Some(site),
+                    tenant_id: tenant_of(site, a.tenants).unwrap_or(1),
                 }
             })
             .collect();
@@ -241,10 +273,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
         }
     }
     flush(&mut rows, Period::Hour).await?;
-    let token = new_token()?;
-    store
-        .create_key("bench", Scope::Read, None, &token, now)
-        .await?;
+    let token = bench_key(&store, a.tenants, now).await?;
     store.close().await;
     std::fs::write(&seeded, b"")?;
     eprintln!(
@@ -254,7 +283,7 @@ async fn seed(a: &ApiArgs) -> Result<(String, String)> {
         next_event - 1,
         began.elapsed().as_secs_f64()
     );
-    Ok((url, token.token))
+    Ok((url, token))
 }
 
 fn pin(cpus: &[usize]) {
@@ -268,10 +297,18 @@ fn pin(cpus: &[usize]) {
     }
 }
 
-/// One keep-alive GET; returns the status.
-fn get(r: &mut BufReader<std::net::TcpStream>, path: &str, token: &str) -> Result<u16> {
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n");
+/// One keep-alive GET (acting for `tenant` through the gateway key when given); returns the
+/// status.
+fn get(
+    r: &mut BufReader<std::net::TcpStream>,
+    path: &str,
+    token: &str,
+    tenant: Option<u64>,
+) -> Result<u16> {
+    let gateway = tenant.map_or(String::new(), |t| format!("X-Jetmon-Tenant-ID: {t}\r\n"));
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n{gateway}\r\n"
+    );
     r.get_mut().write_all(req.as_bytes())?;
     let mut line = String::new();
     r.read_line(&mut line)?;
@@ -320,22 +357,23 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     conn.set_nodelay(true)?;
     let mut r = BufReader::new(conn);
     let path = |rng: &mut Rng| {
-        format!(
-            "/api/v1/sites/{}/sla?window=30d",
-            1 + below(&mut *rng, u64::from(a.sites))
+        let site = 1 + below(&mut *rng, u64::from(a.sites));
+        (
+            format!("/api/v1/sites/{site}/sla?window=30d"),
+            tenant_of(site, a.tenants),
         )
     };
     for _ in 0..200 {
-        let p = path(&mut rng);
-        if get(&mut r, &p, &token)? != 200 {
+        let (p, t) = path(&mut rng);
+        if get(&mut r, &p, &token, t)? != 200 {
             bail!("GET {p} did not answer 200");
         }
     }
     let mut lat = hdrhistogram::Histogram::<u64>::new(3)?;
     for _ in 0..a.requests {
-        let p = path(&mut rng);
+        let (p, tenant) = path(&mut rng);
         let t = Instant::now();
-        let status = get(&mut r, &p, &token)?;
+        let status = get(&mut r, &p, &token, tenant)?;
         lat.record(t.elapsed().as_micros() as u64)?;
         if status != 200 {
             bail!("GET {p}: {status}");
@@ -346,12 +384,21 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     let p99 = lat.value_at_quantile(0.99) as f64 / 1000.0;
     // Throughput: wrk on core 1, random sites.
     let script = a.dir.join("sla.lua");
+    // Each request names its site's tenant (round robin, as seeded) when there are tenants.
+    let tenant_header = if a.tenants > 0 {
+        format!(
+            ", [\"X-Jetmon-Tenant-ID\"] = tostring(2 + (site - 1) % {})",
+            a.tenants
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         &script,
         format!(
-            "math.randomseed(7)\nrequest = function()\n  return wrk.format(\"GET\", \
-             \"/api/v1/sites/\" .. math.random(1, {}) .. \"/sla?window=30d\", \
-             {{[\"Authorization\"] = \"Bearer {token}\"}})\nend\n",
+            "math.randomseed(7)\nrequest = function()\n  local site = math.random(1, {})\n  \
+             return wrk.format(\"GET\", \"/api/v1/sites/\" .. site .. \"/sla?window=30d\", \
+             {{[\"Authorization\"] = \"Bearer {token}\"{tenant_header}}})\nend\n",
             a.sites
         ),
     )?;
@@ -378,8 +425,8 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     let all: Vec<usize> = (0..64).collect();
     pin(&all);
     Ok(format!(
-        "sites={} days={} requests={} p50_ms={p50:.2} p99_ms={p99:.2} req_per_s={rps:.0} \
-         wrk_connections={} server_cpu=0 client_cpu=1",
-        a.sites, a.days, a.requests, a.wrk_connections
+        "sites={} tenants={} days={} requests={} p50_ms={p50:.2} p99_ms={p99:.2} \
+         req_per_s={rps:.0} wrk_connections={} server_cpu=0 client_cpu=1",
+        a.sites, a.tenants, a.days, a.requests, a.wrk_connections
     ))
 }

@@ -191,6 +191,10 @@ enum Scenario {
         /// Reuse the history an earlier run of the same size left in --dir.
         #[arg(long)]
         reuse: bool,
+        /// Sites are spread over this many tenants and read through a gateway key naming
+        /// each site's tenant (0: one operator key, no tenants).
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
         #[arg(long)]
         record: Option<PathBuf>,
     },
@@ -381,6 +385,7 @@ fn main() -> Result<()> {
             wrk_connections,
             dir,
             reuse,
+            tenants,
             record,
         } => {
             let line = api::run(&api::ApiArgs {
@@ -391,6 +396,7 @@ fn main() -> Result<()> {
                 wrk_connections,
                 dir,
                 reuse,
+                tenants,
             })?;
             finish("api", &line, record.as_deref())
         }

@@ -11,6 +11,7 @@ use jetmon_shared::state::{Reason, Severity, State};
 use sqlx::{Any, Row, Transaction};
 
 use super::{EventRow, SiteRow, Store, i, insert_check, now_us, settings_json, state_of, u};
+use crate::tenants::Tenancy;
 use jetmon_engine::Window;
 
 /// A value bound to a dynamic statement.
@@ -58,6 +59,24 @@ impl Where {
         self.binds.extend(vs.iter().map(|v| Bind::I(*v)));
     }
 
+    /// Only the sites `t` may see (on `sites` itself).
+    fn own_sites(&mut self, t: Tenancy) {
+        if let Some(t) = t.tenant() {
+            self.int("tenant_id = ?", i(t));
+        }
+    }
+
+    /// Only rows whose site (`site_column`) `t` may see: endpoints, checks, windows, events
+    /// and transitions reach their tenant through their site.
+    fn via_site(&mut self, site_column: &str, t: Tenancy) {
+        if let Some(t) = t.tenant() {
+            self.int(
+                &format!("{site_column} IN (SELECT id FROM sites WHERE tenant_id = ?)"),
+                i(t),
+            );
+        }
+    }
+
     fn sql(&self) -> String {
         if self.clauses.is_empty() {
             "1 = 1".to_owned()
@@ -94,6 +113,8 @@ pub struct SiteFilter {
     pub id_in: Vec<u64>,
     /// Jetmon v1 ids.
     pub blog_id_in: Vec<u64>,
+    /// One tenant's sites (operators narrowing a list).
+    pub tenant_id: Option<u64>,
 }
 
 /// What an update changes (None: left as it is).
@@ -113,8 +134,10 @@ pub struct NewSite {
     pub url: String,
     pub tags: Vec<String>,
     pub checks: Vec<CheckSpec>,
-    /// The Jetmon v1 id (unique among sites).
+    /// The Jetmon v1 id (unique among the tenant's sites).
     pub blog_id: Option<u64>,
+    /// The owner, when an operator creates it (a tenant's scope overrides it).
+    pub tenant_id: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +170,10 @@ pub struct WindowRow {
 /// Filters for the event listings.
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
+    pub id_in: Vec<u64>,
     pub site_in: Vec<u64>,
+    /// One tenant's events (operators narrowing a list).
+    pub tenant_id: Option<u64>,
     pub state_in: Vec<State>,
     pub check_type: Option<CheckType>,
     pub kind: Option<u8>,
@@ -210,7 +236,7 @@ pub fn split_tags(s: &str) -> Vec<String> {
 
 const SITE_COLUMNS: &str = "id, name, current_state, current_severity, site_status, \
      active_event_count, last_status_change_at, ssl_expiry_at, last_checked_at, url, tags, \
-     active, created_at, blog_id";
+     active, created_at, blog_id, tenant_id";
 
 fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
     Ok(SiteRow {
@@ -228,6 +254,7 @@ fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
         active: r.try_get::<i64, _>(11)? != 0,
         created_us: u(r.try_get::<i64, _>(12)?),
         blog_id: r.try_get::<Option<i64>, _>(13)?.map(u),
+        tenant_id: u(r.try_get::<i64, _>(14)?),
     })
 }
 
@@ -358,12 +385,88 @@ async fn delete_check_data(
     Ok(())
 }
 
+/// The API's view of the store (docs/tenants.md): every query a route makes, cut to what
+/// `tenancy` may see. A route gets one from its caller, never builds one itself, so no route
+/// can list, read or change another tenant's objects: they are simply not found.
+#[derive(Clone, Copy)]
+pub struct Scoped<'a> {
+    store: &'a Store,
+    tenancy: Tenancy,
+}
+
 impl Store {
+    /// This store as `tenancy` may see it.
+    pub fn scoped(&self, tenancy: Tenancy) -> Scoped<'_> {
+        Scoped {
+            store: self,
+            tenancy,
+        }
+    }
+
+    /// Every site with its projection, by id (operators, tests, benchmarks).
+    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
+        self.scoped(Tenancy::All)
+            .sites_page(0, u32::MAX, &SiteFilter::default())
+            .await
+    }
+
+    /// Creates a site for `s.tenant_id` (operators and the CLI).
+    pub async fn create_site(&self, s: &NewSite) -> Result<u64> {
+        self.scoped(Tenancy::All).create_site(s).await
+    }
+
+    /// Creates sites in one transaction (operators and the CLI).
+    pub async fn create_sites(&self, sites: &[NewSite]) -> Result<Vec<u64>> {
+        self.scoped(Tenancy::All).create_sites(sites).await
+    }
+
+    /// Sets every site's creation time (benchmarks seeding a history).
+    pub async fn backdate_sites(&self, created_us: u64) -> Result<()> {
+        sqlx::query("UPDATE sites SET created_at = $1")
+            .bind(i(created_us))
+            .execute(&self.pool)
+            .await
+            .context("backdating sites")?;
+        Ok(())
+    }
+}
+
+impl Scoped<'_> {
+    pub fn tenancy(&self) -> Tenancy {
+        self.tenancy
+    }
+
+    pub(crate) fn pool(&self) -> &sqlx::Pool<Any> {
+        &self.store.pool
+    }
+
+    /// The tenant a new object of this scope belongs to: the scope's own, else `asked`.
+    pub fn owner(&self, asked: u64) -> u64 {
+        self.tenancy.tenant().unwrap_or(asked)
+    }
+
+    /// Whether this scope sees site `id` (a site that does not exist is not seen).
+    pub async fn sees_site(&self, id: u64) -> Result<bool> {
+        let mut w = Where::default();
+        w.int("id = ?", i(id));
+        w.own_sites(self.tenancy);
+        let sql = format!("SELECT 1 FROM sites WHERE {}", w.sql());
+        Ok(w.query(sql)
+            .fetch_optional(&self.store.pool)
+            .await
+            .context("finding a site")?
+            .is_some())
+    }
+
     /// Up to `limit` sites with ids above `after`, by id, that pass `f` (applied before the
     /// limit: pages are never short).
     pub async fn sites_page(&self, after: u64, limit: u32, f: &SiteFilter) -> Result<Vec<SiteRow>> {
         let mut w = Where::default();
         w.int("id > ?", i(after));
+        w.own_sites(self.tenancy);
+        if let Some(t) = f.tenant_id {
+            w.int("tenant_id = ?", i(t));
+        }
         let states: Vec<i64> = f.state_in.iter().map(|s| i64::from(s.code())).collect();
         w.ints_in("current_state", &states);
         let ids: Vec<i64> = f.id_in.iter().map(|v| i(*v)).collect();
@@ -397,64 +500,57 @@ impl Store {
         );
         let rows = w
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await
             .context("loading sites")?;
         rows.iter().map(site_of).collect()
     }
 
-    /// Sites with their projection, by id.
-    pub async fn sites(&self) -> Result<Vec<SiteRow>> {
-        self.sites_page(0, u32::MAX, &SiteFilter::default()).await
-    }
-
-    /// One site; None when there is no such site.
+    /// One site; None when there is no such site (or it is another tenant's).
     pub async fn site(&self, id: u64) -> Result<Option<SiteRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SITE_COLUMNS} FROM sites WHERE id = $1"
-        )))
-        .bind(i(id))
-        .fetch_optional(&self.pool)
-        .await
-        .context("loading a site")?;
-        row.as_ref().map(site_of).transpose()
+        let f = SiteFilter {
+            id_in: vec![id],
+            ..SiteFilter::default()
+        };
+        let page = self.sites_page(id.saturating_sub(1), 1, &f).await?;
+        Ok(page.into_iter().find(|s| s.id == id))
     }
 
     /// Creates a site, its main endpoint and its checks in one transaction; returns its id.
     pub async fn create_site(&self, s: &NewSite) -> Result<u64> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        let id = create_site_in(&mut tx, s).await?;
-        tx.commit().await.context("committing a site")?;
-        Ok(id)
+        Ok(self.create_sites(std::slice::from_ref(s)).await?[0])
     }
 
-    /// Creates several sites in one transaction (bulk): all or nothing.
+    /// Creates several sites in one transaction (bulk): all or nothing. A tenant's scope
+    /// puts them in that tenant whatever `tenant_id` says.
     pub async fn create_sites(&self, sites: &[NewSite]) -> Result<Vec<u64>> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         let mut ids = Vec::with_capacity(sites.len());
         for s in sites {
-            ids.push(create_site_in(&mut tx, s).await?);
+            ids.push(create_site_in(&mut tx, s, self.owner(s.tenant_id)).await?);
         }
         tx.commit().await.context("committing sites")?;
         Ok(ids)
     }
 
-    /// Sets every site's creation time (benchmarks seeding a history).
-    pub async fn backdate_sites(&self, created_us: u64) -> Result<()> {
-        sqlx::query("UPDATE sites SET created_at = $1")
-            .bind(i(created_us))
-            .execute(&self.pool)
-            .await
-            .context("backdating sites")?;
-        Ok(())
-    }
-
-    /// Which of `blog_ids` already belong to a site other than `except` (v1 ids are unique).
-    pub async fn blog_ids_taken(&self, blog_ids: &[u64], except: Option<u64>) -> Result<Vec<u64>> {
+    /// Which of `blog_ids` already belong to a site of tenant `tenant_id` other than `except`
+    /// (v1 ids are unique per tenant).
+    pub async fn blog_ids_taken(
+        &self,
+        tenant_id: u64,
+        blog_ids: &[u64],
+        except: Option<u64>,
+    ) -> Result<Vec<u64>> {
         if blog_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut w = Where::default();
+        w.int("tenant_id = ?", i(self.owner(tenant_id)));
         let ids: Vec<i64> = blog_ids.iter().map(|v| i(*v)).collect();
         w.ints_in("blog_id", &ids);
         if let Some(id) = except {
@@ -466,7 +562,7 @@ impl Store {
         );
         let rows = w
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await
             .context("looking up v1 ids")?;
         rows.iter()
@@ -483,7 +579,12 @@ impl Store {
             active,
             blog_id,
         } = *change;
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         let mut w = Where::default();
         let mut sets = Vec::new();
         if let Some(b) = blog_id {
@@ -505,9 +606,9 @@ impl Store {
         if sets.is_empty() {
             sets.push("id = id".to_owned());
         }
-        let n = w.next();
-        w.binds.push(Bind::I(i(id)));
-        let sql = format!("UPDATE sites SET {} WHERE id = ${n}", sets.join(", "));
+        w.int("id = ?", i(id));
+        w.own_sites(self.tenancy);
+        let sql = format!("UPDATE sites SET {} WHERE {}", sets.join(", "), w.sql());
         let done = w
             .query(sql)
             .execute(&mut *tx)
@@ -525,13 +626,18 @@ impl Store {
     }
 
     pub async fn endpoints(&self, site_id: u64) -> Result<Vec<EndpointRow>> {
-        let rows = sqlx::query(
-            "SELECT id, site_id, url, critical FROM endpoints WHERE site_id = $1 ORDER BY id",
-        )
-        .bind(i(site_id))
-        .fetch_all(&self.pool)
-        .await
-        .context("loading endpoints")?;
+        let mut w = Where::default();
+        w.int("site_id = ?", i(site_id));
+        w.via_site("site_id", self.tenancy);
+        let sql = format!(
+            "SELECT id, site_id, url, critical FROM endpoints WHERE {} ORDER BY id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.store.pool)
+            .await
+            .context("loading endpoints")?;
         rows.iter()
             .map(|r| {
                 Ok(EndpointRow {
@@ -544,17 +650,26 @@ impl Store {
             .collect()
     }
 
-    pub async fn add_endpoint(&self, site_id: u64, url: &str, critical: bool) -> Result<u64> {
+    /// Adds an endpoint to a site; None when the site is not this scope's.
+    pub async fn add_endpoint(
+        &self,
+        site_id: u64,
+        url: &str,
+        critical: bool,
+    ) -> Result<Option<u64>> {
+        if !self.sees_site(site_id).await? {
+            return Ok(None);
+        }
         let row = sqlx::query(
             "INSERT INTO endpoints (site_id, url, critical) VALUES ($1, $2, $3) RETURNING id",
         )
         .bind(i(site_id))
         .bind(url.to_owned())
         .bind(i64::from(critical))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.store.pool)
         .await
         .context("adding an endpoint")?;
-        Ok(u(row.try_get::<i64, _>(0)?))
+        Ok(Some(u(row.try_get::<i64, _>(0)?)))
     }
 
     /// Changes an endpoint; its checks' critical flag follows it. False when not found.
@@ -565,7 +680,15 @@ impl Store {
         url: Option<&str>,
         critical: Option<bool>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if !self.sees_site(site_id).await? {
+            return Ok(false);
+        }
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         let done = sqlx::query(
             "UPDATE endpoints SET url = COALESCE($1, url), critical = COALESCE($2, critical) \
              WHERE id = $3 AND site_id = $4",
@@ -599,7 +722,15 @@ impl Store {
 
     /// Deletes an endpoint with its checks and their statistics. False when not found.
     pub async fn delete_endpoint(&self, site_id: u64, id: u64) -> Result<bool> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if !self.sees_site(site_id).await? {
+            return Ok(false);
+        }
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         // Schemathesis found this one failing with SQLITE_BUSY: see `write_first`.
         super::write_first(&mut tx).await?;
         let found = sqlx::query("SELECT 1 FROM endpoints WHERE id = $1 AND site_id = $2")
@@ -628,17 +759,23 @@ impl Store {
 
     /// A site's checks, by id.
     pub async fn site_checks(&self, site_id: u64) -> Result<Vec<CheckRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CHECK_COLUMNS} FROM checks WHERE site_id = $1 ORDER BY id"
-        )))
-        .bind(i(site_id))
-        .fetch_all(&self.pool)
-        .await
-        .context("loading checks")?;
+        let mut w = Where::default();
+        w.int("site_id = ?", i(site_id));
+        w.via_site("site_id", self.tenancy);
+        let sql = format!(
+            "SELECT {CHECK_COLUMNS} FROM checks WHERE {} ORDER BY id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.store.pool)
+            .await
+            .context("loading checks")?;
         rows.iter().map(check_of).collect()
     }
 
-    /// Adds a check to a site (on `endpoint_id` when given); returns its id.
+    /// Adds a check to a site (on `endpoint_id` when given); returns its id, or None when
+    /// the site is not this scope's.
     pub async fn add_site_check(
         &self,
         site_id: u64,
@@ -646,8 +783,16 @@ impl Store {
         name: &str,
         spec: &CheckSpec,
         critical: bool,
-    ) -> Result<u64> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+    ) -> Result<Option<u64>> {
+        if !self.sees_site(site_id).await? {
+            return Ok(None);
+        }
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         let id = insert_check(&mut tx, site_id, spec, critical, now_us()).await?;
         sqlx::query("UPDATE checks SET name = $1, endpoint_id = $2 WHERE id = $3")
             .bind(name.to_owned())
@@ -657,7 +802,7 @@ impl Store {
             .await
             .context("naming a check")?;
         tx.commit().await.context("committing a check")?;
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Replaces a check's settings (its generation moves on). False when not found.
@@ -668,6 +813,9 @@ impl Store {
         spec: &CheckSpec,
         critical: bool,
     ) -> Result<bool> {
+        if !self.sees_site(site_id).await? {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE checks SET check_type = $1, target = $2, interval_ms = $3, timeout_ms = $4, \
              retries = $5, retry_spacing_ms = $6, critical = $7, paused = $8, settings = $9, \
@@ -687,7 +835,7 @@ impl Store {
         .bind(i(now_us()))
         .bind(i(spec.check_id))
         .bind(i(site_id))
-        .execute(&self.pool)
+        .execute(&self.store.pool)
         .await
         .context("updating a check")?
         .rows_affected();
@@ -696,7 +844,15 @@ impl Store {
 
     /// Deletes a check and its statistics. False when not found.
     pub async fn delete_check(&self, site_id: u64, id: u64) -> Result<bool> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        if !self.sees_site(site_id).await? {
+            return Ok(false);
+        }
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         super::write_first(&mut tx).await?;
         let found = sqlx::query("SELECT 1 FROM checks WHERE id = $1 AND site_id = $2")
             .bind(i(id))
@@ -724,28 +880,42 @@ impl Store {
 
     /// Pauses or resumes a site's checks; returns how many changed state.
     pub async fn set_paused(&self, site_id: u64, paused: bool) -> Result<u64> {
-        let n = sqlx::query(
-            "UPDATE checks SET paused = $1, updated_at = $2, generation = generation + 1 \
-             WHERE site_id = $3 AND paused <> $4",
-        )
-        .bind(i64::from(paused))
-        .bind(i(now_us()))
-        .bind(i(site_id))
-        .bind(i64::from(paused))
-        .execute(&self.pool)
-        .await
-        .context("pausing checks")?
-        .rows_affected();
+        let mut w = Where::default();
+        w.int("paused = ?", i64::from(paused));
+        w.int("updated_at = ?", i(now_us()));
+        w.int("site_id = ?", i(site_id));
+        w.int("paused <> ?", i64::from(paused));
+        w.via_site("site_id", self.tenancy);
+        // The first two clauses are the SET list.
+        let sets = w.clauses.drain(..2).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE checks SET {sets}, generation = generation + 1 WHERE {}",
+            w.sql()
+        );
+        let n = w
+            .query(sql)
+            .execute(&self.store.pool)
+            .await
+            .context("pausing checks")?
+            .rows_affected();
         Ok(n)
     }
 
-    /// Replaces a site's maintenance windows.
+    /// Replaces a site's maintenance windows; None when the site is not this scope's.
     pub async fn put_windows(
         &self,
         site_id: u64,
         windows: &[(Option<u64>, Window)],
-    ) -> Result<Vec<WindowRow>> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+    ) -> Result<Option<Vec<WindowRow>>> {
+        if !self.sees_site(site_id).await? {
+            return Ok(None);
+        }
+        let mut tx = self
+            .store
+            .pool
+            .begin()
+            .await
+            .context("starting a transaction")?;
         sqlx::query("DELETE FROM maintenance_windows WHERE site_id = $1")
             .bind(i(site_id))
             .execute(&mut *tx)
@@ -780,13 +950,15 @@ impl Store {
         tx.commit()
             .await
             .context("committing maintenance windows")?;
-        Ok(out)
+        Ok(Some(out))
     }
 
-    /// Maintenance windows with id > `after` (of one site when given), by id.
+    /// Maintenance windows with id > `after` (of one site, or of one tenant's sites, when
+    /// given), by id.
     pub async fn windows_page(
         &self,
         site_id: Option<u64>,
+        tenant_id: Option<u64>,
         after: u64,
         limit: u32,
     ) -> Result<Vec<WindowRow>> {
@@ -794,6 +966,10 @@ impl Store {
         w.int("id > ?", i(after));
         if let Some(s) = site_id {
             w.int("site_id = ?", i(s));
+        }
+        w.via_site("site_id", self.tenancy);
+        if let Some(t) = tenant_id {
+            w.via_site("site_id", Tenancy::Tenant(t));
         }
         let n = w.next();
         w.binds.push(Bind::I(i64::from(limit)));
@@ -804,7 +980,7 @@ impl Store {
         );
         let rows = w
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await
             .context("loading maintenance windows")?;
         let mut out = Vec::with_capacity(rows.len());
@@ -833,6 +1009,12 @@ impl Store {
     ) -> Result<Vec<EventRow>> {
         let mut w = Where::default();
         w.int("e.id > ?", i(after));
+        w.via_site("e.site_id", self.tenancy);
+        if let Some(t) = f.tenant_id {
+            w.via_site("e.site_id", Tenancy::Tenant(t));
+        }
+        let ids: Vec<i64> = f.id_in.iter().map(|v| i(*v)).collect();
+        w.ints_in("e.id", &ids);
         let sites: Vec<i64> = f.site_in.iter().map(|v| i(*v)).collect();
         w.ints_in("e.site_id", &sites);
         let states: Vec<i64> = f.state_in.iter().map(|s| i64::from(s.code())).collect();
@@ -866,28 +1048,36 @@ impl Store {
         );
         let rows = w
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await
             .context("loading events")?;
         rows.iter().map(super::event_of).collect()
     }
 
+    /// One event; None when there is none (or it is another tenant's).
     pub async fn event(&self, id: u64) -> Result<Option<EventRow>> {
-        let page = self
-            .events_page(id.saturating_sub(1), 1, &EventFilter::default())
-            .await?;
+        let f = EventFilter {
+            id_in: vec![id],
+            ..EventFilter::default()
+        };
+        let page = self.events_page(id.saturating_sub(1), 1, &f).await?;
         Ok(page.into_iter().find(|e| e.id == id))
     }
 
     pub async fn transitions_of_event(&self, event_id: u64) -> Result<Vec<TransitionRow>> {
-        let rows = sqlx::query(
+        let mut w = Where::default();
+        w.int("event_id = ?", i(event_id));
+        w.via_site("site_id", self.tenancy);
+        let sql = format!(
             "SELECT id, event_id, state_before, severity_before, state_after, severity_after, \
-             reason, source, metadata, at FROM transitions WHERE event_id = $1 ORDER BY id",
-        )
-        .bind(i(event_id))
-        .fetch_all(&self.pool)
-        .await
-        .context("loading transitions")?;
+             reason, source, metadata, at FROM transitions WHERE {} ORDER BY id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.store.pool)
+            .await
+            .context("loading transitions")?;
         rows.iter().map(transition_of).collect()
     }
 
@@ -899,18 +1089,22 @@ impl Store {
         from_us: u64,
         to_us: u64,
     ) -> Result<Vec<(EventRow, bool, Vec<TransitionRow>)>> {
-        let rows = sqlx::query(
+        let mut w = Where::default();
+        w.int("e.site_id = ?", i(site_id));
+        w.int("e.started_at < ?", i(to_us));
+        w.int("(e.ended_at IS NULL OR e.ended_at > ?)", i(from_us));
+        w.via_site("e.site_id", self.tenancy);
+        let sql = format!(
             "SELECT e.id, e.site_id, e.check_id, e.kind, e.state, e.severity, e.started_at, \
              e.ended_at, e.resolution_reason, COALESCE(c.critical, 1) FROM events e \
-             LEFT JOIN checks c ON c.id = e.check_id WHERE e.site_id = $1 AND e.started_at < $2 \
-             AND (e.ended_at IS NULL OR e.ended_at > $3) ORDER BY e.id",
-        )
-        .bind(i(site_id))
-        .bind(i(to_us))
-        .bind(i(from_us))
-        .fetch_all(&self.pool)
-        .await
-        .context("loading a site's events")?;
+             LEFT JOIN checks c ON c.id = e.check_id WHERE {} ORDER BY e.id",
+            w.sql()
+        );
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.store.pool)
+            .await
+            .context("loading a site's events")?;
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
             events.push((
@@ -932,7 +1126,7 @@ impl Store {
         );
         let rows = w
             .query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.store.pool)
             .await
             .context("loading transitions")?;
         for r in &rows {
@@ -946,9 +1140,13 @@ impl Store {
 
     /// Check ids of a site (deleted checks' statistics are gone with them).
     pub async fn site_check_ids(&self, site_id: u64) -> Result<Vec<u64>> {
-        let rows = sqlx::query("SELECT id FROM checks WHERE site_id = $1 ORDER BY id")
-            .bind(i(site_id))
-            .fetch_all(&self.pool)
+        let mut w = Where::default();
+        w.int("site_id = ?", i(site_id));
+        w.via_site("site_id", self.tenancy);
+        let sql = format!("SELECT id FROM checks WHERE {} ORDER BY id", w.sql());
+        let rows = w
+            .query(sql)
+            .fetch_all(&self.store.pool)
             .await
             .context("loading a site's checks")?;
         rows.iter()
@@ -956,10 +1154,31 @@ impl Store {
             .collect()
     }
 
+    /// A check's recent failures, newest first; empty when the check is not this scope's.
+    pub async fn recent_failures(&self, check_id: u64, limit: u32) -> Result<Vec<super::Failure>> {
+        let mut w = Where::default();
+        w.int("id = ?", i(check_id));
+        w.via_site("site_id", self.tenancy);
+        let sql = format!("SELECT 1 FROM checks WHERE {}", w.sql());
+        let seen = w
+            .query(sql)
+            .fetch_optional(&self.store.pool)
+            .await
+            .context("finding a check")?
+            .is_some();
+        if !seen {
+            return Ok(Vec::new());
+        }
+        self.store.recent_failures(check_id, limit).await
+    }
+}
+
+impl Store {
     /// Claims `(key_id, idem_key)` for a request whose body hashes to `hash`, or says what
     /// happened to it before. Expired keys (older than `ttl_us`) are forgotten first.
     pub async fn idem_begin(
         &self,
+        tenant_id: u64,
         key_id: u64,
         idem_key: &str,
         hash: &[u8],
@@ -967,8 +1186,10 @@ impl Store {
     ) -> Result<Idem> {
         let now = now_us();
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE key_id = $1 AND idem_key = $2 AND created_at < $3",
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_id = $2 AND idem_key = $3 \
+             AND created_at < $4",
         )
+        .bind(i(tenant_id))
         .bind(i(key_id))
         .bind(idem_key.to_owned())
         .bind(i(now.saturating_sub(ttl_us)))
@@ -976,9 +1197,11 @@ impl Store {
         .await
         .context("expiring an idempotency key")?;
         let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (key_id, idem_key, body_hash, state, created_at) \
-             VALUES ($1, $2, $3, 0, $4) ON CONFLICT (key_id, idem_key) DO NOTHING",
+            "INSERT INTO idempotency_keys (tenant_id, key_id, idem_key, body_hash, state, \
+             created_at) VALUES ($1, $2, $3, $4, 0, $5) \
+             ON CONFLICT (tenant_id, key_id, idem_key) DO NOTHING",
         )
+        .bind(i(tenant_id))
         .bind(i(key_id))
         .bind(idem_key.to_owned())
         .bind(hash.to_vec())
@@ -992,8 +1215,9 @@ impl Store {
         }
         let row = sqlx::query(
             "SELECT body_hash, state, status, response FROM idempotency_keys \
-             WHERE key_id = $1 AND idem_key = $2",
+             WHERE tenant_id = $1 AND key_id = $2 AND idem_key = $3",
         )
+        .bind(i(tenant_id))
         .bind(i(key_id))
         .bind(idem_key.to_owned())
         .fetch_optional(&self.pool)
@@ -1019,6 +1243,7 @@ impl Store {
     /// request failed in a way worth retrying).
     pub async fn idem_finish(
         &self,
+        tenant_id: u64,
         key_id: u64,
         idem_key: &str,
         response: Option<(u16, &str)>,
@@ -1026,13 +1251,17 @@ impl Store {
         let q = match response {
             Some((status, body)) => sqlx::query(
                 "UPDATE idempotency_keys SET state = 1, status = $1, response = $2 \
-                 WHERE key_id = $3 AND idem_key = $4",
+                 WHERE tenant_id = $3 AND key_id = $4 AND idem_key = $5",
             )
             .bind(i64::from(status))
             .bind(body.to_owned()),
-            None => sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND idem_key = $2"),
+            None => sqlx::query(
+                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_id = $2 \
+                 AND idem_key = $3",
+            ),
         };
-        q.bind(i(key_id))
+        q.bind(i(tenant_id))
+            .bind(i(key_id))
             .bind(idem_key.to_owned())
             .execute(&self.pool)
             .await
@@ -1052,37 +1281,41 @@ impl Store {
         )
     }
 
-    /// Rate-limit buckets as stored: (key, bucket, milli-tokens, updated µs).
-    pub async fn rate_buckets(&self) -> Result<Vec<(u64, u8, i64, u64)>> {
-        let rows = sqlx::query("SELECT key_id, bucket, tokens_milli, updated_at FROM rate_limits")
-            .fetch_all(&self.pool)
-            .await
-            .context("loading rate limits")?;
+    /// Rate-limit buckets as stored.
+    pub async fn rate_buckets(&self) -> Result<Vec<RateBucket>> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, key_id, bucket, tokens_milli, updated_at FROM rate_limits",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("loading rate limits")?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    u(r.try_get::<i64, _>(0)?),
-                    u8::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
-                    r.try_get::<i64, _>(2)?,
-                    u(r.try_get::<i64, _>(3)?),
-                ))
+                Ok(RateBucket {
+                    tenant_id: u(r.try_get::<i64, _>(0)?),
+                    key_id: u(r.try_get::<i64, _>(1)?),
+                    bucket: u8::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                    milli: r.try_get::<i64, _>(3)?,
+                    at_us: u(r.try_get::<i64, _>(4)?),
+                })
             })
             .collect()
     }
 
     /// Saves rate-limit buckets (upserts).
-    pub async fn save_rate_buckets(&self, rows: &[(u64, u8, i64, u64)]) -> Result<()> {
+    pub async fn save_rate_buckets(&self, rows: &[RateBucket]) -> Result<()> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        for (key, bucket, milli, at) in rows {
+        for b in rows {
             sqlx::query(
-                "INSERT INTO rate_limits (key_id, bucket, tokens_milli, updated_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (key_id, bucket) DO UPDATE SET \
-                 tokens_milli = excluded.tokens_milli, updated_at = excluded.updated_at",
+                "INSERT INTO rate_limits (tenant_id, key_id, bucket, tokens_milli, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, key_id, bucket) DO UPDATE \
+                 SET tokens_milli = excluded.tokens_milli, updated_at = excluded.updated_at",
             )
-            .bind(i(*key))
-            .bind(i64::from(*bucket))
-            .bind(*milli)
-            .bind(i(*at))
+            .bind(i(b.tenant_id))
+            .bind(i(b.key_id))
+            .bind(i64::from(b.bucket))
+            .bind(b.milli)
+            .bind(i(b.at_us))
             .execute(&mut *tx)
             .await
             .context("saving rate limits")?;
@@ -1096,8 +1329,8 @@ impl Store {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
         for a in rows {
             sqlx::query(
-                "INSERT INTO audit_log (key_id, method, route, status, duration_us, request_id, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO audit_log (key_id, method, route, status, duration_us, request_id, \
+                 at, tenant_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(i(a.key_id))
             .bind(a.method.clone())
@@ -1106,6 +1339,7 @@ impl Store {
             .bind(i(a.duration_us))
             .bind(a.request_id.clone())
             .bind(i(a.at_us))
+            .bind(i(a.tenant_id))
             .execute(&mut *tx)
             .await
             .context("writing the audit log")?;
@@ -1127,8 +1361,8 @@ impl Store {
     /// The newest audit records (for tests and `jetmon`'s operators).
     pub async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditRow>> {
         let rows = sqlx::query(
-            "SELECT key_id, method, route, status, duration_us, request_id, at FROM audit_log \
-             ORDER BY id DESC LIMIT $1",
+            "SELECT key_id, method, route, status, duration_us, request_id, at, tenant_id \
+             FROM audit_log ORDER BY id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -1144,10 +1378,23 @@ impl Store {
                     duration_us: u(r.try_get::<i64, _>(4)?),
                     request_id: r.try_get(5)?,
                     at_us: u(r.try_get::<i64, _>(6)?),
+                    tenant_id: u(r.try_get::<i64, _>(7)?),
                 })
             })
             .collect()
     }
+}
+
+/// One stored rate-limit bucket of a (tenant, key): milli-tokens left at `at_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBucket {
+    /// 0 for a key acting for no tenant.
+    pub tenant_id: u64,
+    pub key_id: u64,
+    /// 0 general, 1 expensive.
+    pub bucket: u8,
+    pub milli: i64,
+    pub at_us: u64,
 }
 
 /// One audited request.
@@ -1160,19 +1407,26 @@ pub struct AuditRow {
     pub duration_us: u64,
     pub request_id: String,
     pub at_us: u64,
+    /// The tenant the request acted for (0: none).
+    pub tenant_id: u64,
 }
 
-async fn create_site_in(tx: &mut Transaction<'static, Any>, s: &NewSite) -> Result<u64> {
+async fn create_site_in(
+    tx: &mut Transaction<'static, Any>,
+    s: &NewSite,
+    tenant_id: u64,
+) -> Result<u64> {
     let now = now_us();
     let row = sqlx::query(
-        "INSERT INTO sites (name, url, tags, created_at, blog_id) VALUES ($1, $2, $3, $4, $5) \
-         RETURNING id",
+        "INSERT INTO sites (name, url, tags, created_at, blog_id, tenant_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(s.name.clone())
     .bind(s.url.clone())
     .bind(join_tags(&s.tags))
     .bind(i(now))
     .bind(s.blog_id.map(i))
+    .bind(i(tenant_id))
     .fetch_one(&mut **tx)
     .await
     .context("adding a site")?;

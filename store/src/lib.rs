@@ -17,6 +17,7 @@ mod api;
 mod keys;
 mod migrate;
 mod stats;
+mod tenants;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,12 +33,13 @@ use jetmon_engine::{
 };
 
 pub use api::{
-    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, SiteChange, SiteFilter,
-    TransitionRow, WindowRow, split_tags,
+    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, RateBucket, Scoped, SiteChange,
+    SiteFilter, TransitionRow, WindowRow, split_tags,
 };
-pub use keys::KeyRow;
+pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use stats::{Period, Rollup};
+pub use tenants::{DEFAULT_TENANT, Tenancy, TenantRow, name_problem as tenant_name_problem};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,8 +128,10 @@ pub struct SiteRow {
     /// False once deleted over the API: kept for history, no longer monitored.
     pub active: bool,
     pub created_us: u64,
-    /// The Jetmon v1 id, when the site has one (unique).
+    /// The Jetmon v1 id, when the site has one (unique per tenant).
     pub blog_id: Option<u64>,
+    /// The tenant the site belongs to (docs/tenants.md).
+    pub tenant_id: u64,
 }
 
 /// A stored check: what the prober needs and what the engine needs.
@@ -523,8 +527,9 @@ impl Store {
         // A join, not `IN (SELECT …)`: per page, one primary-key lookup per check (the
         // subquery would read every site for every page of a million checks).
         let sql = format!(
-            "SELECT {} FROM checks c JOIN sites s ON s.id = c.site_id WHERE c.id > $1 \
-             AND s.active = 1 ORDER BY c.id LIMIT $2",
+            "SELECT {}, t.active FROM checks c JOIN sites s ON s.id = c.site_id \
+             JOIN tenants t ON t.id = s.tenant_id WHERE c.id > $1 AND s.active = 1 \
+             ORDER BY c.id LIMIT $2",
             api::CHECK_COLUMNS_C
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -535,7 +540,12 @@ impl Store {
             .context("loading checks")?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let api::CheckRow { spec, critical, .. } = api::check_of(&r)?;
+            let api::CheckRow {
+                mut spec, critical, ..
+            } = api::check_of(&r)?;
+            // A deactivated tenant's checks pause (Paused, not downtime) without touching
+            // the owner's own pause, which returns with the tenant.
+            spec.paused |= r.try_get::<i64, _>(16)? == 0;
             let (id, site_id) = (spec.check_id, spec.site_id);
             let maintenance = windows
                 .iter()

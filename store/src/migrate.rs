@@ -40,6 +40,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "result_words",
         include_str!("../../migrations/sqlite/0006_result_words.sql"),
     ),
+    (
+        7,
+        "tenants",
+        include_str!("../../migrations/sqlite/0007_tenants.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -73,6 +78,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "result_words",
         include_str!("../../migrations/postgres/0006_result_words.sql"),
+    ),
+    (
+        7,
+        "tenants",
+        include_str!("../../migrations/postgres/0007_tenants.sql"),
     ),
 ];
 
