@@ -695,3 +695,44 @@ pub(crate) fn list_of<T>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod layering {
+    /// Routes reach tenant-owned rows only through `Caller::store` (docs/tenants.md): they
+    /// never build a scope themselves, and never call the store's unscoped conveniences
+    /// (which exist for the CLI, the supervisor and benchmarks).
+    #[test]
+    fn routes_never_reach_the_store_unscoped() {
+        let sources = [
+            ("sites.rs", include_str!("sites.rs")),
+            ("checks.rs", include_str!("checks.rs")),
+            ("maintenance.rs", include_str!("maintenance.rs")),
+            ("events.rs", include_str!("events.rs")),
+            ("stats.rs", include_str!("stats.rs")),
+            ("trigger.rs", include_str!("trigger.rs")),
+            ("keys.rs", include_str!("keys.rs")),
+            ("tenants.rs", include_str!("tenants.rs")),
+            ("guard.rs", include_str!("guard.rs")),
+            ("principal.rs", include_str!("principal.rs")),
+        ];
+        let unscoped = [
+            ".scoped(",
+            "store.sites(",
+            "store.create_site(",
+            "store.create_sites(",
+            "store.keys(",
+            "store.revoke_key(",
+            "store.rotate_key(",
+            "store.recent_failures(",
+        ];
+        for (name, src) in sources {
+            let flat: String = src.split_whitespace().collect();
+            for u in unscoped {
+                assert!(
+                    !flat.contains(u),
+                    "{name} calls `{u}…`: routes reach the store through caller.store(&state)"
+                );
+            }
+        }
+    }
+}

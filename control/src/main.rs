@@ -209,8 +209,8 @@ struct CheckArgs {
 
 #[derive(Subcommand)]
 enum SitesCmd {
-    /// One line per site: id, Jetmon v1 blog_id, state, legacy site_status, open events,
-    /// since when, name.
+    /// One line per site: id, tenant, Jetmon v1 blog_id, state, legacy site_status, open
+    /// events, since when, name.
     List,
     /// Add sites from a file: CSV lines `url[,interval_s[,keyword[,blog_id]]]` (a `url,…`
     /// header and `#` comments are skipped; quote a keyword with commas) or JSON lines
@@ -637,8 +637,8 @@ fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
         return;
     }
     println!(
-        "{:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  name",
-        "id", "blog_id", "state", "status", "events", "since", "checked"
+        "{:>6}  {:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  name",
+        "id", "tenant", "blog_id", "state", "status", "events", "since", "checked"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -651,8 +651,9 @@ fn print_sites(sites: &[jetmon_control::store::SiteRow]) {
     };
     for s in sites {
         println!(
-            "{:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  {}",
+            "{:>6}  {:>6}  {:>10}  {:<12} {:>6} {:>6}  {:<14}  {:<14}  {}",
             s.id,
+            s.tenant_id,
             s.blog_id.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             s.state.name(),
             s.site_status,

@@ -557,3 +557,105 @@ async fn deletes_beside_a_busy_writer_on_sqlite() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writer.await.unwrap() > 0);
 }
+
+/// A database made before tenants (migrations 1–6) with a site, a key, a rate-limit bucket
+/// and an idempotency key: migration 7 puts the site in tenant 1 (`default`), keeps the key an
+/// operator key, the bucket and the idempotency key "no tenant" — and new tenants get ids
+/// after 1 (on PostgreSQL the identity sequence must agree).
+async fn pre_tenant_suite(db: Db) {
+    use jetmon_control::keys::new_token;
+    use jetmon_control::store::{KeyKind, MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+    sqlx::any::install_default_drivers();
+    let old = if db.url.starts_with("sqlite:") {
+        &MIGRATIONS_SQLITE[..6]
+    } else {
+        &MIGRATIONS_POSTGRES[..6]
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!(
+            "{}{}",
+            db.url,
+            if db.url.starts_with("sqlite:") {
+                "?mode=rwc"
+            } else {
+                ""
+            }
+        ))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE jetmon_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+         applied_at BIGINT NOT NULL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (v, d, sql) in old {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO jetmon_migrations VALUES ($1, $2, 0)")
+            .bind(*v)
+            .bind((*d).to_owned())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let token = new_token().unwrap();
+    for sql in [
+        "INSERT INTO sites (name, url, created_at, blog_id) VALUES ('old', 'http://old.test/', 1, 5)",
+        "INSERT INTO rate_limits (key_id, bucket, tokens_milli, updated_at) VALUES (1, 0, 500, 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO api_keys (name, token_hash, scopes, created_at, prefix) \
+         VALUES ('old', $1, 'admin', 1, 'jm_x')",
+    )
+    .bind(token.hash.to_vec())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&db.url, "test-host").await.unwrap();
+    let sites = store.sites().await.unwrap();
+    assert_eq!(
+        sites
+            .iter()
+            .map(|s| (s.name.as_str(), s.tenant_id, s.blog_id))
+            .collect::<Vec<_>>(),
+        vec![("old", 1, Some(5))]
+    );
+    let t = store.tenant(1).await.unwrap().unwrap();
+    assert_eq!((t.name.as_str(), t.active), ("default", true));
+    let k = store.key_for_token(&token.token).await.unwrap().unwrap();
+    assert_eq!((k.kind, k.tenant_id), (KeyKind::Operator, None));
+    let buckets = store.rate_buckets().await.unwrap();
+    assert_eq!(
+        buckets
+            .iter()
+            .map(|b| (b.tenant_id, b.key_id))
+            .collect::<Vec<_>>(),
+        vec![(0, 1)]
+    );
+    assert_eq!(store.create_tenant("acme").await.unwrap().id, 2);
+    assert!(
+        store.create_tenant("acme").await.is_err(),
+        "names are unique"
+    );
+    assert!(store.create_tenant("12").await.is_err(), "not all digits");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_pre_tenant_database_migrates_into_the_default_tenant_sqlite() {
+    pre_tenant_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_pre_tenant_database_migrates_into_the_default_tenant_postgres() {
+    pre_tenant_suite(postgres().await).await;
+}
