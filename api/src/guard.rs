@@ -273,7 +273,7 @@ pub async fn guard(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(jetmon_shared::auth::bearer)
         .map(str::to_owned);
     let now = now_us();
     let key = match token {
@@ -359,6 +359,22 @@ pub async fn guard(
     Ok(res)
 }
 
+/// The stored copy of an answer that carries a secret: the field nulled, a note beside it.
+fn without_secret(body: &[u8], s: super::Secret) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            o.insert(s.field.to_owned(), serde_json::Value::Null);
+            o.insert(
+                "note".to_owned(),
+                serde_json::Value::String(s.note.to_owned()),
+            );
+            serde_json::Value::Object(o).to_string()
+        }
+        // Not the JSON object expected: store nothing of it.
+        _ => String::from("{}"),
+    }
+}
+
 fn fail(req: ServiceRequest, e: &ApiError) -> ServiceResponse<BoxBody> {
     let res = error::with_request(e, req.request());
     req.into_response(res)
@@ -439,6 +455,7 @@ async fn idempotent(
                 None => res,
             };
             let status = res.status();
+            let secret = res.response().extensions().get::<super::Secret>().copied();
             let (req, res) = res.into_parts();
             let (head, body) = res.into_parts();
             let bytes = match actix_web::body::to_bytes(body).await {
@@ -447,13 +464,16 @@ async fn idempotent(
             };
             // Server-side failures are not the answer to this request: let it be retried.
             let keep = !status.is_server_error();
-            let text = String::from_utf8_lossy(&bytes);
+            let text = match secret {
+                None => String::from_utf8_lossy(&bytes).into_owned(),
+                Some(s) => without_secret(&bytes, s),
+            };
             let stored = store
                 .idem_finish(
                     tenant,
                     key_id,
                     idem_key,
-                    keep.then_some((status.as_u16(), &*text)),
+                    keep.then_some((status.as_u16(), text.as_str())),
                 )
                 .await;
             if let Err(e) = stored {

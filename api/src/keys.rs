@@ -70,11 +70,31 @@ pub struct KeyList {
     pub data: Vec<Key>,
 }
 
-/// A new key and its token: shown this once, stored only as a hash.
+/// A new key and its token: shown this once, stored only as a hash. An idempotent replay
+/// (`Idempotency-Replayed: true`) answers the same key with `token: null` and a `note`: the
+/// token is never stored, not even with the idempotency record.
 #[derive(Serialize, ToSchema)]
 pub struct NewKey {
     pub key: Key,
-    pub token: String,
+    pub token: Option<String>,
+    /// Set when the token is not in this answer (a replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The answer carrying a new token: marked so the guard never stores the token (docs/api.md,
+/// idempotency).
+fn with_token(key: Key, token: String) -> HttpResponse {
+    let mut res = HttpResponse::Created().json(NewKey {
+        key,
+        token: Some(token),
+        note: None,
+    });
+    res.extensions_mut().insert(super::Secret {
+        field: "token",
+        note: "the token was shown only in the first answer to this request and is not stored;                rotate the key for a new one",
+    });
+    res
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -170,10 +190,7 @@ async fn create(
         .await
         .map_err(ApiError::from_store)?;
     let key = key_or_404(&caller, &state, id).await?;
-    Ok(HttpResponse::Created().json(NewKey {
-        key: Key::of(key, now),
-        token: token.token,
-    }))
+    Ok(with_token(Key::of(key, now), token.token))
 }
 
 /// What a new key acts for: a tenant's admin makes keys of its own tenant only; an operator
@@ -227,6 +244,7 @@ async fn revoke(
         ));
     }
     let now = now_us();
+    last_admin_guard(&caller, &state, &k, now).await?;
     caller
         .store(&state)
         .revoke_key(*id, now)
@@ -236,6 +254,44 @@ async fn revoke(
         key_or_404(&caller, &state, *id).await?,
         now,
     )))
+}
+
+/// 409 when revoking `k` would leave its holders without an active admin key: an operator's
+/// last operator admin key, or a tenant's last admin key (the operator's CLI can always make a
+/// new key; the API must not lock its callers out).
+async fn last_admin_guard(
+    caller: &Caller,
+    state: &State,
+    k: &KeyRow,
+    now: u64,
+) -> Result<(), ApiError> {
+    if k.scope != Scope::Admin || !k.active(now) {
+        return Ok(());
+    }
+    let same_holder = |o: &KeyRow| o.kind == k.kind && o.tenant_id == k.tenant_id;
+    let others = caller
+        .store(state)
+        .keys()
+        .await
+        .map_err(ApiError::from_store)?
+        .into_iter()
+        .filter(|o| o.id != k.id && o.scope == Scope::Admin && o.active(now) && same_holder(o))
+        .count();
+    if others > 0 {
+        return Ok(());
+    }
+    let whose = match k.tenant_id {
+        Some(t) => format!("tenant {t}'s last"),
+        None => format!("the last active {}", k.kind.name()),
+    };
+    Err(ApiError::conflict(
+        "last_admin_key",
+        format!(
+            "API key {} is {whose} key: revoking it would leave no admin key; create another \
+             admin key first (or use `jetmon keys revoke` on the host)",
+            k.id
+        ),
+    ))
 }
 
 /// Replaces a key with a new token (admin); the old one works for the grace period.
@@ -271,8 +327,5 @@ async fn rotate(
         .await
         .map_err(ApiError::from_store)?;
     let key = key_or_404(&caller, &state, new_id).await?;
-    Ok(HttpResponse::Created().json(NewKey {
-        key: Key::of(key, now),
-        token: token.token,
-    }))
+    Ok(with_token(Key::of(key, now), token.token))
 }

@@ -57,6 +57,15 @@ use jetmon_shared::metrics::Shared;
 use jetmon_store::tokens::Scope;
 use jetmon_store::{KeyRow, Scoped, Store, Tenancy, TenantRow};
 
+/// Marks a response that carries a secret in the top-level JSON field `field`: when it is the
+/// answer to an idempotent request, the stored copy (and so every replay) has `field: null`
+/// and `note` instead. Secrets are shown once and never stored in clear.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Secret {
+    pub field: &'static str,
+    pub note: &'static str,
+}
+
 /// Largest request body accepted (413 above).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 

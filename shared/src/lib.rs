@@ -3,6 +3,7 @@
 //! file, and the stable vocabulary (outcome codes, states, reasons) that is stored and
 //! exported. It imports no async runtime and no database: every other crate may depend on it.
 
+pub mod auth;
 pub mod check;
 pub mod cidr;
 pub mod config;

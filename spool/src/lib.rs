@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -81,7 +82,7 @@ impl Spool {
     /// Opens (creating) the spool directory, repairs what a crash left and returns the spool
     /// with the sealed directories waiting to be flushed.
     pub fn open(dir: &Path) -> Result<(Spool, Vec<PathBuf>)> {
-        std::fs::create_dir_all(dir)
+        private_dir(dir)
             .with_context(|| format!("creating the statistics spool {}", dir.display()))?;
         let lock = lock(dir)?;
         let (next_seq, lengths) = read_positions(dir)?;
@@ -266,11 +267,33 @@ impl Spool {
             text.push('\n');
         }
         let tmp = self.dir.join(format!("{POSITIONS}.tmp"));
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        private_file(&tmp, true)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, self.dir.join(POSITIONS))
             .with_context(|| format!("replacing {}/{POSITIONS}", self.dir.display()))?;
         Ok(())
     }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only, whatever the umask: the spool
+/// says which sites are checked and how they answer. An existing directory is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// A file created (or truncated) mode 0600, whatever the umask.
+fn private_file(path: &Path, truncate: bool) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)
 }
 
 fn part_name(i: usize) -> String {
@@ -279,11 +302,12 @@ fn part_name(i: usize) -> String {
 
 fn write_part(dir: &Path, i: usize, part: &mut Part) -> Result<()> {
     if part.file.is_none() {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         let path = dir.join(part_name(i));
         let f = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         part.file = Some(f);
@@ -355,6 +379,7 @@ fn lock(dir: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: flock on a descriptor we own.

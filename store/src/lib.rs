@@ -178,6 +178,44 @@ fn state_of(code: i64) -> State {
         .unwrap_or(State::Unknown)
 }
 
+/// The file a `sqlite:` URL names (None for in-memory databases).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates a SQLite database file mode 0600 (its directory 0700 when we make it), whatever the
+/// umask, and tightens an existing one and its WAL and shared-memory files to 0600: they hold
+/// key hashes, targets and history. SQLite gives the WAL the main file's mode.
+fn private_sqlite(url: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let Some(path) = sqlite_path(url) else {
+        return Ok(());
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Connects (creating a SQLite file if needed) and applies pending migrations.
     pub async fn open(url: &str, host: &str) -> Result<Store> {
@@ -201,6 +239,7 @@ impl Store {
                         Ok(())
                     })
                 });
+                private_sqlite(url).with_context(|| format!("creating {shown}"))?;
                 if url.contains('?') {
                     url.to_owned()
                 } else {

@@ -75,7 +75,7 @@ pub fn authenticate(
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(jetmon_shared::auth::bearer)
             .unwrap_or("");
         if constant_time_eq(given.as_bytes(), &token) {
             Ok(req)
