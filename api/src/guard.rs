@@ -19,10 +19,14 @@ use sha2::Digest;
 
 use super::principal::{self, Principal};
 use super::{ApiError, State, error, now_us};
-use jetmon_store::{AuditRow, Idem, RateBucket, Store};
+use jetmon_store::{AuditRow, Idem, RateBucket, Store, StoredAnswer};
 
 /// How long a finished idempotent response is replayed.
 pub const IDEMPOTENCY_TTL_US: u64 = 24 * 3600 * 1_000_000;
+/// How long an in-flight idempotent request holds its key: twice the longest request (a
+/// trigger-now waits up to the longest check timeout, 120 s, plus 5 s). A claim whose holder
+/// died is taken over after it; this host's own are released when control starts again.
+pub const IDEMPOTENCY_LEASE_US: u64 = 300 * 1_000_000;
 /// How long audit records are kept.
 pub const AUDIT_RETENTION_US: u64 = 90 * 86_400 * 1_000_000;
 /// Audit records waiting to be written; beyond this they are dropped (and counted).
@@ -76,6 +80,15 @@ impl Guard {
         per_minute: u32,
         expensive_per_minute: u32,
     ) -> Result<std::sync::Arc<Guard>> {
+        // What this host's previous control left in flight died with it: release it now,
+        // before serving, so a retry runs once instead of getting 409 for the next 24 h.
+        match store.release_in_flight().await {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "jetmon: API: released {n} idempotency key(s) a previous run left in flight"
+            ),
+            Err(e) => eprintln!("jetmon: API: releasing in-flight idempotency keys: {e:#}"),
+        }
         let mut buckets = HashMap::new();
         for b in store.rate_buckets().await? {
             buckets.insert(
@@ -409,7 +422,14 @@ async fn idempotent(
     h.update(&body);
     let hash = h.finalize();
     let found = match store
-        .idem_begin(tenant, key_id, idem_key, &hash, IDEMPOTENCY_TTL_US)
+        .idem_begin(
+            tenant,
+            key_id,
+            idem_key,
+            &hash,
+            IDEMPOTENCY_TTL_US,
+            IDEMPOTENCY_LEASE_US,
+        )
         .await
     {
         Ok(f) => f,
@@ -430,11 +450,14 @@ async fn idempotent(
                 "a request with this Idempotency-Key is still running; retry later",
             ),
         )),
-        Idem::Replay { status, body } => {
+        Idem::Replay(a) => {
             let mut res =
-                HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK))
-                    .content_type("application/json")
-                    .body(body);
+                HttpResponse::build(StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK))
+                    .content_type(a.content_type.as_deref().unwrap_or("application/json"))
+                    .body(a.body);
+            if let Some(l) = &a.location {
+                set_header(&mut res, "location", l);
+            }
             set_header(&mut res, "idempotency-replayed", "true");
             Ok(req.into_response(res))
         }
@@ -456,6 +479,14 @@ async fn idempotent(
             };
             let status = res.status();
             let secret = res.response().extensions().get::<super::Secret>().copied();
+            let header = |name: &str| {
+                res.response()
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let (location, content_type) = (header("location"), header("content-type"));
             let (req, res) = res.into_parts();
             let (head, body) = res.into_parts();
             let bytes = match actix_web::body::to_bytes(body).await {
@@ -468,13 +499,14 @@ async fn idempotent(
                 None => String::from_utf8_lossy(&bytes).into_owned(),
                 Some(s) => without_secret(&bytes, s),
             };
+            let answer = StoredAnswer {
+                status: status.as_u16(),
+                body: text,
+                location,
+                content_type,
+            };
             let stored = store
-                .idem_finish(
-                    tenant,
-                    key_id,
-                    idem_key,
-                    keep.then_some((status.as_u16(), text.as_str())),
-                )
+                .idem_finish(tenant, key_id, idem_key, keep.then_some(&answer))
                 .await;
             if let Err(e) = stored {
                 eprintln!("jetmon: API: storing an idempotent response failed: {e:#}");

@@ -205,3 +205,97 @@ fn the_auth_scheme_is_case_insensitive() {
         assert_eq!(r.status, 200, "{scheme}: {}", r.body);
     }
 }
+
+/// A request in flight when control is killed does not hold its Idempotency-Key for 24 h: the
+/// restarted control releases it, the retry runs once, a later one replays — with its
+/// `Location` and content type (an asynchronous trigger-now's 202).
+#[test]
+fn idempotency_survives_kill_9_of_control() {
+    use std::time::{Duration, Instant};
+    // A target that accepts and never answers: the probe runs to its timeout.
+    let hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hold.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hold.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start_plain(
+        &format!("sqlite:{}", dir.path().join("i.db").display()),
+        "idem",
+    );
+    let admin = api.key("admin");
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &admin,
+        Some(json!({"url": format!("http://127.0.0.1:{port}/slow"), "timeout_ms": 4000})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let site = id_of(&r.body["site"]);
+    let path = format!("/api/v1/sites/{site}/trigger-now");
+    let key = [("Idempotency-Key", "run-once")];
+    // Wait until the prober has the check (trigger-now answers 200 rather than 503).
+    let began = Instant::now();
+    while api.call("POST", &path, &admin, None).status != 200 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "trigger-now never ran"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A key of its own for the idempotent calls (trigger-now's rate limit is per key).
+    let runner = api.key("write");
+    let (addr, token, p) = (api.addr.clone(), runner.clone(), path.clone());
+    let in_flight = std::thread::spawn(move || {
+        raw(
+            &addr,
+            "POST",
+            &p,
+            Some(&token),
+            None,
+            &[("Idempotency-Key", "run-once")],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    api.kill_and_restart();
+    let _ = in_flight.join();
+    // The retry runs (once the adopted prober answers), never 409.
+    let began = Instant::now();
+    let first = loop {
+        let r = api.call_with("POST", &path, &runner, None, &key);
+        assert_ne!(
+            r.status, 409,
+            "still in flight after the restart: {}",
+            r.body
+        );
+        if r.status == 200 {
+            break r;
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "{}", r.body);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(first.header("idempotency-replayed"), None, "it ran");
+    let again = api.call_with("POST", &path, &runner, None, &key);
+    assert_eq!(
+        again.header("idempotency-replayed").as_deref(),
+        Some("true")
+    );
+    assert_eq!(again.body, first.body);
+
+    // A replayed 202 keeps its Location and content type.
+    // (Another key: trigger-now has its own small rate limit per key.)
+    let other = api.key("admin");
+    let akey = [("Idempotency-Key", "async-once")];
+    let apath = format!("{path}?async=true");
+    let a = api.call_with("POST", &apath, &other, None, &akey);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let b = api.call_with("POST", &apath, &other, None, &akey);
+    assert_eq!(b.status, 202);
+    assert_eq!(b.header("idempotency-replayed").as_deref(), Some("true"));
+    assert!(a.header("location").is_some());
+    assert_eq!(b.header("location"), a.header("location"));
+    assert_eq!(b.header("content-type"), a.header("content-type"));
+}

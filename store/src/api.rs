@@ -199,12 +199,21 @@ pub struct TransitionRow {
 pub enum Idem {
     /// The key is ours now (in flight): run the request, then `idem_finish`.
     Fresh,
-    /// Done before with this body: the stored response.
-    Replay { status: u16, body: String },
+    /// Done before with this body: the stored answer.
+    Replay(StoredAnswer),
     /// Another request with this key is running.
     InFlight,
     /// Used before with another body.
     Mismatch,
+}
+
+/// A finished idempotent request's answer, as replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: String,
+    pub location: Option<String>,
+    pub content_type: Option<String>,
 }
 
 /// `s` matched literally inside a LIKE pattern (with `ESCAPE '\'`).
@@ -1174,8 +1183,10 @@ impl Scoped<'_> {
 }
 
 impl Store {
-    /// Claims `(key_id, idem_key)` for a request whose body hashes to `hash`, or says what
-    /// happened to it before. Expired keys (older than `ttl_us`) are forgotten first.
+    /// Claims `(tenant, key, idem_key)` for a request whose body hashes to `hash`, or says
+    /// what happened to it before. Expired keys (older than `ttl_us`) are forgotten first. A
+    /// claim is held by this host for `lease_us`; one whose holder died (its lease ran out)
+    /// is taken over, so a crash never leaves a key in flight for good.
     pub async fn idem_begin(
         &self,
         tenant_id: u64,
@@ -1183,6 +1194,7 @@ impl Store {
         idem_key: &str,
         hash: &[u8],
         ttl_us: u64,
+        lease_us: u64,
     ) -> Result<Idem> {
         let now = now_us();
         sqlx::query(
@@ -1198,7 +1210,7 @@ impl Store {
         .context("expiring an idempotency key")?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (tenant_id, key_id, idem_key, body_hash, state, \
-             created_at) VALUES ($1, $2, $3, $4, 0, $5) \
+             created_at, owner, lease_until) VALUES ($1, $2, $3, $4, 0, $5, $6, $7) \
              ON CONFLICT (tenant_id, key_id, idem_key) DO NOTHING",
         )
         .bind(i(tenant_id))
@@ -1206,6 +1218,8 @@ impl Store {
         .bind(idem_key.to_owned())
         .bind(hash.to_vec())
         .bind(i(now))
+        .bind(self.host.clone())
+        .bind(i(now + lease_us))
         .execute(&self.pool)
         .await
         .context("claiming an idempotency key")?
@@ -1214,8 +1228,8 @@ impl Store {
             return Ok(Idem::Fresh);
         }
         let row = sqlx::query(
-            "SELECT body_hash, state, status, response FROM idempotency_keys \
-             WHERE tenant_id = $1 AND key_id = $2 AND idem_key = $3",
+            "SELECT body_hash, state, status, response, lease_until, location, content_type \
+             FROM idempotency_keys WHERE tenant_id = $1 AND key_id = $2 AND idem_key = $3",
         )
         .bind(i(tenant_id))
         .bind(i(key_id))
@@ -1231,30 +1245,57 @@ impl Store {
             return Ok(Idem::Mismatch);
         }
         if r.try_get::<i64, _>(1)? == 0 {
-            return Ok(Idem::InFlight);
+            if u(r.try_get::<i64, _>(4)?) >= now {
+                return Ok(Idem::InFlight);
+            }
+            // Its holder died: take the claim over (one taker wins).
+            let taken = sqlx::query(
+                "UPDATE idempotency_keys SET owner = $1, lease_until = $2 WHERE tenant_id = $3 \
+                 AND key_id = $4 AND idem_key = $5 AND state = 0 AND lease_until < $6",
+            )
+            .bind(self.host.clone())
+            .bind(i(now + lease_us))
+            .bind(i(tenant_id))
+            .bind(i(key_id))
+            .bind(idem_key.to_owned())
+            .bind(i(now))
+            .execute(&self.pool)
+            .await
+            .context("taking over an idempotency key")?
+            .rows_affected();
+            return Ok(if taken == 1 {
+                Idem::Fresh
+            } else {
+                Idem::InFlight
+            });
         }
-        Ok(Idem::Replay {
+        Ok(Idem::Replay(StoredAnswer {
             status: u16::try_from(r.try_get::<i64, _>(2)?).unwrap_or(200),
             body: r.try_get(3)?,
-        })
+            location: r.try_get(5)?,
+            content_type: r.try_get(6)?,
+        }))
     }
 
-    /// Stores the response of a claimed key (`Some`) or releases the claim (`None`: the
+    /// Stores the answer of a claimed key (`Some`) or releases the claim (`None`: the
     /// request failed in a way worth retrying).
     pub async fn idem_finish(
         &self,
         tenant_id: u64,
         key_id: u64,
         idem_key: &str,
-        response: Option<(u16, &str)>,
+        answer: Option<&StoredAnswer>,
     ) -> Result<()> {
-        let q = match response {
-            Some((status, body)) => sqlx::query(
-                "UPDATE idempotency_keys SET state = 1, status = $1, response = $2 \
-                 WHERE tenant_id = $3 AND key_id = $4 AND idem_key = $5",
+        let q = match answer {
+            Some(a) => sqlx::query(
+                "UPDATE idempotency_keys SET state = 1, status = $1, response = $2, \
+                 location = $3, content_type = $4 \
+                 WHERE tenant_id = $5 AND key_id = $6 AND idem_key = $7",
             )
-            .bind(i64::from(status))
-            .bind(body.to_owned()),
+            .bind(i64::from(a.status))
+            .bind(a.body.clone())
+            .bind(a.location.clone())
+            .bind(a.content_type.clone()),
             None => sqlx::query(
                 "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key_id = $2 \
                  AND idem_key = $3",
@@ -1267,6 +1308,19 @@ impl Store {
             .await
             .context("finishing an idempotency key")?;
         Ok(())
+    }
+
+    /// Releases the claims this host's previous control left in flight (it died with them;
+    /// called before the API serves). Returns how many.
+    pub async fn release_in_flight(&self) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE state = 0 AND owner = $1")
+                .bind(self.host.clone())
+                .execute(&self.pool)
+                .await
+                .context("releasing idempotency keys left in flight")?
+                .rows_affected(),
+        )
     }
 
     /// Forgets idempotency keys older than `before_us`.

@@ -34,7 +34,7 @@ use jetmon_engine::{
 
 pub use api::{
     AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, RateBucket, Scoped, SiteChange,
-    SiteFilter, TransitionRow, WindowRow, split_tags,
+    SiteFilter, StoredAnswer, TransitionRow, WindowRow, split_tags,
 };
 pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};

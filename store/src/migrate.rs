@@ -45,6 +45,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "tenants",
         include_str!("../../migrations/sqlite/0007_tenants.sql"),
     ),
+    (
+        8,
+        "idempotency_owner",
+        include_str!("../../migrations/sqlite/0008_idempotency_owner.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -83,6 +88,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "tenants",
         include_str!("../../migrations/postgres/0007_tenants.sql"),
+    ),
+    (
+        8,
+        "idempotency_owner",
+        include_str!("../../migrations/postgres/0008_idempotency_owner.sql"),
     ),
 ];
 

@@ -167,6 +167,29 @@ impl Api {
         }
     }
 
+    /// `kill -9` of control, then `jetmon up` again on the same configuration and database
+    /// (the API on a new port; the prober the killed control left running is adopted).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self._up.0.kill();
+        let _ = self._up.0.wait();
+        let log = self._dir.path().join("up-restarted.log");
+        let cfg = self.cfg.to_str().unwrap().to_owned();
+        self._up = Up(Command::new(BIN)
+            .args(["--config", &cfg, "up", "--duration", "300"])
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap());
+        let began = Instant::now();
+        self.addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(a) = text.split("metrics on http://").nth(1) {
+                break a.split('/').next().unwrap().to_owned();
+            }
+            assert!(began.elapsed() < Duration::from_secs(60), "{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+    }
+
     /// `jetmon --config … ARGS`: its standard output, trimmed (panics unless it succeeds).
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(BIN)
