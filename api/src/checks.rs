@@ -213,6 +213,18 @@ impl CheckInput {
                 "follow, fail, alert",
             )?;
         }
+        for (field, given) in [
+            ("keywords", &self.keywords),
+            ("forbidden_keywords", &self.forbidden_keywords),
+        ] {
+            if given
+                .iter()
+                .flatten()
+                .any(|k| k.chars().any(char::is_control))
+            {
+                return Err(bad(format!("{field}: no control characters")));
+            }
+        }
         if let Some(k) = &self.keywords {
             spec.keywords = k.clone();
         }

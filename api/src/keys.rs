@@ -163,8 +163,13 @@ async fn create(
             body.scope
         ))
     })?;
-    if body.name.is_empty() || body.name.len() > 100 || body.name.chars().any(char::is_control) {
-        return Err(bad("name: 1 to 100 bytes, no control characters".into()));
+    if body.name.is_empty()
+        || body.name.len() > 100
+        || body.name.chars().any(jetmon_shared::text::unprintable)
+    {
+        return Err(bad(
+            "name: 1 to 100 bytes, no control or format characters".into()
+        ));
     }
     if let Some(d) = body.expires_in_days
         && !(1..=3650).contains(&d)

@@ -239,10 +239,10 @@ pub struct SiteCreated {
 }
 
 pub(crate) fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
-    if v.len() > max || v.chars().any(char::is_control) {
+    if v.len() > max || v.chars().any(jetmon_shared::text::unprintable) {
         return Err(ApiError::bad_request(
             "invalid_body",
-            format!("{field}: at most {max} bytes, no control characters"),
+            format!("{field}: at most {max} bytes, no control or format characters"),
         ));
     }
     Ok(())

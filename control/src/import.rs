@@ -178,6 +178,9 @@ fn build(
     let mut spec = CheckSpec::new(1, 1, CheckType::Http, &url);
     spec.interval_ms = interval * 1000;
     if let Some(k) = keyword {
+        if k.chars().any(char::is_control) {
+            return Err("keyword: no control characters".to_owned());
+        }
         spec.keywords = vec![k];
     }
     spec.validate().map_err(|e| e.to_string())?;

@@ -489,6 +489,11 @@ fn keys(config: &Config, cmd: KeysCmd) -> Result<()> {
                 if name.trim().is_empty() {
                     anyhow::bail!("--name: give the key a name (what it is for)");
                 }
+                if name.chars().any(jetmon_shared::text::unprintable) {
+                    anyhow::bail!(
+                        "--name: no control or format characters (bidi overrides, zero-width…)"
+                    );
+                }
                 let token = new_token()?;
                 let expires = expires_in_days.map(|d| now + u64::from(d) * 86_400 * 1_000_000);
                 let tenant = match tenant {

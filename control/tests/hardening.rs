@@ -299,3 +299,47 @@ fn idempotency_survives_kill_9_of_control() {
     assert_eq!(b.header("location"), a.header("location"));
     assert_eq!(b.header("content-type"), a.header("content-type"));
 }
+
+/// Names people read refuse control and format characters (a bidi override makes "evil.com"
+/// read as something else); keywords refuse control characters.
+#[test]
+fn names_and_keywords_refuse_invisible_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start_plain(
+        &format!("sqlite:{}", dir.path().join("n.db").display()),
+        "name",
+    );
+    let admin = api.key("admin");
+    for name in ["shop\u{202E}moc.live", "a\u{200B}b", "\u{FEFF}x"] {
+        let r = api.call(
+            "POST",
+            "/api/v1/sites",
+            &admin,
+            Some(json!({"url": "http://127.0.0.1:9/n", "name": name})),
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.body);
+        let r = api.call(
+            "POST",
+            "/api/v1/keys",
+            &admin,
+            Some(json!({"name": name, "scope": "read"})),
+        );
+        assert_eq!(r.status, 400, "key {name:?}: {}", r.body);
+    }
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &admin,
+        Some(json!({"url": "http://127.0.0.1:9/k", "keywords": ["ok\u{7}"]})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &admin,
+        Some(json!({"url": "http://127.0.0.1:9/k", "name": "café 日本", "keywords": ["héllo"]})),
+    );
+    assert_eq!(r.status, 201, "ordinary Unicode is fine: {}", r.body);
+    let (code, _, err) = api.cli_status(&["keys", "create", "--name", "x\u{202E}y"]);
+    assert_eq!(code, Some(1), "{err}");
+}

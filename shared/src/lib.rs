@@ -13,3 +13,4 @@ pub mod outcome;
 pub mod ring;
 pub mod shutdown;
 pub mod state;
+pub mod text;
