@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -1463,18 +1462,7 @@ fn every_route(database_url: &str, prefix: &str) {
     );
 
     // Every documented operation was exercised (and every response above conformed).
-    let documented: BTreeSet<(String, String)> = api.doc["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .flat_map(|(t, ops)| {
-            ops.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.clone(), t.clone()))
-        })
-        .collect();
-    let missed: Vec<_> = documented.difference(&api.seen).collect();
+    let missed = api.unexercised();
     assert!(
         missed.is_empty(),
         "documented but not exercised: {missed:?}"

@@ -12,7 +12,6 @@ mod common;
 #[path = "harness/mod.rs"]
 mod harness;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use harness::*;
@@ -413,18 +412,7 @@ fn isolation(database_url: &str, prefix: &str) {
     // The walk: only B's calls count towards "every operation".
     api.seen.clear();
     walk(&mut api, &b_admin, &a, &b, &a_cursor);
-    let documented: BTreeSet<(String, String)> = api.doc["paths"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .flat_map(|(t, ops)| {
-            ops.as_object()
-                .unwrap()
-                .keys()
-                .map(move |m| (m.clone(), t.clone()))
-        })
-        .collect();
-    let missed: Vec<_> = documented.difference(&api.seen).collect();
+    let missed = api.unexercised();
     assert!(
         missed.is_empty(),
         "operations the isolation walk does not exercise: {missed:?}"
@@ -543,6 +531,41 @@ fn isolation(database_url: &str, prefix: &str) {
     let r = api.call("GET", "/api/v1/events?tenant_id=3", &operator, None);
     assert!(site_ids(&r.body, "site_id").iter().all(|s| *s != a.site));
 
+    // Operators create for a tenant (`tenant_id` in the body, also in bulk) and make any
+    // kind of key over the API.
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &operator,
+        Some(json!({"url": "http://127.0.0.1:9/for-b", "tenant_id": 3})),
+    );
+    assert_eq!(r.body["site"]["tenant_id"], 3, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/sites/bulk",
+        &operator,
+        Some(json!({"sites": [{"url": "http://127.0.0.1:9/bulk-b", "tenant_id": 3}]})),
+    );
+    let made = r.body["results"][0]["id"].as_u64().unwrap();
+    let r = api.call("GET", &format!("/api/v1/sites/{made}"), &b_admin, None);
+    assert_eq!(r.status, 200, "the bulk-made site is B's: {}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/keys",
+        &operator,
+        Some(json!({"name": "gw2", "scope": "read", "kind": "gateway"})),
+    );
+    assert_eq!(r.body["key"]["kind"], "gateway", "{}", r.body);
+    let gw2 = r.body["token"].as_str().unwrap().to_owned();
+    let r = api.call_with(
+        "GET",
+        "/api/v1/sites",
+        &gw2,
+        None,
+        &[("X-Jetmon-Tenant-ID", "3")],
+    );
+    assert!(ids(&r.body).contains(&made), "{}", r.body);
+
     // Deactivating A: its keys are refused, its checks pause (Paused, not downtime).
     let r = api.call(
         "PATCH",
@@ -584,6 +607,15 @@ fn isolation(database_url: &str, prefix: &str) {
         r.body
     );
     api.cli(&["tenants", "activate", "acme"]);
+    // The CLI deactivates too (and renames).
+    api.cli(&["tenants", "deactivate", "2"]);
+    let r = api.call("GET", "/api/v1/sites", &a_write, None);
+    assert_eq!(r.body["error"]["code"], "tenant_inactive");
+    api.cli(&["tenants", "activate", "acme"]);
+    api.cli(&["tenants", "rename", "acme", "acme-corp"]);
+    let r = api.call("GET", "/api/v1/me", &a_write, None);
+    assert_eq!(r.body["tenant"]["name"], "acme-corp", "{}", r.body);
+    api.cli(&["tenants", "rename", "2", "acme"]);
     let r = api.call("GET", "/api/v1/sites", &a_write, None);
     assert_eq!(r.status, 200);
     eventually("A's site monitored again", Duration::from_secs(60), || {
@@ -619,6 +651,20 @@ fn isolation(database_url: &str, prefix: &str) {
     assert!(out.contains("0 moved"), "{out}");
     let r = api.call("GET", &format!("/api/v1/sites/{}", a.site), &a_write, None);
     assert_eq!(r.status, 404, "the site is newco's now");
+    // `jetmon sites import --tenant`: the sites are that tenant's.
+    let sites = api._dir.path().join("sites.csv");
+    std::fs::write(&sites, "url\nhttp://127.0.0.1:9/imported-for-b\n").unwrap();
+    api.cli(&[
+        "sites",
+        "import",
+        "--tenant",
+        "globex",
+        sites.to_str().unwrap(),
+    ]);
+    let r = api.call("GET", "/api/v1/sites?q=imported-for-b", &b_admin, None);
+    assert_eq!(ids(&r.body).len(), 1, "{}", r.body);
+    let r = api.call("GET", "/api/v1/sites?q=imported-for-b", &a_write, None);
+    assert!(ids(&r.body).is_empty(), "{}", r.body);
     let list = api.cli(&["tenants", "list"]);
     assert!(list.contains("newco") && list.contains("acme"), "{list}");
 }

@@ -189,16 +189,26 @@ fn key_scope(t: Tenancy, n: usize) -> (String, Option<i64>) {
     }
 }
 
+/// `q` with the tenant condition's value bound, when there is one.
+fn bind_scope<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    bind: Option<i64>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    match bind {
+        Some(b) => q.bind(b),
+        None => q,
+    }
+}
+
 impl Scoped<'_> {
     /// The keys this scope sees, by id (a tenant: its own).
     pub async fn keys(&self) -> Result<Vec<KeyRow>> {
         let (cond, bind) = key_scope(self.tenancy(), 1);
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE 1 = 1{cond} ORDER BY id");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(b) = bind {
-            q = q.bind(b);
-        }
-        let rows = q.fetch_all(self.pool()).await.context("listing API keys")?;
+        let rows = bind_scope(sqlx::query(sqlx::AssertSqlSafe(sql)), bind)
+            .fetch_all(self.pool())
+            .await
+            .context("listing API keys")?;
         rows.iter().map(|r| key_of(r).map(|k| k.0)).collect()
     }
 
@@ -209,13 +219,10 @@ impl Scoped<'_> {
         let sql = format!(
             "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL{cond}"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i(now_us))
             .bind(i(id));
-        if let Some(b) = bind {
-            q = q.bind(b);
-        }
-        let r = q
+        let r = bind_scope(q, bind)
             .execute(self.pool())
             .await
             .context("revoking an API key")?;
@@ -239,11 +246,7 @@ impl Scoped<'_> {
         super::write_first(&mut tx).await?;
         let (cond, bind) = key_scope(self.tenancy(), 2);
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1{cond}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i(id));
-        if let Some(b) = bind {
-            q = q.bind(b);
-        }
-        let Some(row) = q
+        let Some(row) = bind_scope(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i(id)), bind)
             .fetch_optional(&mut *tx)
             .await
             .context("reading the key to rotate")?

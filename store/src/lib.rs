@@ -16,6 +16,7 @@ pub mod tokens;
 mod api;
 mod keys;
 mod migrate;
+mod requests;
 mod stats;
 mod tenants;
 
@@ -33,11 +34,12 @@ use jetmon_engine::{
 };
 
 pub use api::{
-    AuditRow, CheckRow, EndpointRow, EventFilter, Idem, NewSite, RateBucket, Scoped, SiteChange,
-    SiteFilter, StoredAnswer, TransitionRow, WindowRow, split_tags,
+    CheckRow, EndpointRow, EventFilter, NewSite, Scoped, SiteChange, SiteFilter, TransitionRow,
+    WindowRow, split_tags,
 };
 pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+pub use requests::{AuditRow, Idem, RateBucket, StoredAnswer};
 pub use stats::{Period, Rollup};
 pub use tenants::{DEFAULT_TENANT, Tenancy, TenantRow, name_problem as tenant_name_problem};
 

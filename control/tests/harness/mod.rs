@@ -192,18 +192,25 @@ impl Api {
 
     /// `jetmon --config … ARGS`: its standard output, trimmed (panics unless it succeeds).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&self.cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "jetmon {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        let (code, out, err) = self.cli_status(args);
+        assert_eq!(code, Some(0), "jetmon {args:?}: {err}");
+        out.trim().to_owned()
+    }
+
+    /// The documented operations (method, path template) no call so far exercised.
+    pub fn unexercised(&self) -> Vec<(String, String)> {
+        let documented: BTreeSet<(String, String)> = self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(t, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), t.clone()))
+            })
+            .collect();
+        documented.difference(&self.seen).cloned().collect()
     }
 
     /// `jetmon --config … ARGS` as (exit code, stdout, stderr).
