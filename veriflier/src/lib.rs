@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod launch;
+pub mod limits;
 pub mod server;
 
 /// Generated from `proto/veriflier.proto`.
@@ -57,6 +58,7 @@ pub async fn serve(
     config: &Config,
     mode: Mode,
     extra_allow: &[jetmon_shared::cidr::Cidr],
+    insecure_plaintext: bool,
     ready: impl FnOnce(SocketAddr),
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
@@ -93,11 +95,15 @@ pub async fn serve(
         engine,
         max_batch: v.max_batch,
         max_in_flight: v.max_in_flight,
+        in_flight: limits::InFlight::default(),
         mode,
     };
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .concurrency_limit_per_connection(256);
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .timeout(limits::REQUEST_DEADLINE)
+        .max_concurrent_streams(Some(limits::MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(limits::MAX_STREAMS_PER_CONNECTION as usize);
     if let (Some(cert), Some(key)) = (&v.tls_cert_file, &v.tls_key_file) {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
@@ -107,10 +113,17 @@ pub async fn serve(
         builder = builder
             .tls_config(tls)
             .context("veriflier TLS (tls_cert_file / tls_key_file)")?;
-    } else if !addr.ip().is_loopback() {
+    } else if !addr.ip().to_canonical().is_loopback() {
+        if !insecure_plaintext {
+            bail!(
+                "refusing plaintext gRPC on {addr}: the token and the checks would cross the \
+                 network in clear. Set veriflier.tls_cert_file and tls_key_file, listen on \
+                 loopback, or pass --insecure-plaintext"
+            );
+        }
         eprintln!(
-            "jetmon-veriflier: warning: listening on {addr} without TLS; the token crosses the \
-             network in clear (set veriflier.tls_cert_file and tls_key_file)"
+            "jetmon-veriflier: warning: listening on {addr} without TLS (--insecure-plaintext); \
+             the token crosses the network in clear"
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)
@@ -125,10 +138,7 @@ pub async fn serve(
     );
     builder
         .add_service(svc)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        )
+        .serve_with_incoming_shutdown(limits::incoming(listener, limits::MAX_CONNECTIONS), stop)
         .await
         .context("serving gRPC")?;
     Ok(())

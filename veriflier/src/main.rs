@@ -31,7 +31,13 @@ struct Cli {
     /// `prober.allow_cidrs`. Repeatable.
     #[arg(long = "allow-cidr", value_name = "CIDR", value_parser = parse_cidr)]
     allow_cidrs: Vec<jetmon_shared::cidr::Cidr>,
-    /// Fault injection for tests: normal, always-down or hang.
+    /// Serve plaintext gRPC on a non-loopback address (no TLS configured): the token and the
+    /// checks cross the network in clear. Refused without this flag.
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Fault injection for tests: normal, always-down or hang. Built only with the
+    /// `test-mode` cargo feature, which release builds never enable.
+    #[cfg(feature = "test-mode")]
     #[arg(long, default_value = "normal", hide = true)]
     test_mode: String,
 }
@@ -50,10 +56,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    #[cfg(feature = "test-mode")]
     let Some(mode) = Mode::from_name(&cli.test_mode) else {
         eprintln!("jetmon-veriflier: --test-mode: normal, always-down or hang");
         return ExitCode::from(2);
     };
+    #[cfg(not(feature = "test-mode"))]
+    let mode = Mode::Normal;
     shutdown::install();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -71,6 +80,7 @@ fn main() -> ExitCode {
         &config,
         mode,
         &cli.allow_cidrs,
+        cli.insecure_plaintext,
         |addr| eprintln!("jetmon-veriflier: {name} listening on {addr}"),
         async {
             while !shutdown::requested() {

@@ -6,23 +6,30 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use jetmon_shared::frames::{Command, ProbeResult, decode_command};
+#[cfg(feature = "test-mode")]
 use jetmon_shared::outcome::Outcome;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use jetmon_shared::check::CheckSpec;
+
 use crate::engine::Engine;
+use crate::limits::Slot;
 use crate::pb;
 
 /// Largest request accepted (500 check frames fit many times over).
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 
-/// How a veriflier answers: for real, or one of the faulty modes the quorum tests need.
+/// How a veriflier answers: for real, or (built with the `test-mode` feature only, which a
+/// release build never enables) one of the faulty modes the quorum tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Normal,
     /// Every check fails (`conn_refused`) at once: a veriflier that always says "down".
+    #[cfg(feature = "test-mode")]
     AlwaysDown,
     /// Accepts the call and never answers.
+    #[cfg(feature = "test-mode")]
     Hang,
 }
 
@@ -30,7 +37,9 @@ impl Mode {
     pub fn from_name(s: &str) -> Option<Mode> {
         match s {
             "normal" => Some(Mode::Normal),
+            #[cfg(feature = "test-mode")]
             "always-down" => Some(Mode::AlwaysDown),
+            #[cfg(feature = "test-mode")]
             "hang" => Some(Mode::Hang),
             _ => None,
         }
@@ -52,6 +61,8 @@ pub struct Service {
     pub engine: Engine,
     pub max_batch: u32,
     pub max_in_flight: u32,
+    /// Checks reserved against `max_in_flight`.
+    pub in_flight: crate::limits::InFlight,
     pub mode: Mode,
 }
 
@@ -108,11 +119,8 @@ type ResultStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::CheckResult, Status>> + Send + 'static>>;
 
 impl Service {
-    /// The batch's checks, or the status that refuses it.
-    fn validate(
-        &self,
-        items: Vec<pb::CheckItem>,
-    ) -> Result<Vec<jetmon_shared::check::CheckSpec>, Status> {
+    /// The batch's checks with a reserved slot each, or the status that refuses it.
+    fn validate(&self, items: Vec<pb::CheckItem>) -> Result<Vec<(CheckSpec, Slot)>, Status> {
         if items.is_empty() || items.len() > self.max_batch as usize {
             return Err(Status::invalid_argument(format!(
                 "a batch holds 1 to {} checks, not {}",
@@ -139,17 +147,18 @@ impl Service {
                 .map_err(|e| Status::invalid_argument(format!("checks[{i}]: {e}")))?;
             specs.push(*spec);
         }
-        let load = &self.engine.load;
-        if load.in_flight.load(Ordering::Relaxed) as usize + specs.len()
-            > self.max_in_flight as usize
-        {
-            return Err(Status::resource_exhausted(format!(
-                "{} checks in flight; this veriflier takes at most {}",
-                load.in_flight.load(Ordering::Relaxed),
-                self.max_in_flight
-            )));
-        }
-        Ok(specs)
+        // Reserved whole, in one step: two batches racing cannot both pass the limit.
+        let n = u32::try_from(specs.len()).unwrap_or(u32::MAX);
+        let slots = self
+            .in_flight
+            .reserve(n, self.max_in_flight)
+            .map_err(|now| {
+                Status::resource_exhausted(format!(
+                    "{now} checks in flight; this veriflier takes at most {}",
+                    self.max_in_flight
+                ))
+            })?;
+        Ok(specs.into_iter().zip(slots).collect())
     }
 }
 
@@ -172,12 +181,14 @@ impl pb::veriflier_server::Veriflier for Service {
         let specs = checked?;
         let (tx, rx) = mpsc::channel(specs.len());
         match self.mode {
+            #[cfg(feature = "test-mode")]
             Mode::Hang => {
                 // Keep the sender alive forever: the stream never yields nor ends.
                 std::mem::forget(tx);
             }
+            #[cfg(feature = "test-mode")]
             Mode::AlwaysDown => {
-                for spec in &specs {
+                for (spec, _slot) in &specs {
                     let r = ProbeResult {
                         check_id: spec.check_id,
                         outcome: Outcome::ConnRefused,
@@ -188,7 +199,8 @@ impl pb::veriflier_server::Veriflier for Service {
                 }
             }
             Mode::Normal => {
-                for spec in specs {
+                for (spec, slot) in specs {
+                    // The engine answers every check by its timeout + 5 s (engine.rs).
                     let result = self.engine.submit(spec);
                     let tx = tx.clone();
                     tokio::spawn(async move {
@@ -197,6 +209,7 @@ impl pb::veriflier_server::Veriflier for Service {
                             Err(_) => Err(Status::unavailable("the probe engine stopped")),
                         };
                         let _ = tx.send(item).await;
+                        drop(slot);
                     });
                 }
             }
@@ -221,6 +234,7 @@ impl pb::veriflier_server::Veriflier for Service {
     }
 }
 
+#[cfg(feature = "test-mode")]
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -318,3 +318,91 @@ fn http_get(addr: &str, path: &str) -> String {
     let _ = c.read_to_string(&mut s);
     s
 }
+
+/// A config listening on `listen`, for the address rules (nothing probed).
+fn config_for(dir: &Path, listen: &str) -> std::path::PathBuf {
+    let token = dir.join("plain.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let cfg = dir.join("plain.toml");
+    std::fs::write(
+        &cfg,
+        format!("[veriflier]\nname = \"plain\"\nlisten = {listen:?}\ntoken_file = {token:?}\n"),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn plaintext_beyond_loopback_needs_the_insecure_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_for(dir.path(), "0.0.0.0:0");
+    // Refused before anything is bound.
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing plaintext gRPC on 0.0.0.0:0")
+            && err.contains("--insecure-plaintext"),
+        "{err}"
+    );
+    // With the flag it serves, and says so. (In a network namespace of its own: the
+    // wildcard address there reaches nothing but its own down loopback.)
+    let mut child = Command::new("unshare")
+        .args([
+            "-rn",
+            BIN,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--insecure-plaintext",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let began = std::time::Instant::now();
+    while !seen.contains("listening on") && began.elapsed() < Duration::from_secs(20) {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.contains("without TLS (--insecure-plaintext)"),
+        "{seen}"
+    );
+    assert!(seen.contains("listening on 0.0.0.0:"), "{seen}");
+}
+
+#[test]
+fn the_release_build_has_no_fault_injection() {
+    // What `cargo build --release` resolves for the veriflier (no dev-dependencies): no
+    // `test-mode` feature, so no `--test-mode` flag and no faulty modes in the binary.
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "jetmon-veriflier",
+            "-e",
+            "normal,build,features",
+            "--prefix",
+            "none",
+            "-f",
+            "{p} [{f}]",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("jetmon-veriflier "))
+        .unwrap_or_else(|| panic!("{text}{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(line.ends_with("[]"), "{line}");
+}
