@@ -358,6 +358,18 @@ async fn close(
     }
     let e = event_or_404(db, *id).await?;
     if e.ended_us.is_some() {
+        // A retry of a close this key made (its answer lost, say) is answered again.
+        let transitions = transitions_of(db, *id).await?;
+        let mine = format!("operator:{}", caller.source());
+        let closed_by_me = transitions.last().is_some_and(|t| {
+            t.state_after.is_none() && t.reason == Reason::ManualOverride.name() && t.source == mine
+        });
+        if closed_by_me {
+            return Ok(web::Json(EventWithTransitions {
+                event: Event::from(e),
+                transitions,
+            }));
+        }
         return Err(ApiError::conflict(
             "event_closed",
             format!("event {id} is already closed (closed events are immutable)"),
@@ -369,18 +381,32 @@ async fn close(
             "a paused period ends when the site is resumed: POST /sites/{id}/resume",
         ));
     }
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let ticket = crate::Ticket::default();
     state.link.send(Command::Close {
         check_id: e.check_id,
         event_id: e.id,
         source: caller.source(),
         note: body.note.clone(),
+        ticket: ticket.clone(),
         reply: tx,
     })?;
-    let closed = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .map_err(|_| ApiError::unavailable("the control loop did not answer in 5 s"))?
-        .map_err(|_| ApiError::unavailable("the control loop stopped"))?;
+    let answered = match tokio::time::timeout(CLOSE_WAIT, &mut rx).await {
+        Ok(a) => a,
+        // Not taken yet: cancelled, so nothing will change.
+        Err(_) if ticket.cancel() => {
+            return Err(ApiError::unavailable(format!(
+                "the control loop did not take the close within {} s; nothing was changed \
+                 (retry)",
+                CLOSE_WAIT.as_secs()
+            )));
+        }
+        // Taken meanwhile: it is being made, and its answer is a moment away.
+        Err(_) => tokio::time::timeout(CLOSE_WAIT, rx)
+            .await
+            .map_err(|_| pending(*id))?,
+    };
+    let closed = answered.map_err(|_| ApiError::unavailable("the control loop stopped"))?;
     if !closed {
         return Err(ApiError::conflict(
             "event_closed",
@@ -398,9 +424,23 @@ async fn close(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(ApiError::unavailable(
-        "the close was accepted but is not stored yet (is the database away?)",
-    ))
+    Err(pending(*id))
+}
+
+/// How long a close waits for the control loop to take it.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// A close that is made and will be stored: saying 503 alone would invite a belief that it
+/// failed.
+fn pending(id: u64) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "close_pending",
+        format!(
+            "event {id}'s close is made and will be stored once the database takes the next \
+             batch; a retry with this key answers 200 once it is"
+        ),
+    )
 }
 
 /// A recent kept result: failures and advisories are kept raw for 7 days, with their words

@@ -19,6 +19,7 @@ use sha2::Digest;
 
 use super::principal::{self, Principal};
 use super::{ApiError, State, error, now_us};
+use jetmon_store::tokens::Scope;
 use jetmon_store::{AuditRow, Idem, RateBucket, Store, StoredAnswer};
 
 /// How long a finished idempotent response is replayed.
@@ -31,6 +32,16 @@ pub const IDEMPOTENCY_LEASE_US: u64 = 300 * 1_000_000;
 pub const AUDIT_RETENTION_US: u64 = 90 * 86_400 * 1_000_000;
 /// Audit records waiting to be written; beyond this they are dropped (and counted).
 const AUDIT_QUEUE: usize = 10_000;
+/// How long a client has to send a request's whole body (its headers have
+/// [`HEADER_DEADLINE`]).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client has to send a request's headers.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+/// How long an idle kept-alive connection stays open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// Open connections each of the API's two workers serves; beyond it, new ones wait in the
+/// listen backlog.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
 const GENERAL: u8 = 0;
 const EXPENSIVE: u8 = 1;
 
@@ -59,6 +70,7 @@ pub struct Guard {
     requests: AtomicU64,
     limited: AtomicU64,
     audit_dropped: AtomicU64,
+    bad: super::bad_tokens::BadTokens,
 }
 
 /// One bucket's verdict and what the headers say.
@@ -112,6 +124,7 @@ impl Guard {
             requests: AtomicU64::new(0),
             limited: AtomicU64::new(0),
             audit_dropped: AtomicU64::new(0),
+            bad: Default::default(),
         });
         let g = guard.clone();
         actix_web::rt::spawn(async move {
@@ -231,13 +244,14 @@ impl Guard {
 
     /// Prometheus text for the API.
     pub fn metrics(&self) -> String {
+        let bad = self.bad.metrics();
         format!(
             "# HELP jetmon_api_requests_total Authenticated API requests.\n\
              # TYPE jetmon_api_requests_total counter\njetmon_api_requests_total {}\n\
              # HELP jetmon_api_rate_limited_total API requests refused with 429.\n\
              # TYPE jetmon_api_rate_limited_total counter\njetmon_api_rate_limited_total {}\n\
              # HELP jetmon_api_audit_dropped_total Audit records dropped (queue full or database away).\n\
-             # TYPE jetmon_api_audit_dropped_total counter\njetmon_api_audit_dropped_total {}\n",
+             # TYPE jetmon_api_audit_dropped_total counter\njetmon_api_audit_dropped_total {}\n{bad}",
             self.requests.load(Ordering::Relaxed),
             self.limited.load(Ordering::Relaxed),
             self.audit_dropped.load(Ordering::Relaxed),
@@ -275,7 +289,7 @@ fn idempotency_key(req: &ServiceRequest) -> Result<Option<String>, ApiError> {
 }
 
 pub async fn guard(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
@@ -289,18 +303,54 @@ pub async fn guard(
         .and_then(jetmon_shared::auth::bearer)
         .map(str::to_owned);
     let now = now_us();
+    let addr = req.peer_addr().map(|a| a.ip());
+    let g = &state.guard;
     let key = match token {
         None => None,
-        Some(t) => match state.store.key_for_token(&t).await {
-            Ok(Some(k)) if k.active(now) => Some(k),
-            Ok(_) => {
-                req.extensions_mut().insert(Auth::Invalid);
-                None
+        Some(t) => {
+            if let Some(secs) = g.bad.refuse(addr, now) {
+                let e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "auth_rate_limited",
+                    format!("too many invalid API keys from this address; try again in {secs} s"),
+                );
+                let mut res = error::with_request(&e, req.request());
+                set_header(&mut res, "retry-after", secs);
+                return Ok(req.into_response(res));
             }
-            Err(e) => return Ok(fail(req, &ApiError::from_store(e))),
-        },
+            let hash = jetmon_store::tokens::hash(&t);
+            let found = if g.bad.known_bad(&hash, now) {
+                None
+            } else {
+                match state.store.key_for_token(&t).await {
+                    Ok(k) => k.filter(|k| k.active(now)),
+                    Err(e) => return Ok(fail(req, &ApiError::from_store(e))),
+                }
+            };
+            if found.is_none() {
+                if g.bad.failed(hash, addr, now) {
+                    g.record(AuditRow {
+                        key_id: 0,
+                        tenant_id: 0,
+                        method: req.method().to_string(),
+                        route: req.match_pattern().unwrap_or_else(|| req.path().to_owned()),
+                        status: StatusCode::UNAUTHORIZED.as_u16(),
+                        duration_us: started.elapsed().as_micros() as u64,
+                        request_id: super::request_id_of(req.request()),
+                        at_us: now,
+                    });
+                }
+                req.extensions_mut().insert(Auth::Invalid);
+            }
+            found
+        }
     };
     let Some(key) = key else {
+        // Every route with a body needs a key: answer before reading it.
+        if carries_body(&req) {
+            let auth = req.extensions().get::<Auth>().cloned();
+            return Ok(fail(req, &super::unauthenticated(auth.as_ref())));
+        }
         // Unauthenticated: the route's `Caller` answers 401 (public routes just run).
         return next
             .call(req)
@@ -312,8 +362,8 @@ pub async fn guard(
         Err(e) => return Ok(fail(req, &e)),
     };
     let (tenant, key_id) = (p.tenant_column(), p.key.id);
+    let scope = p.scope;
     req.extensions_mut().insert(Auth::Key(Box::new(p)));
-    let g = &state.guard;
     g.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().to_string();
     let expensive =
@@ -355,6 +405,15 @@ pub async fn guard(
         g.record(audit(res.status()));
         return Ok(req.into_response(res));
     }
+    // What a body-carrying route needs at least, checked before its body is read (the
+    // route checks its own, possibly higher, scope again).
+    if let Some(needed) = scope_before_body(&req)
+        && let Err(e) = super::require_scope(scope, needed)
+    {
+        let res = fail(req, &e);
+        g.record(audit(res.status()));
+        return Ok(res);
+    }
     let idem = if req.method() == actix_web::http::Method::POST {
         match idempotency_key(&req) {
             Ok(k) => k,
@@ -363,9 +422,34 @@ pub async fn guard(
     } else {
         None
     };
-    let mut res = match idem {
-        None => next.call(req).await?.map_into_boxed_body(),
-        Some(idem_key) => idempotent(req, next, &state.store, (tenant, key_id), &idem_key).await?,
+    let body = if carries_body(&req) {
+        match read_body(&mut req).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let mut res = fail(req, &e);
+                if e.status == StatusCode::REQUEST_TIMEOUT {
+                    // The client is still sending: do not read the rest of it.
+                    res.response_mut()
+                        .head_mut()
+                        .set_connection_type(actix_web::http::ConnectionType::Close);
+                }
+                g.record(audit(res.status()));
+                return Ok(res);
+            }
+        }
+    } else {
+        None
+    };
+    let mut res = match (idem, body) {
+        (Some(idem_key), Some(body)) => {
+            idempotent(req, next, &state.store, (tenant, key_id), &idem_key, body).await?
+        }
+        (_, body) => {
+            if let Some(b) = body {
+                req.set_payload(actix_web::dev::Payload::from(b));
+            }
+            next.call(req).await?.map_into_boxed_body()
+        }
     };
     rate_headers(res.response_mut(), &take);
     g.record(audit(res.status()));
@@ -388,6 +472,46 @@ fn without_secret(body: &[u8], s: super::Secret) -> String {
     }
 }
 
+/// Whether the method's requests carry a body the route reads.
+fn carries_body(req: &ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    ![Method::GET, Method::HEAD, Method::OPTIONS].contains(req.method())
+}
+
+/// The least scope a body-carrying route needs: admin for keys and tenants, write for the rest.
+fn scope_before_body(req: &ServiceRequest) -> Option<Scope> {
+    if !carries_body(req) {
+        return None;
+    }
+    let path = req.path().trim_start_matches("/api/v1");
+    let admin = ["/keys", "/tenants"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    Some(if admin { Scope::Admin } else { Scope::Write })
+}
+
+/// The whole body within [`BODY_DEADLINE`] (408 after it) and [`super::MAX_BODY_BYTES`] (413).
+async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
+    match actix_web::rt::time::timeout(BODY_DEADLINE, req.extract::<web::Bytes>()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_DEADLINE.as_secs()
+            ),
+        )),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(
+            if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                super::too_large()
+            } else {
+                ApiError::bad_request("invalid_body", format!("body: {e}"))
+            },
+        ),
+    }
+}
+
 fn fail(req: ServiceRequest, e: &ApiError) -> ServiceResponse<BoxBody> {
     let res = error::with_request(e, req.request());
     req.into_response(res)
@@ -401,19 +525,8 @@ async fn idempotent(
     store: &Store,
     (tenant, key_id): (u64, u64),
     idem_key: &str,
+    body: web::Bytes,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let body = match req.extract::<web::Bytes>().await {
-        Ok(b) => b,
-        Err(e) => {
-            let status = e.as_response_error().status_code();
-            let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                super::too_large()
-            } else {
-                ApiError::bad_request("invalid_body", format!("body: {e}"))
-            };
-            return Ok(fail(req, &err));
-        }
-    };
     let mut h = sha2::Sha256::new();
     h.update(req.method().as_str());
     h.update(b" ");

@@ -20,6 +20,7 @@
 //! the check set (the engine stays the only writer of events); manual closes and trigger-now
 //! are commands the supervisor runs and answers.
 
+mod bad_tokens;
 mod checks;
 mod doc;
 mod error;
@@ -77,6 +78,8 @@ pub enum Command {
         event_id: u64,
         source: String,
         note: Option<String>,
+        /// Taken before the close is made; an API that stopped waiting cancels it first.
+        ticket: Ticket,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
     /// Probe these checks now; the reply carries one result per check that answered, or
@@ -85,6 +88,32 @@ pub enum Command {
         check_ids: Vec<u64>,
         reply: tokio::sync::oneshot::Sender<Option<Vec<Probed>>>,
     },
+}
+
+/// A command the API may stop waiting for: the supervisor takes it (and then carries it out)
+/// or the API cancels it (and it is never carried out), never both, so the API can say which.
+#[derive(Debug, Clone, Default)]
+pub struct Ticket(Arc<std::sync::atomic::AtomicU8>);
+
+impl Ticket {
+    const TAKEN: u8 = 1;
+    const CANCELLED: u8 = 2;
+
+    fn settle(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(0, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The supervisor's side: true when the command is still wanted (and now will be done).
+    pub fn take(&self) -> bool {
+        self.settle(Self::TAKEN)
+    }
+
+    /// The API's side: true when the command will never be done.
+    pub fn cancel(&self) -> bool {
+        self.settle(Self::CANCELLED)
+    }
 }
 
 /// One live result with the words and the chain its frame carried.
@@ -271,6 +300,9 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                         .default_service(web::to(not_found))
                 })
                 .workers(2)
+                .client_request_timeout(guard::HEADER_DEADLINE)
+                .keep_alive(guard::KEEP_ALIVE)
+                .max_connections(guard::MAX_CONNECTIONS_PER_WORKER)
                 .disable_signals()
                 .listen(listener);
                 match server {
@@ -405,15 +437,7 @@ pub struct Caller {
 impl Caller {
     /// 403 unless the scope covers `needed`.
     pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
-        if self.scope.allows(needed) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "this key's scope is {}; the route needs {}",
-                self.scope.name(),
-                needed.name()
-            )))
-        }
+        require_scope(self.scope, needed)
     }
 
     /// The store as this caller may see it: the only way a route reaches the store.
@@ -455,6 +479,27 @@ impl Caller {
     }
 }
 
+/// 403 unless `scope` covers `needed`.
+pub(crate) fn require_scope(scope: Scope, needed: Scope) -> Result<(), ApiError> {
+    if scope.allows(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this key's scope is {}; the route needs {}",
+            scope.name(),
+            needed.name()
+        )))
+    }
+}
+
+/// The 401 for a request without a valid key (`auth`: what the guard found).
+pub(crate) fn unauthenticated(auth: Option<&guard::Auth>) -> ApiError {
+    match auth {
+        Some(guard::Auth::Invalid) => ApiError::unauthorized("unknown, revoked or expired API key"),
+        _ => ApiError::unauthorized("send an API key: Authorization: Bearer jm_…"),
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Caller, ApiError>>;
@@ -467,12 +512,7 @@ impl FromRequest for Caller {
                 tenant: p.tenant.clone(),
                 scope: p.scope,
             }),
-            Some(guard::Auth::Invalid) => Err(ApiError::unauthorized(
-                "unknown, revoked or expired API key",
-            )),
-            None => Err(ApiError::unauthorized(
-                "send an API key: Authorization: Bearer jm_…",
-            )),
+            other => Err(unauthenticated(other)),
         };
         std::future::ready(found)
     }

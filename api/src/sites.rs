@@ -579,48 +579,68 @@ async fn bulk(
             format!("sites: 1 to {MAX_BULK} items, not {}", items.len()),
         ));
     }
+    // Every item is checked first (reads only); what passed is then written in one
+    // transaction, all or none. A store failure fails the whole request with nothing written,
+    // so a 5xx never follows a partial write and every 200/201 below was stored.
     let mut results: Vec<BulkResult> = Vec::with_capacity(items.len());
+    let mut updates: Vec<(usize, u64, BulkItem)> = Vec::new();
     let mut creates: Vec<(usize, NewSite)> = Vec::new();
     // v1 ids named by this request: two items may not claim the same one.
     let mut claimed = HashSet::new();
     for (index, item) in items.into_iter().enumerate() {
-        match item.id {
-            Some(id) => results.push(match bulk_update(db, id, item, &mut claimed).await? {
-                Ok(()) => BulkResult {
-                    index,
-                    status: 200,
-                    id: Some(id),
-                    error: None,
-                },
-                Err(e) => bulk_failed(index, e),
+        let checked = match item.id {
+            Some(id) => bulk_update(db, id, &item, &mut claimed).await?.map(|()| {
+                updates.push((index, id, item));
+                (200, Some(id))
             }),
-            None => match bulk_new(&caller, &state, item, &mut claimed).await {
-                Ok(s) => {
+            None => bulk_new(&caller, &state, item, &mut claimed)
+                .await
+                .map(|s| {
                     creates.push((index, s));
-                    results.push(BulkResult {
-                        index,
-                        status: 201,
-                        id: None,
-                        error: None,
-                    });
-                }
-                Err(e) => results.push(bulk_failed(index, e)),
+                    (201, None)
+                }),
+        };
+        results.push(match checked {
+            Ok((status, id)) => BulkResult {
+                index,
+                status,
+                id,
+                error: None,
             },
-        }
+            Err(e) if e.status.is_server_error() => return Err(e),
+            Err(e) => bulk_failed(index, e),
+        });
     }
-    if !creates.is_empty() {
+    if !updates.is_empty() || !creates.is_empty() {
+        let changes: Vec<(u64, SiteChange<'_>)> = updates
+            .iter()
+            .map(|(_, id, item)| {
+                let change = SiteChange {
+                    name: item.name.as_deref(),
+                    tags: item.tags.as_deref(),
+                    active: item.active,
+                    blog_id: item.blog_id,
+                };
+                (*id, change)
+            })
+            .collect();
         let sites: Vec<NewSite> = creates.iter().map(|(_, s)| s.clone()).collect();
-        let ids = db
-            .create_sites(&sites)
+        let (found, ids) = db
+            .bulk_sites(&changes, &sites)
             .await
             .map_err(ApiError::from_store)?;
+        for ((index, id, _), found) in updates.iter().zip(found) {
+            if !found && let Some(r) = results.get_mut(*index) {
+                *r = bulk_failed(*index, ApiError::not_found(format!("no site {id}")));
+            }
+        }
         for ((index, _), id) in creates.iter().zip(ids) {
             if let Some(r) = results.get_mut(*index) {
                 r.id = Some(id);
             }
         }
+        state.link.nudge();
     }
-    state.link.nudge();
     let count = |s: u16| results.iter().filter(|r| r.status == s).count();
     Ok(web::Json(BulkResponse {
         created: count(201),
@@ -653,12 +673,12 @@ fn claim(claimed: &mut HashSet<(u64, u64)>, tenant: u64, b: Option<u64>) -> Resu
     }
 }
 
-/// One bulk update (an item with `id`). The outer error fails the whole request (the store
-/// is away); the inner one is this item's.
+/// One bulk update (an item with `id`), checked but not yet made. The outer error fails the
+/// whole request (the store is away); the inner one is this item's.
 async fn bulk_update(
     db: Scoped<'_>,
     id: u64,
-    item: BulkItem,
+    item: &BulkItem,
     claimed: &mut HashSet<(u64, u64)>,
 ) -> Result<Result<(), ApiError>, ApiError> {
     if item.url.is_some()
@@ -687,26 +707,10 @@ async fn bulk_update(
     if let Err(e) = checked {
         return Ok(Err(e));
     }
-    if let Err(e) = blog_id_free(db, site.tenant_id, item.blog_id, Some(id)).await {
-        return Ok(Err(e));
+    match blog_id_free(db, site.tenant_id, item.blog_id, Some(id)).await {
+        Err(e) if e.status.is_server_error() => Err(e),
+        other => Ok(other),
     }
-    let found = db
-        .update_site(
-            id,
-            &SiteChange {
-                name: item.name.as_deref(),
-                tags: item.tags.as_deref(),
-                active: item.active,
-                blog_id: item.blog_id,
-            },
-        )
-        .await
-        .map_err(ApiError::from_store)?;
-    Ok(if found {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!("no site {id}")))
-    })
 }
 
 /// One bulk create (an item without `id`), checked but not yet stored.

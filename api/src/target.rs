@@ -26,16 +26,15 @@ pub enum TargetProblem {
 /// probe safety on its host (and on its address when the host is a literal). Used by
 /// `jetmon sites import` and the REST API.
 pub fn check_target(safety: &ProbeSafety, t: CheckType, target: &str) -> Result<(), TargetProblem> {
-    let host = match t {
+    let (host, port) = match t {
         CheckType::Http => {
-            Target::parse_url(target)
-                .map_err(|e| TargetProblem::Invalid(e.to_string()))?
-                .host
+            let t = Target::parse_url(target).map_err(|e| TargetProblem::Invalid(e.to_string()))?;
+            (t.host, Some(t.port))
         }
         CheckType::Tcp => {
-            Target::parse_host_port(target)
-                .map_err(|e| TargetProblem::Invalid(e.to_string()))?
-                .host
+            let t = Target::parse_host_port(target)
+                .map_err(|e| TargetProblem::Invalid(e.to_string()))?;
+            (t.host, Some(t.port))
         }
         CheckType::Dns => {
             let ok = !target.is_empty()
@@ -46,13 +45,17 @@ pub fn check_target(safety: &ProbeSafety, t: CheckType, target: &str) -> Result<
             if !ok {
                 return Err(TargetProblem::Invalid("not a DNS name".into()));
             }
-            target
+            (target, None)
         }
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     safety.check_host(host).map_err(TargetProblem::Unsafe)?;
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        safety.check_addr(ip).map_err(TargetProblem::Unsafe)?;
+        match port {
+            Some(p) => safety.check_dial(std::net::SocketAddr::new(ip, p)),
+            None => safety.check_addr(ip),
+        }
+        .map_err(TargetProblem::Unsafe)?;
     }
     Ok(())
 }

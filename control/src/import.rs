@@ -1,16 +1,22 @@
 //! `jetmon sites import FILE`: sites from CSV (`url[,interval_s[,keyword[,blog_id]]]`, a
 //! keyword with commas in double quotes) or JSON lines (`{"url": …, "interval_s": …, "keyword":
-//! …, "blog_id": …}`), one site with one HTTP check per row. Bad
-//! rows are reported with their line number and skipped; good rows are kept. Parsing is pure
-//! (this file); the command around it writes in batches.
+//! …, "blog_id": …}`), one site with one HTTP check per row. A row states what its check should
+//! be: a URL that is already one of the tenant's HTTP checks updates that check (or leaves it
+//! as it is), so importing a file twice changes nothing the second time. Bad rows are reported
+//! with their line number and skipped. Parsing and planning are pure (this file); the command
+//! around it looks up what exists, shows the plan (`--dry-run`) or writes it in one
+//! transaction.
 
 use jetmon_api::target::{
     DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, TargetProblem, check_target,
 };
+use std::collections::{HashMap, HashSet};
+
 use jetmon_prober::proto::safety::ProbeSafety;
 use jetmon_shared::check::{CheckSpec, CheckType};
+use jetmon_store::{ImportUpdate, ImportedCheck};
 
-/// Rows written per transaction.
+/// Rows looked up per query.
 pub const BATCH_ROWS: usize = 1_000;
 
 /// One good row.
@@ -187,9 +193,221 @@ fn build(
     Ok(spec)
 }
 
+/// What one good row does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A new site with its one HTTP check.
+    Create,
+    /// The URL's check changes: what changes, in words.
+    Update(Box<ImportUpdate>, Vec<String>),
+    /// The URL's check is already as the row says.
+    Unchanged { site_id: u64 },
+}
+
+/// What the rows seen so far claimed: URLs and v1 ids (with the line that named them).
+#[derive(Debug, Default)]
+pub struct Claims {
+    urls: HashMap<String, usize>,
+    blog_ids: HashMap<u64, usize>,
+}
+
+fn interval_words(ms: u32) -> String {
+    format!("{} s", ms / 1000)
+}
+
+fn keyword_words(k: &[String]) -> String {
+    k.first().map_or("none".to_owned(), |k| format!("{k:?}"))
+}
+
+/// Plans one row: `existing` is the tenant's HTTP check with the row's URL, `holder` the site
+/// that holds the row's v1 id. Err is the row's problem.
+pub fn plan(
+    row: &Row,
+    existing: Option<&ImportedCheck>,
+    holder: Option<u64>,
+    claims: &mut Claims,
+) -> Result<Action, String> {
+    if let Some(first) = claims.urls.get(&row.url) {
+        return Err(format!(
+            "url {:?} is named by an earlier row (line {first})",
+            row.url
+        ));
+    }
+    if let Some(b) = row.blog_id {
+        if let Some(first) = claims.blog_ids.get(&b) {
+            return Err(format!(
+                "blog_id {b} is named by an earlier row (line {first})"
+            ));
+        }
+        if let Some(site) = holder
+            && existing.is_none_or(|e| e.site_id != site)
+        {
+            return Err(format!("blog_id {b} already belongs to site {site}"));
+        }
+    }
+    claims.urls.insert(row.url.clone(), row.line);
+    if let Some(b) = row.blog_id {
+        claims.blog_ids.insert(b, row.line);
+    }
+    let Some(e) = existing else {
+        return Ok(Action::Create);
+    };
+    let mut spec = e.spec.clone();
+    let mut what = Vec::new();
+    if spec.interval_ms != row.spec.interval_ms {
+        what.push(format!(
+            "interval {} → {}",
+            interval_words(spec.interval_ms),
+            interval_words(row.spec.interval_ms)
+        ));
+        spec.interval_ms = row.spec.interval_ms;
+    }
+    if spec.keywords != row.spec.keywords {
+        what.push(format!(
+            "keyword {} → {}",
+            keyword_words(&spec.keywords),
+            keyword_words(&row.spec.keywords)
+        ));
+        spec.keywords.clone_from(&row.spec.keywords);
+    }
+    let blog_id = row.blog_id.filter(|b| e.blog_id != Some(*b));
+    if let Some(b) = blog_id {
+        let was = e.blog_id.map_or("none".to_owned(), |b| b.to_string());
+        what.push(format!("blog_id {was} → {b}"));
+    }
+    Ok(if what.is_empty() {
+        Action::Unchanged { site_id: e.site_id }
+    } else {
+        Action::Update(
+            Box::new(ImportUpdate {
+                site_id: e.site_id,
+                blog_id,
+                spec,
+            }),
+            what,
+        )
+    })
+}
+
+/// The distinct URLs and v1 ids of `rows`, to look up.
+pub fn keys_of(rows: &[Row]) -> (Vec<String>, Vec<u64>) {
+    let mut seen = HashSet::new();
+    let urls = rows
+        .iter()
+        .filter(|r| seen.insert(r.url.as_str()))
+        .map(|r| r.url.clone())
+        .collect();
+    let blog_ids = rows
+        .iter()
+        .filter_map(|r| r.blog_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    (urls, blog_ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(
+        line: usize,
+        url: &str,
+        interval_s: u32,
+        keyword: Option<&str>,
+        blog: Option<u64>,
+    ) -> Row {
+        let mut spec = CheckSpec::new(1, 1, CheckType::Http, url);
+        spec.interval_ms = interval_s * 1000;
+        spec.keywords = keyword.map(|k| vec![k.to_owned()]).unwrap_or_default();
+        Row {
+            line,
+            url: url.to_owned(),
+            spec,
+            blog_id: blog,
+        }
+    }
+
+    fn existing(
+        site: u64,
+        check: u64,
+        url: &str,
+        interval_s: u32,
+        blog: Option<u64>,
+    ) -> ImportedCheck {
+        let mut spec = CheckSpec::new(check, site, CheckType::Http, url);
+        spec.interval_ms = interval_s * 1000;
+        spec.timeout_ms = 7_000;
+        ImportedCheck {
+            site_id: site,
+            blog_id: blog,
+            spec,
+        }
+    }
+
+    #[test]
+    fn a_known_url_is_updated_or_left_alone_never_duplicated() {
+        let mut c = Claims::default();
+        let e = existing(4, 40, "https://a.example/", 60, Some(9));
+        // The same row again: nothing to do.
+        let same = row(1, "https://a.example/", 60, None, Some(9));
+        assert_eq!(
+            plan(&same, Some(&e), Some(4), &mut c),
+            Ok(Action::Unchanged { site_id: 4 })
+        );
+        // Another interval and keyword: the check's other settings stay.
+        let mut c = Claims::default();
+        let changed = row(1, "https://a.example/", 30, Some("ok"), None);
+        let Ok(Action::Update(up, what)) = plan(&changed, Some(&e), None, &mut c) else {
+            panic!("an update");
+        };
+        assert_eq!(what, vec!["interval 60 s → 30 s", "keyword none → \"ok\""]);
+        assert_eq!((up.site_id, up.spec.check_id, up.blog_id), (4, 40, None));
+        assert_eq!(up.spec.timeout_ms, 7_000);
+        assert_eq!(up.spec.keywords, vec!["ok".to_owned()]);
+        // A new URL is a new site.
+        let new = row(2, "https://b.example/", 60, None, Some(10));
+        assert_eq!(plan(&new, None, None, &mut c), Ok(Action::Create));
+    }
+
+    #[test]
+    fn a_url_or_v1_id_named_twice_or_held_elsewhere_is_refused() {
+        let mut c = Claims::default();
+        assert_eq!(
+            plan(
+                &row(1, "https://a.example/", 60, None, Some(5)),
+                None,
+                None,
+                &mut c
+            ),
+            Ok(Action::Create)
+        );
+        let again = plan(
+            &row(2, "https://a.example/", 90, None, None),
+            None,
+            None,
+            &mut c,
+        );
+        assert!(again.unwrap_err().contains("earlier row (line 1)"));
+        let twice = plan(
+            &row(3, "https://c.example/", 60, None, Some(5)),
+            None,
+            None,
+            &mut c,
+        );
+        assert!(
+            twice
+                .unwrap_err()
+                .contains("blog_id 5 is named by an earlier row")
+        );
+        let held = plan(
+            &row(4, "https://d.example/", 60, None, Some(8)),
+            None,
+            Some(3),
+            &mut c,
+        );
+        assert_eq!(held.unwrap_err(), "blog_id 8 already belongs to site 3");
+    }
 
     fn safety() -> ProbeSafety {
         ProbeSafety::new(vec!["127.0.0.0/8".parse().expect("cidr")])

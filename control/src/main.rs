@@ -212,17 +212,22 @@ enum SitesCmd {
     /// One line per site: id, tenant, Jetmon v1 blog_id, state, legacy site_status, open
     /// events, since when, name.
     List,
-    /// Add sites from a file: CSV lines `url[,interval_s[,keyword[,blog_id]]]` (a `url,…`
-    /// header and `#` comments are skipped; quote a keyword with commas) or JSON lines
+    /// Add or update sites from a file: CSV lines `url[,interval_s[,keyword[,blog_id]]]` (a
+    /// `url,…` header and `#` comments are skipped; quote a keyword with commas) or JSON lines
     /// `{"url": …, "interval_s": …, "keyword": …, "blog_id": …}`. blog_id is the Jetmon v1 id
-    /// (unique: a row naming a taken one is rejected).
-    /// One site with one HTTP check per row; interval 10..=86400 s (default 60). Targets must
-    /// pass probe safety (open private ranges with prober.allow_cidrs). Bad rows are reported
-    /// as FILE:LINE: problem and skipped; good rows are kept. Exit code 1 when any row was
-    /// rejected.
+    /// (unique: a row naming one another site holds is rejected).
+    /// One site with one HTTP check per row; interval 10..=86400 s (default 60). A URL that is
+    /// already one of the tenant's HTTP checks updates that check (interval, keyword, blog_id)
+    /// instead of adding a site, so importing a file again changes nothing. Targets must pass
+    /// probe safety (open private ranges with prober.allow_cidrs). Bad rows (and a URL or
+    /// blog_id named twice) are reported as FILE:LINE: problem and skipped; the rest is written
+    /// in one transaction, all or nothing. Exit code 1 when any row was rejected.
     Import {
         /// The file to read ("-" = standard input).
         file: PathBuf,
+        /// Show what each row would add or change, write nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// The tenant the sites belong to (id or name; default: the default tenant).
         #[arg(long, value_name = "TENANT")]
         tenant: Option<String>,
@@ -267,7 +272,11 @@ fn main() -> ExitCode {
             println!("jetmon: the {backend:?} schema is up to date");
             Ok(())
         }),
-        Cmd::Sites(SitesCmd::Import { file, tenant }) => import(&config, &file, tenant),
+        Cmd::Sites(SitesCmd::Import {
+            file,
+            tenant,
+            dry_run,
+        }) => import(&config, &file, tenant, dry_run),
         Cmd::Tenants(cmd) => with_store(&config, |store| async move {
             let done = jetmon_control::tenants::run(&store, cmd).await;
             store.close().await;
@@ -379,19 +388,24 @@ fn check(config: &Config, a: &CheckArgs) -> Result<u8> {
     Ok(jetmon_control::oneoff::exit_code(r.probed.result.outcome))
 }
 
-fn import(config: &Config, file: &std::path::Path, tenant: Option<String>) -> Result<()> {
+fn import(
+    config: &Config,
+    file: &std::path::Path,
+    tenant: Option<String>,
+    dry_run: bool,
+) -> Result<()> {
     use anyhow::Context;
+    use jetmon_control::import::{self, Action};
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("reading standard input")?
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let safety = jetmon_prober::proto::safety::ProbeSafety::new(config.prober.allow_list());
-    let (rows, bad) = jetmon_control::import::parse(&text, &safety);
+    let (rows, bad) = import::parse(&text, &safety);
     for b in &bad {
         eprintln!("{}:{}: {}", file.display(), b.line, b.problem);
     }
-    let total = rows.len();
     with_store(config, |store| async move {
         let tenant = match tenant {
             None => jetmon_control::store::DEFAULT_TENANT,
@@ -408,57 +422,86 @@ fn import(config: &Config, file: &std::path::Path, tenant: Option<String>) -> Re
             }
         };
         let scoped = store.scoped(jetmon_control::store::Tenancy::All);
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "importing {bar:40} {pos}/{len} sites ({per_sec})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let mut done = 0;
+        // What each row does, against what the tenant already has (nothing written yet).
+        let mut claims = import::Claims::default();
+        let (mut creates, mut updates, mut unchanged) = (Vec::new(), Vec::new(), 0usize);
         let mut rejected = bad.len();
-        // v1 ids are unique: one named twice in the file, or already taken, rejects the row.
-        let mut seen = std::collections::HashSet::new();
-        for chunk in rows.chunks(jetmon_control::import::BATCH_ROWS) {
-            let ids: Vec<u64> = chunk.iter().filter_map(|r| r.blog_id).collect();
-            let taken: std::collections::HashSet<u64> = scoped
-                .blog_ids_taken(tenant, &ids, None)
+        for chunk in rows.chunks(import::BATCH_ROWS) {
+            let (urls, blog_ids) = import::keys_of(chunk);
+            let existing: std::collections::HashMap<String, _> = scoped
+                .http_checks_by_target(tenant, &urls)
+                .await?
+                .into_iter()
+                .map(|c| (c.spec.target.clone(), c))
+                .collect();
+            let holders: std::collections::HashMap<u64, u64> = scoped
+                .blog_id_owners(tenant, &blog_ids)
                 .await?
                 .into_iter()
                 .collect();
-            let mut batch = Vec::with_capacity(chunk.len());
             for r in chunk {
-                if let Some(b) = r.blog_id {
-                    let why = if taken.contains(&b) {
-                        Some("already belongs to one of the tenant's sites")
-                    } else if !seen.insert(b) {
-                        Some("is named by an earlier row")
-                    } else {
-                        None
-                    };
-                    if let Some(why) = why {
-                        bar.suspend(|| {
-                            eprintln!("{}:{}: blog_id {b} {why}", file.display(), r.line)
-                        });
+                let holder = r.blog_id.and_then(|b| holders.get(&b).copied());
+                let at = format!("{}:{}", file.display(), r.line);
+                match import::plan(r, existing.get(&r.url), holder, &mut claims) {
+                    Err(problem) => {
+                        eprintln!("{at}: {problem}");
                         rejected += 1;
-                        continue;
                     }
+                    Ok(Action::Create) => {
+                        if dry_run {
+                            println!("{at}: would add {}", r.url);
+                        }
+                        creates.push(jetmon_control::store::NewSite {
+                            name: r.url.clone(),
+                            url: r.url.clone(),
+                            tags: Vec::new(),
+                            checks: vec![r.spec.clone()],
+                            blog_id: r.blog_id,
+                            tenant_id: tenant,
+                        });
+                    }
+                    Ok(Action::Update(up, what)) => {
+                        if dry_run {
+                            println!(
+                                "{at}: would update site {} ({}): {}",
+                                up.site_id,
+                                r.url,
+                                what.join(", ")
+                            );
+                        }
+                        updates.push(*up);
+                    }
+                    Ok(Action::Unchanged { .. }) => unchanged += 1,
                 }
-                batch.push(jetmon_control::store::NewSite {
-                    name: r.url.clone(),
-                    url: r.url.clone(),
-                    tags: Vec::new(),
-                    checks: vec![r.spec.clone()],
-                    blog_id: r.blog_id,
-                    tenant_id: tenant,
-                });
             }
-            done += store.create_sites(&batch).await?.len();
-            bar.set_position((done + rejected - bad.len()) as u64);
         }
+        let (added, changed) = (creates.len(), updates.len());
+        let summary = format!(
+            "{added} site(s) to add, {changed} to update, {unchanged} unchanged; {rejected} row(s) \
+             rejected"
+        );
+        if dry_run {
+            store.close().await;
+            println!("dry run: {summary}; nothing was written");
+            return Ok(());
+        }
+        let bar = indicatif::ProgressBar::new((added + changed) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "importing {bar:40} {pos}/{len} rows ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        // One transaction: the whole file's changes, or (on any failure) none of them.
+        let written = scoped
+            .import(&updates, &creates, |n| bar.set_position(n as u64))
+            .await;
         bar.finish_and_clear();
         store.close().await;
-        println!("imported {done} site(s); {rejected} row(s) rejected");
+        written.context("writing the import (nothing of this file was stored)")?;
+        println!(
+            "imported: {added} site(s) added, {changed} updated, {unchanged} unchanged; {rejected} row(s) rejected"
+        );
         if rejected == 0 {
             Ok(())
         } else {
@@ -685,27 +728,13 @@ fn config_check(config: &Config) -> Result<()> {
     );
     println!(
         "control: database {}, API on {}, {} buckets, {} veriflier(s)",
-        redact_url(&config.control.database_url),
+        jetmon_control::store::redact(&config.control.database_url),
         config.control.api_listen,
         config.control.buckets,
         config.control.verifliers.len()
     );
     println!("veriflier: listens on {}", config.veriflier.listen);
     Ok(())
-}
-
-/// Hides a password in a database URL (`postgres://user:secret@host` → `user:***@host`).
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn rings(config: &Config) -> Result<()> {
@@ -745,23 +774,4 @@ fn rings(config: &Config) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_passwords_are_redacted() {
-        assert_eq!(
-            super::redact_url("postgres://jm:s3cret@db:5432/x"),
-            "postgres://jm:***@db:5432/x"
-        );
-        assert_eq!(
-            super::redact_url("postgres://jm@db/x"),
-            "postgres://jm@db/x"
-        );
-        assert_eq!(
-            super::redact_url("sqlite://jetmon.db"),
-            "sqlite://jetmon.db"
-        );
-    }
 }

@@ -208,7 +208,8 @@ fn demo_sites_go_down_and_up_and_a_killed_prober_is_unknown_not_down() {
         "{err}"
     );
     assert!(
-        String::from_utf8_lossy(&import.stdout).contains("imported 1 site(s); 2 row(s) rejected")
+        String::from_utf8_lossy(&import.stdout)
+            .contains("imported: 1 site(s) added, 0 updated, 0 unchanged; 2 row(s) rejected")
     );
     expect("check set changed: 1 check(s)", Duration::from_secs(15));
 
@@ -352,8 +353,11 @@ fn a_locked_database_holds_batches_back_and_loses_nothing() {
         let mut saw_503 = false;
         let hold = Instant::now();
         while hold.elapsed() < Duration::from_secs(12) {
-            if http_get(&addr, "/ready").starts_with("HTTP/1.1 503") {
+            let ready = http_get(&addr, "/ready");
+            if ready.starts_with("HTTP/1.1 503") {
                 saw_503 = true;
+                // Anyone may ask: a code, never the error chain (that is in the log).
+                assert!(ready.ends_with("\r\n\r\ndatabase_unavailable\n"), "{ready}");
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

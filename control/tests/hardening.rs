@@ -8,6 +8,7 @@
 mod harness;
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
 
 use harness::*;
 use serde_json::json;
@@ -342,4 +343,340 @@ fn names_and_keywords_refuse_invisible_characters() {
     assert_eq!(r.status, 201, "ordinary Unicode is fine: {}", r.body);
     let (code, _, err) = api.cli_status(&["keys", "create", "--name", "x\u{202E}y"]);
     assert_eq!(code, Some(1), "{err}");
+}
+
+/// Runs `sql` on the SQLite database at `db`: a number back, or (`None`) a statement.
+fn sqlite(db: &std::path::Path, sql: &str, number: bool) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = format!("sqlite:{}", db.display());
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if number {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        } else {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            0
+        }
+    })
+}
+
+fn count(db: &std::path::Path, sql: &str) -> i64 {
+    sqlite(db, sql, true)
+}
+
+/// Sends a POST's headers (and `sent` of its body), leaving the rest of the body owed.
+fn owe_a_body(addr: &str, path: &str, token: Option<&str>, sent: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: 400\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(sent).unwrap();
+    c
+}
+
+fn status_of(c: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn a_slow_body_gets_408_while_others_are_served() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start_plain(
+        &format!("sqlite:{}", dir.path().join("h.db").display()),
+        "slow",
+    );
+    let admin = api.key("admin");
+    let reader = api.key("read");
+    // Neither a missing key nor a too-small scope waits for the body.
+    for (token, want) in [(None, 401), (Some(reader.as_str()), 403)] {
+        let began = Instant::now();
+        let mut c = owe_a_body(&api.addr, "/api/v1/sites", token, b"{");
+        let (status, text) = status_of(&mut c);
+        assert_eq!(status, want, "{text}");
+        assert!(began.elapsed() < Duration::from_secs(5), "{text}");
+    }
+    // A valid key trickling its body a byte every half second.
+    let began = Instant::now();
+    let mut slow = owe_a_body(&api.addr, "/api/v1/sites", Some(&admin), b"{");
+    let mut trickle = slow.try_clone().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let dripper = std::thread::spawn(move || {
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            if trickle.write_all(b" ").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    // Meanwhile others are served.
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = api.call("GET", "/api/v1/sites", &admin, None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+    let (status, text) = status_of(&mut slow);
+    let took = began.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = dripper.join();
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "answered after {took:?}"
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_tokens_are_limited_counted_and_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut api = Api::start_plain(&format!("sqlite:{}", db.display()), "badt");
+    let admin = api.key("admin");
+    // The same bad token again is remembered (no lookup) and still counted.
+    for i in 0..30 {
+        let token = format!("jm_notakey{}", i % 20);
+        let r = api.call("GET", "/api/v1/sites", &token, None);
+        assert_eq!(r.status, 401, "try {i}: {}", r.body);
+    }
+    let r = api.call("GET", "/api/v1/sites", "jm_notakey99", None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "auth_rate_limited", "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // The address is refused before any lookup, a valid key too, until it refills (2 s a try).
+    let r = api.call("GET", "/api/v1/sites", &admin, None);
+    assert_eq!(r.status, 429, "{}", r.body);
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = api.call("GET", "/api/v1/sites", &admin, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = raw(&api.addr, "GET", "/metrics", None, None, &[]);
+    let text = m.body.as_str().unwrap().to_owned();
+    assert!(
+        text.contains("jetmon_api_auth_failures_total 30\n"),
+        "{text}"
+    );
+    assert!(text.contains("jetmon_api_auth_refused_total 2\n"), "{text}");
+    // One failure in a hundred is audited, the first among them.
+    eventually(
+        "the sampled failure audited",
+        Duration::from_secs(10),
+        || {
+            count(
+                &db,
+                "SELECT COUNT(*) FROM audit_log WHERE key_id = 0 AND status = 401",
+            ) == 1
+        },
+    );
+}
+
+#[test]
+fn a_bulk_request_stores_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut api = Api::start_plain(&format!("sqlite:{}", db.display()), "bulk");
+    let admin = api.key("admin");
+    let r = api.call(
+        "POST",
+        "/api/v1/sites",
+        &admin,
+        Some(json!({"url": "http://127.0.0.1:9/a", "name": "before"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let site = id_of(&r.body["site"]);
+    // The database refuses one item's write (after the update before it was made).
+    sqlite(
+        &db,
+        "CREATE TRIGGER boom BEFORE INSERT ON sites WHEN NEW.name = 'boom' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        false,
+    );
+    let body = json!({"sites": [
+        {"id": site, "name": "renamed"},
+        {"url": "http://127.0.0.1:9/b", "name": "boom"},
+    ]});
+    let bytes = body.to_string().into_bytes();
+    let r = raw(
+        &api.addr,
+        "POST",
+        "/api/v1/sites/bulk",
+        Some(&admin),
+        Some(&bytes),
+        &[],
+    );
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    let now = api.call("GET", &format!("/api/v1/sites/{site}"), &admin, None);
+    assert_eq!(now.body["name"], "before", "a 5xx after a partial write");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sites"), 1);
+    // Without the refusal, both are stored and said so.
+    sqlite(&db, "DROP TRIGGER boom", false);
+    let r = api.call("POST", "/api/v1/sites/bulk", &admin, Some(body));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["updated"].as_u64(), r.body["created"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let now = api.call("GET", &format!("/api/v1/sites/{site}"), &admin, None);
+    assert_eq!(now.body["name"], "renamed");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sites"), 2);
+}
+
+#[test]
+fn sites_import_is_idempotent_atomic_and_shows_a_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let mut api = Api::start_plain(&format!("sqlite:{}", db.display()), "impt");
+    let admin = api.key("admin");
+    let file = dir.path().join("sites.csv");
+    let file_s = file.to_str().unwrap().to_owned();
+    std::fs::write(
+        &file,
+        "url,interval_s,keyword,blog_id\nhttp://127.0.0.1:9/a\nhttp://127.0.0.1:9/b,30,ok,7\n\
+         http://127.0.0.1:9/c,120\n",
+    )
+    .unwrap();
+    // A dry run says what would happen and writes nothing.
+    let (code, out, err) = api.cli_status(&["sites", "import", "--dry-run", &file_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("sites.csv:3: would add http://127.0.0.1:9/b"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dry run: 3 site(s) to add, 0 to update, 0 unchanged; 0 row(s) rejected"),
+        "{out}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sites"), 0);
+    let out = api.cli(&["sites", "import", &file_s]);
+    assert!(
+        out.contains("3 site(s) added, 0 updated, 0 unchanged"),
+        "{out}"
+    );
+    // The same file again: the same checks, nothing added.
+    let out = api.cli(&["sites", "import", &file_s]);
+    assert!(
+        out.contains("0 site(s) added, 0 updated, 3 unchanged"),
+        "{out}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sites"), 3);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM checks"), 3);
+    // A changed row updates its check, and the dry run says how.
+    std::fs::write(
+        &file,
+        "http://127.0.0.1:9/b,45,ok,7\nhttp://127.0.0.1:9/d\n",
+    )
+    .unwrap();
+    let out = api.cli(&["sites", "import", "--dry-run", &file_s]);
+    assert!(out.contains("sites.csv:1: would update site"), "{out}");
+    assert!(
+        out.contains("(http://127.0.0.1:9/b): interval 30 s → 45 s"),
+        "{out}"
+    );
+    // The database refuses the new site: nothing of the file is stored, the update included.
+    sqlite(
+        &db,
+        "CREATE TRIGGER boom BEFORE INSERT ON sites WHEN NEW.url = 'http://127.0.0.1:9/d' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        false,
+    );
+    let (code, _, err) = api.cli_status(&["sites", "import", &file_s]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("nothing of this file was stored"), "{err}");
+    let interval = || {
+        count(
+            &db,
+            "SELECT interval_ms FROM checks WHERE target = 'http://127.0.0.1:9/b'",
+        )
+    };
+    assert_eq!(interval(), 30_000, "the update was rolled back");
+    sqlite(&db, "DROP TRIGGER boom", false);
+    let out = api.cli(&["sites", "import", &file_s]);
+    assert!(
+        out.contains("1 site(s) added, 1 updated, 0 unchanged"),
+        "{out}"
+    );
+    assert_eq!(interval(), 45_000);
+    // The update reaches the API's view of the check too.
+    let sites = api.call("GET", "/api/v1/sites?q=127.0.0.1:9/b", &admin, None);
+    assert_eq!(
+        sites.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        sites.body
+    );
+}
+
+#[test]
+fn the_demo_opens_its_own_targets_and_no_other_port_of_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start_demo_as_shipped(
+        &format!("sqlite:{}", dir.path().join("h.db").display()),
+        "demoonly",
+    );
+    let admin = api.key("admin");
+    let add = |api: &mut Api, url: &str| {
+        api.call("POST", "/api/v1/sites", &admin, Some(json!({"url": url})))
+    };
+    let mine = format!("http://{}/up?mine=1", api.demo);
+    let r = add(&mut api, &mine);
+    assert_eq!(r.status, 201, "{}", r.body);
+    for url in [
+        "http://127.0.0.1:22/",
+        "http://127.0.0.1:6379/",
+        "http://127.0.0.2:18090/",
+        "http://[::1]:18090/",
+    ] {
+        let r = add(&mut api, url);
+        assert_eq!(r.status, 422, "{url}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "unsafe_target", "{url}");
+    }
+    // The demo sites themselves are probed (the prober opens the same one address).
+    let sites = api.call("GET", "/api/v1/sites?q=demo", &admin, None);
+    let broken = sites.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str().is_some_and(|n| n.contains("broken")))
+        .map(id_of)
+        .expect("the broken demo site");
+    eventually(
+        "the broken demo site goes down",
+        Duration::from_secs(90),
+        || {
+            let s = api.call("GET", &format!("/api/v1/sites/{broken}"), &admin, None);
+            s.body["state"] == "down"
+        },
+    );
 }

@@ -22,7 +22,7 @@ pub fn spawn_shard(
     id: u16,
     config: &ProberConfig,
     cores: usize,
-    extra_allow: &[jetmon_shared::cidr::Cidr],
+    extra_allow: &crate::proto::safety::ExtraAllow,
     tls: Arc<rustls::ClientConfig>,
     hosts: Arc<HostsFile>,
     commands: Consumer,
@@ -40,7 +40,7 @@ pub fn spawn_shard(
             GlommioPlacement::Fixed(cpu)
         }
     };
-    let (shard_config, extra_allow) = (config.clone(), extra_allow.to_vec());
+    let (shard_config, extra_allow) = (config.clone(), extra_allow.clone());
     LocalExecutorBuilder::new(placement)
         .name(&format!("jetmon-shard-{id}"))
         .io_memory(config.io_memory_bytes)

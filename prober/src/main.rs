@@ -36,6 +36,10 @@ struct Cli {
     /// loopback…); adds to `prober.allow_cidrs`. Repeatable. Example: 127.0.0.0/8.
     #[arg(long = "allow-cidr", value_name = "CIDR", value_parser = parse_cidr)]
     allow_cidrs: Vec<jetmon_shared::cidr::Cidr>,
+    /// Also allow probing exactly this address and port (nothing else of its range); what
+    /// `jetmon up --demo` passes for its demo fleet. Repeatable. Example: 127.0.0.1:18090.
+    #[arg(long = "allow-target", value_name = "IP:PORT")]
+    allow_targets: Vec<std::net::SocketAddr>,
 }
 
 fn parse_cidr(s: &str) -> Result<jetmon_shared::cidr::Cidr, String> {
@@ -69,7 +73,11 @@ fn run(cli: &Cli, config: &ProberConfig) -> Result<()> {
         .unwrap_or(1);
     let shards = cli.shards.unwrap_or_else(|| config.effective_shards(cores));
     if !cli.dry_run {
-        return run_shards(config, shards, cores, &cli.allow_cidrs);
+        let extra = jetmon_prober::proto::safety::ExtraAllow {
+            cidrs: cli.allow_cidrs.clone(),
+            sockets: cli.allow_targets.clone(),
+        };
+        return run_shards(config, shards, cores, &extra);
     }
     let mut shards: Vec<Shard> = (0..shards)
         .map(|id| attach(config, id))
@@ -122,7 +130,7 @@ fn run_shards(
     config: &ProberConfig,
     shards: u16,
     cores: usize,
-    extra_allow: &[jetmon_shared::cidr::Cidr],
+    extra_allow: &jetmon_prober::proto::safety::ExtraAllow,
 ) -> Result<()> {
     jetmon_prober::exec::check_memlock(config.io_memory_bytes, shards)?;
     let hosts = Arc::new(HostsFile::system());

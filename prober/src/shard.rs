@@ -31,7 +31,7 @@ use jetmon_shared::shutdown;
 use crate::probe::{self, ProbeBuffers, ProbeReport, micros, monitor_side};
 use crate::proto::dns::{self, Answer, Cached, DnsCache};
 use crate::proto::redirect;
-use crate::proto::safety::ProbeSafety;
+use crate::proto::safety::{ExtraAllow, ProbeSafety};
 use crate::refusal::{Refusals, Refused, blocked, refusal_note};
 use crate::resolver::{self, NoAnswer, Parsed};
 use crate::sched::Settings;
@@ -77,15 +77,15 @@ pub struct ShardConfig {
 }
 
 impl ShardConfig {
-    /// `extra_allow` adds CIDRs to `prober.allow_cidrs` (the `--allow-cidr` flag).
+    /// `extra` adds to `prober.allow_cidrs` (the `--allow-cidr` and `--allow-target` flags).
     pub fn from_prober(
         id: u16,
         c: &ProberConfig,
-        extra_allow: &[jetmon_shared::cidr::Cidr],
+        extra: &ExtraAllow,
         tls: Arc<rustls::ClientConfig>,
     ) -> ShardConfig {
         let mut allow = c.allow_list();
-        allow.extend_from_slice(extra_allow);
+        allow.extend_from_slice(&extra.cidrs);
         ShardConfig {
             id,
             user_agent: Rc::from(c.user_agent.as_str()),
@@ -93,7 +93,7 @@ impl ShardConfig {
             max_per_ip: c.max_per_target_ip,
             vantage_id: c.vantage_id,
             lateness_threshold_us: u64::from(c.lateness_threshold_ms) * 1000,
-            safety: ProbeSafety::new(allow),
+            safety: ProbeSafety::new(allow).allowing_sockets(extra.sockets.clone()),
             resolvers: Rc::from(resolver::servers(&c.resolvers)),
             resolver_canary: Rc::from(c.resolver_canary.as_str()),
             tls,
@@ -728,24 +728,22 @@ impl Shard {
             return Step::Failed(blocked(why));
         }
         match resolve_local(t, &self.hosts) {
-            Resolution::Literal(a) | Resolution::Hosts(a) => {
-                match self.cfg.safety.check_addr(a.ip()) {
-                    Ok(()) => Step::Dial(a),
-                    Err(why) => Step::Failed(ProbeReport {
-                        blocked_ip: Some(a.ip()),
-                        ..blocked(why)
-                    }),
-                }
-            }
+            Resolution::Literal(a) | Resolution::Hosts(a) => match self.cfg.safety.check_dial(a) {
+                Ok(()) => Step::Dial(a),
+                Err(why) => Step::Failed(ProbeReport {
+                    blocked_ip: Some(a.ip()),
+                    ..blocked(why)
+                }),
+            },
             Resolution::NeedsDns => match self.dns.lookup(t.host, pref, now_ms) {
-                Lookup::Found(ips) => match self.cfg.safety.check_answers(&ips) {
+                Lookup::Found(ips) => match self.cfg.safety.check_answers(&ips, t.port) {
                     // Checks of a name with several addresses spread over them.
                     Ok(()) => Step::Dial(SocketAddr::new(
                         ips[(jetmon_shared::check::stable_hash(check_id) as usize) % ips.len()],
                         t.port,
                     )),
                     Err(why) => Step::Failed(ProbeReport {
-                        blocked_ip: self.cfg.safety.first_refused(&ips),
+                        blocked_ip: self.cfg.safety.first_refused(&ips, t.port),
                         ..blocked(why)
                     }),
                 },

@@ -304,9 +304,12 @@ pub fn redact_userinfo(target: &str) -> String {
     redact_credentials(target, false)
 }
 
-/// A URL with its credentials replaced by `***`: the whole userinfo, or (with `keep_user`)
-/// only the password, so `postgres://jetmon:***@db/jetmon` still says who connects. Only the
-/// authority is looked at: an `@` in the path or query is left alone.
+/// A URL with its credentials replaced by `***`, the one redaction every message, log line
+/// and answer uses: the whole userinfo, or (with `keep_user`) only the password, so
+/// `postgres://jetmon:***@db/jetmon` still says who connects; and the values of `password`
+/// and `sslpassword` query parameters (libpq's). The userinfo ends at the authority's last
+/// `@` (as WHATWG URLs parse it: a password may hold a raw `@`); an `@` in the path or query is
+/// left alone.
 pub fn redact_credentials(url: &str, keep_user: bool) -> String {
     let start = match url.find("://") {
         Some(i) => i + 3,
@@ -316,14 +319,38 @@ pub fn redact_credentials(url: &str, keep_user: bool) -> String {
     let end = url[start..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| start + i);
-    let Some(at) = url[start..end].rfind('@').map(|at| start + at) else {
-        return url.to_owned();
+    let mut out = match url[start..end].rfind('@').map(|at| start + at) {
+        None => url[..end].to_owned(),
+        Some(at) => match url[start..at].find(':') {
+            Some(colon) if keep_user => format!("{}:***{}", &url[..start + colon], &url[at..end]),
+            None if keep_user => url[..end].to_owned(),
+            _ => format!("{}***{}", &url[..start], &url[at..end]),
+        },
     };
-    match url[start..at].find(':') {
-        Some(colon) if keep_user => format!("{}:***{}", &url[..start + colon], &url[at..]),
-        None if keep_user => url.to_owned(),
-        _ => format!("{}***{}", &url[..start], &url[at..]),
+    let rest = &url[end..];
+    let (before_fragment, fragment) = rest.split_at(rest.find('#').unwrap_or(rest.len()));
+    match before_fragment.split_once('?') {
+        None => out.push_str(before_fragment),
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("password")
+                            || k.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
     }
+    out.push_str(fragment);
+    out
 }
 
 #[cfg(test)]
@@ -349,6 +376,24 @@ mod tests {
             "postgres://u:***@db/jm?opt=a@b"
         );
         assert_eq!(keep("sqlite:jetmon.db"), "sqlite:jetmon.db");
+        // A raw `@` in the password: the last one in the authority ends the userinfo.
+        assert_eq!(
+            keep("postgres://jm:p@ss@db:5432/x"),
+            "postgres://jm:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_userinfo("http://u:p@ss@a.test/"),
+            "http://***@a.test/"
+        );
+        // libpq's password parameters, in any case, and nothing else of the query.
+        assert_eq!(
+            keep("postgres://db/x?user=jm&Password=s3cret&sslmode=require&sslpassword=k#f"),
+            "postgres://db/x?user=jm&Password=***&sslmode=require&sslpassword=***#f"
+        );
+        assert_eq!(
+            redact_userinfo("https://a.test/@alice?password=x"),
+            "https://a.test/@alice?password=***"
+        );
     }
 
     use super::*;

@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 #[derive(Clone, Default)]
 pub struct Shared {
     pub text: Arc<Mutex<String>>,
-    /// Why control is not ready (None = ready): e.g. the database is unreachable.
+    /// Why control is not ready (None = ready), as a public code (`database_unavailable`):
+    /// `/ready` answers it to anyone, so it never holds an error chain (that goes to the log).
     pub not_ready: Arc<Mutex<Option<String>>>,
 }
 

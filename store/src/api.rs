@@ -351,6 +351,58 @@ fn transition_of(r: &sqlx::any::AnyRow) -> Result<TransitionRow> {
 }
 
 /// Marks a site's checks changed (the supervisor's fingerprint moves).
+/// One site's change inside `tx`; false when `tenancy` sees no site `id`.
+async fn update_site_in(
+    tx: &mut Transaction<'static, Any>,
+    tenancy: Tenancy,
+    id: u64,
+    change: &SiteChange<'_>,
+) -> Result<bool> {
+    let SiteChange {
+        name,
+        tags,
+        active,
+        blog_id,
+    } = *change;
+    let mut w = Where::default();
+    let mut sets = Vec::new();
+    if let Some(b) = blog_id {
+        sets.push(format!("blog_id = ${}", w.next()));
+        w.binds.push(Bind::I(i(b)));
+    }
+    if let Some(n) = name {
+        sets.push(format!("name = ${}", w.next()));
+        w.binds.push(Bind::S(n.to_owned()));
+    }
+    if let Some(t) = tags {
+        sets.push(format!("tags = ${}", w.next()));
+        w.binds.push(Bind::S(join_tags(t)));
+    }
+    if let Some(a) = active {
+        sets.push(format!("active = ${}", w.next()));
+        w.binds.push(Bind::I(i64::from(a)));
+    }
+    if sets.is_empty() {
+        sets.push("id = id".to_owned());
+    }
+    w.int("id = ?", i(id));
+    w.own_sites(tenancy);
+    let sql = format!("UPDATE sites SET {} WHERE {}", sets.join(", "), w.sql());
+    let done = w
+        .query(sql)
+        .execute(&mut **tx)
+        .await
+        .context("updating a site")?
+        .rows_affected();
+    if done == 0 {
+        return Ok(false);
+    }
+    if active.is_some() {
+        touch_site(tx, id).await?;
+    }
+    Ok(true)
+}
+
 async fn touch_site(tx: &mut Transaction<'static, Any>, site_id: u64) -> Result<()> {
     sqlx::query(
         "UPDATE checks SET updated_at = $1, generation = generation + 1 WHERE site_id = $2",
@@ -569,56 +621,42 @@ impl Scoped<'_> {
     /// Changes a site's owner-facing fields; false when there is no such site. Deactivating
     /// takes its checks out of the monitored set (their open events close).
     pub async fn update_site(&self, id: u64, change: &SiteChange<'_>) -> Result<bool> {
-        let SiteChange {
-            name,
-            tags,
-            active,
-            blog_id,
-        } = *change;
         let mut tx = self
             .store
             .pool
             .begin()
             .await
             .context("starting a transaction")?;
-        let mut w = Where::default();
-        let mut sets = Vec::new();
-        if let Some(b) = blog_id {
-            sets.push(format!("blog_id = ${}", w.next()));
-            w.binds.push(Bind::I(i(b)));
+        let found = update_site_in(&mut tx, self.tenancy, id, change).await?;
+        if found {
+            tx.commit().await.context("committing a site")?;
         }
-        if let Some(n) = name {
-            sets.push(format!("name = ${}", w.next()));
-            w.binds.push(Bind::S(n.to_owned()));
-        }
-        if let Some(t) = tags {
-            sets.push(format!("tags = ${}", w.next()));
-            w.binds.push(Bind::S(join_tags(t)));
-        }
-        if let Some(a) = active {
-            sets.push(format!("active = ${}", w.next()));
-            w.binds.push(Bind::I(i64::from(a)));
-        }
-        if sets.is_empty() {
-            sets.push("id = id".to_owned());
-        }
-        w.int("id = ?", i(id));
-        w.own_sites(self.tenancy);
-        let sql = format!("UPDATE sites SET {} WHERE {}", sets.join(", "), w.sql());
-        let done = w
-            .query(sql)
-            .execute(&mut *tx)
+        Ok(found)
+    }
+
+    /// A bulk request's writes in one transaction, all or none: `updates` (false for a site
+    /// that is no longer there, whose change is not made) and `creates` (their new ids).
+    pub async fn bulk_sites(
+        &self,
+        updates: &[(u64, SiteChange<'_>)],
+        creates: &[NewSite],
+    ) -> Result<(Vec<bool>, Vec<u64>)> {
+        let mut tx = self
+            .store
+            .pool
+            .begin()
             .await
-            .context("updating a site")?
-            .rows_affected();
-        if done == 0 {
-            return Ok(false);
+            .context("starting a transaction")?;
+        let mut found = Vec::with_capacity(updates.len());
+        for (id, change) in updates {
+            found.push(update_site_in(&mut tx, self.tenancy, *id, change).await?);
         }
-        if active.is_some() {
-            touch_site(&mut tx, id).await?;
+        let mut ids = Vec::with_capacity(creates.len());
+        for s in creates {
+            ids.push(create_site_in(&mut tx, s, self.owner(s.tenant_id)).await?);
         }
-        tx.commit().await.context("committing a site")?;
-        Ok(true)
+        tx.commit().await.context("committing a bulk change")?;
+        Ok((found, ids))
     }
 
     pub async fn endpoints(&self, site_id: u64) -> Result<Vec<EndpointRow>> {
@@ -1163,7 +1201,7 @@ impl Scoped<'_> {
     }
 }
 
-async fn create_site_in(
+pub(super) async fn create_site_in(
     tx: &mut Transaction<'static, Any>,
     s: &NewSite,
     tenant_id: u64,

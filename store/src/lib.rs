@@ -14,6 +14,7 @@
 pub mod tokens;
 
 mod api;
+mod imports;
 mod keys;
 mod migrate;
 mod requests;
@@ -37,6 +38,7 @@ pub use api::{
     CheckRow, EndpointRow, EventFilter, NewSite, Scoped, SiteChange, SiteFilter, TransitionRow,
     WindowRow, split_tags,
 };
+pub use imports::{ImportUpdate, ImportedCheck};
 pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use requests::{AuditRow, Idem, RateBucket, StoredAnswer};

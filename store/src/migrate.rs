@@ -50,6 +50,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "idempotency_owner",
         include_str!("../../migrations/sqlite/0008_idempotency_owner.sql"),
     ),
+    (
+        9,
+        "checks_target",
+        include_str!("../../migrations/sqlite/0009_checks_target.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -93,6 +98,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "idempotency_owner",
         include_str!("../../migrations/postgres/0008_idempotency_owner.sql"),
+    ),
+    (
+        9,
+        "checks_target",
+        include_str!("../../migrations/postgres/0009_checks_target.sql"),
     ),
 ];
 

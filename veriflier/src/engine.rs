@@ -92,7 +92,10 @@ impl Engine {
             0,
             &config,
             1,
-            extra_allow,
+            &jetmon_prober::proto::safety::ExtraAllow {
+                cidrs: extra_allow.to_vec(),
+                sockets: Vec::new(),
+            },
             tls,
             hosts,
             shard_commands,

@@ -13,11 +13,11 @@ use jetmon_control::api::{self, LinkEnd, Probed};
 use jetmon_control::engine::{Input, Source};
 use jetmon_control::metrics::Shared;
 use jetmon_prober::proto::safety::ProbeSafety;
-use jetmon_shared::cidr::Cidr;
 use jetmon_shared::config::Config;
 use jetmon_shared::frames::{Command, ResultFrame};
 
 use super::Core;
+use jetmon_control::demo;
 
 /// A trigger-now caller who waited this long has given up.
 const TRIGGER_FORGOTTEN_AFTER: Duration = Duration::from_secs(180);
@@ -37,17 +37,17 @@ impl ApiService {
         demo: bool,
     ) -> Result<ApiService> {
         let (link, end) = api::link();
-        let mut allow = config.prober.allow_list();
+        let mut safety = ProbeSafety::new(config.prober.allow_list());
         if demo {
-            // The demo fleet is on loopback; the prober allows it in demo mode too.
-            allow.extend("127.0.0.0/8".parse::<Cidr>());
+            // The demo fleet's address (only it, not the rest of loopback), as the prober.
+            safety = safety.allowing_sockets(demo::DEMO_ADDR.parse().into_iter().collect());
         }
         let addr = api::start(api::Options {
             listen: config.control.api_listen.clone(),
             database_url: config.control.database_url.clone(),
             host: host.to_owned(),
             metrics,
-            safety: ProbeSafety::new(allow),
+            safety,
             link,
             rate_per_minute: config.control.api_rate_per_minute,
             expensive_per_minute: config.control.api_expensive_per_minute,
@@ -78,8 +78,13 @@ impl ApiService {
                     event_id,
                     source,
                     note,
+                    ticket,
                     reply,
                 } => {
+                    // The API gave up waiting and told its caller nothing changed.
+                    if !ticket.take() {
+                        continue;
+                    }
                     let before = core.ingest.pending_transitions();
                     core.ingest.apply(
                         Input::Close {

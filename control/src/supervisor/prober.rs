@@ -190,8 +190,9 @@ impl ProberService {
         cmd.args(["--shards", &self.shards.to_string()])
             .stdin(Stdio::null());
         if self.demo {
-            // The demo's sites live on loopback, which probe safety refuses unless allowed.
-            cmd.args(["--allow-cidr", "127.0.0.0/8"]);
+            // The demo's sites live on loopback, which probe safety refuses: open exactly the
+            // demo fleet's address, not the rest of loopback.
+            cmd.args(["--allow-target", jetmon_control::demo::DEMO_ADDR]);
         }
         if let Some(path) = &self.config_path {
             cmd.arg("--config").arg(path);

@@ -121,8 +121,10 @@ impl Writer {
 
     fn failed(&mut self, e: anyhow::Error, ready: &Shared) -> Result<()> {
         self.store_errors += 1;
+        // The public reason is a code; the error chain (which may name hosts and users) goes
+        // only to the log, below.
         if let Ok(mut r) = ready.not_ready.lock() {
-            *r = Some(format!("database unavailable: {e:#}"));
+            *r = Some("database_unavailable".to_owned());
         }
         // A database that answers but refuses the batch (a constraint) no longer holds what
         // this control believes it committed — e.g. it lost acknowledged commits in a crash.

@@ -103,15 +103,21 @@ pub fn raw(
 impl Api {
     /// `jetmon up --demo` (its demo fleet on a fixed port: one at a time per machine).
     pub fn start(database_url: &str, prefix: &str) -> Api {
-        Api::launch(database_url, prefix, true)
+        Api::launch(database_url, prefix, true, true)
     }
 
     /// `jetmon up` without the demo fleet.
     pub fn start_plain(database_url: &str, prefix: &str) -> Api {
-        Api::launch(database_url, prefix, false)
+        Api::launch(database_url, prefix, false, true)
     }
 
-    fn launch(database_url: &str, prefix: &str, with_demo: bool) -> Api {
+    /// `jetmon up --demo` with probe safety as shipped: no `prober.allow_cidrs` (only what
+    /// the demo opens itself).
+    pub fn start_demo_as_shipped(database_url: &str, prefix: &str) -> Api {
+        Api::launch(database_url, prefix, true, false)
+    }
+
+    fn launch(database_url: &str, prefix: &str, with_demo: bool, allow_loopback: bool) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let cfg = d.join("jetmon.toml");
@@ -119,10 +125,15 @@ impl Api {
             &cfg,
             format!(
                 "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = {prefix:?}\nresult_ring_bytes = 1048576\n\
-                 command_ring_bytes = 262144\nallow_cidrs = [\"127.0.0.0/8\"]\n[control]\n\
+                 command_ring_bytes = 262144\n{}[control]\n\
                  api_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {database_url:?}\n\
                  stats_spool_dir = {:?}\napi_expensive_per_minute = 4\n",
                 d,
+                if allow_loopback {
+                    "allow_cidrs = [\"127.0.0.0/8\"]\n"
+                } else {
+                    ""
+                },
                 Path::new(BIN).with_file_name("jetmon-prober"),
                 d.join("spool"),
             ),

@@ -3,22 +3,49 @@
 //! (no DNS-rebinding gap), for every redirect hop. Refusals are `probe_safety_blocked`:
 //! monitor-side (Unknown), never Down, never a veriflier's down vote.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use jetmon_shared::cidr::Cidr;
 
 pub use jetmon_shared::outcome::{Blocked, blocked_note as note};
 
 /// The filter, with the operator's allow-list (empty by default in production; the test fleet
-/// and the demo allow 127.0.0.0/8 explicitly).
+/// allows 127.0.0.0/8 explicitly) and single `ip:port` targets (the demo's own, and nothing
+/// else of loopback).
 #[derive(Debug, Clone, Default)]
 pub struct ProbeSafety {
     allow: Vec<Cidr>,
+    sockets: Vec<SocketAddr>,
+}
+
+/// What a command line adds to `prober.allow_cidrs`: ranges (`--allow-cidr`) and single
+/// `ip:port` targets (`--allow-target`).
+#[derive(Debug, Clone, Default)]
+pub struct ExtraAllow {
+    pub cidrs: Vec<Cidr>,
+    pub sockets: Vec<SocketAddr>,
 }
 
 impl ProbeSafety {
     pub fn new(allow: Vec<Cidr>) -> ProbeSafety {
-        ProbeSafety { allow }
+        ProbeSafety {
+            allow,
+            sockets: Vec::new(),
+        }
+    }
+
+    /// Also allows exactly these `ip:port` targets, whatever their address.
+    pub fn allowing_sockets(mut self, sockets: Vec<SocketAddr>) -> ProbeSafety {
+        self.sockets = sockets;
+        self
+    }
+
+    /// Checks the exact address and port about to be dialled.
+    pub fn check_dial(&self, to: SocketAddr) -> Result<(), Blocked> {
+        if self.sockets.contains(&to) {
+            return Ok(());
+        }
+        self.check_addr(to.ip())
     }
 
     /// Checks a host as written in the target, before resolution.
@@ -37,14 +64,21 @@ impl ProbeSafety {
         }
     }
 
-    /// The first address of an answer set that is not allowed (for the refusal's note).
-    pub fn first_refused(&self, ips: &[IpAddr]) -> Option<IpAddr> {
-        ips.iter().copied().find(|ip| self.check_addr(*ip).is_err())
+    /// The first address of an answer set that is not allowed on `port` (for the refusal's
+    /// note).
+    pub fn first_refused(&self, ips: &[IpAddr], port: u16) -> Option<IpAddr> {
+        ips.iter()
+            .copied()
+            .find(|ip| self.check_dial(SocketAddr::new(*ip, port)).is_err())
     }
 
-    /// Checks a whole answer set: any non-public address refuses it, and so does a mix.
-    pub fn check_answers(&self, ips: &[IpAddr]) -> Result<(), Blocked> {
-        let verdicts: Vec<_> = ips.iter().map(|ip| self.check_addr(*ip)).collect();
+    /// Checks a whole answer set to be dialled on `port`: any non-public address refuses it,
+    /// and so does a mix.
+    pub fn check_answers(&self, ips: &[IpAddr], port: u16) -> Result<(), Blocked> {
+        let verdicts: Vec<_> = ips
+            .iter()
+            .map(|ip| self.check_dial(SocketAddr::new(*ip, port)))
+            .collect();
         let blocked = verdicts.iter().filter(|v| v.is_err()).count();
         match blocked {
             0 => Ok(()),
@@ -215,6 +249,25 @@ mod tests {
     }
 
     #[test]
+    fn a_single_target_opens_its_port_only() {
+        let s = ProbeSafety::default().allowing_sockets(vec!["127.0.0.1:18090".parse().unwrap()]);
+        assert_eq!(s.check_dial("127.0.0.1:18090".parse().unwrap()), Ok(()));
+        assert_eq!(
+            s.check_dial("127.0.0.1:22".parse().unwrap()),
+            Err(Blocked::Loopback)
+        );
+        assert_eq!(
+            s.check_dial("127.0.0.2:18090".parse().unwrap()),
+            Err(Blocked::Loopback)
+        );
+        assert_eq!(s.check_answers(&[ip("127.0.0.1")], 18090), Ok(()));
+        assert_eq!(
+            s.first_refused(&[ip("127.0.0.1")], 6379),
+            Some(ip("127.0.0.1"))
+        );
+    }
+
+    #[test]
     fn the_allow_list_opens_ranges_explicitly() {
         let safety = ProbeSafety::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
         assert_eq!(safety.check_addr(ip("127.0.1.5")), Ok(()));
@@ -258,11 +311,17 @@ mod tests {
     #[test]
     fn mixed_answer_sets_are_refused() {
         let s = ProbeSafety::default();
-        assert_eq!(s.check_answers(&[ip("1.1.1.1"), ip("8.8.8.8")]), Ok(()));
         assert_eq!(
-            s.check_answers(&[ip("1.1.1.1"), ip("10.0.0.1")]),
+            s.check_answers(&[ip("1.1.1.1"), ip("8.8.8.8")], 443),
+            Ok(())
+        );
+        assert_eq!(
+            s.check_answers(&[ip("1.1.1.1"), ip("10.0.0.1")], 443),
             Err(Blocked::MixedAnswers)
         );
-        assert_eq!(s.check_answers(&[ip("10.0.0.1")]), Err(Blocked::Private));
+        assert_eq!(
+            s.check_answers(&[ip("10.0.0.1")], 443),
+            Err(Blocked::Private)
+        );
     }
 }
