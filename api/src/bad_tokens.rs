@@ -3,7 +3,10 @@
 //! one would cost a database lookup on the API's small pool. So an invalid token's hash is
 //! remembered for [`NEGATIVE_TTL_US`] (the next try costs a map lookup), each client address
 //! may present [`FAILURES_PER_MINUTE`] invalid tokens a minute before its token-bearing
-//! requests get 429 without a lookup, every failure is counted, and one in
+//! requests get 429 without a lookup — except tokens that were valid within the last
+//! [`GOOD_TTL_US`] (remembered by hash: they earn a lookup, which still authenticates them, so a
+//! revocation still takes effect at once), so one bad client behind a shared address does not
+//! lock out the good ones already working there. Every failure is counted, and one in
 //! [`AUDIT_ONE_IN`] is audited. The address is the TCP peer's: behind a proxy, the proxy's.
 
 use std::collections::HashMap;
@@ -15,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const FAILURES_PER_MINUTE: u32 = 30;
 /// How long an invalid token's hash is remembered.
 pub const NEGATIVE_TTL_US: u64 = 30 * 1_000_000;
+/// How long a valid token's hash earns a lookup from an address over its budget.
+pub const GOOD_TTL_US: u64 = 10 * 60 * 1_000_000;
 /// One failure in this many is written to the audit log (the first one included).
 pub const AUDIT_ONE_IN: u64 = 100;
 /// Entries kept in each map before expired ones are swept (and, if still full, all of them).
@@ -24,6 +29,8 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct BadTokens {
     /// sha256(token) → remembered until.
     unknown: Mutex<HashMap<[u8; 32], u64>>,
+    /// sha256(token) of recently valid tokens → remembered until.
+    good: Mutex<HashMap<[u8; 32], u64>>,
     /// Address → (milli-tokens left, at).
     addresses: Mutex<HashMap<IpAddr, (i64, u64)>>,
     failures: AtomicU64,
@@ -60,6 +67,19 @@ impl BadTokens {
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
         Some(((1000 - left) as u64).div_ceil(PER_S_MILLI as u64).max(1))
+    }
+
+    /// Whether this token hash was valid within the last [`GOOD_TTL_US`].
+    pub fn known_good(&self, hash: &[u8; 32], now: u64) -> bool {
+        let map = self.good.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash).is_some_and(|&until| now < until)
+    }
+
+    /// Records a valid token.
+    pub fn succeeded(&self, hash: [u8; 32], now: u64) {
+        let mut map = self.good.lock().unwrap_or_else(|p| p.into_inner());
+        bounded(&mut map, |&until| now < until);
+        map.insert(hash, now + GOOD_TTL_US);
     }
 
     /// Whether this token hash was found invalid within the last [`NEGATIVE_TTL_US`].
@@ -115,6 +135,15 @@ mod tests {
         assert_eq!(b.refuse(a, 0), Some(2));
         assert_eq!(b.refuse(other, 0), None);
         assert_eq!(b.refuse(a, 2_000_000), None);
+    }
+
+    #[test]
+    fn a_good_token_is_remembered_longer() {
+        let b = BadTokens::default();
+        b.succeeded([7; 32], 0);
+        assert!(b.known_good(&[7; 32], GOOD_TTL_US - 1));
+        assert!(!b.known_good(&[7; 32], GOOD_TTL_US));
+        assert!(!b.known_good(&[8; 32], 0));
     }
 
     #[test]

@@ -308,7 +308,10 @@ pub async fn guard(
     let key = match token {
         None => None,
         Some(t) => {
-            if let Some(secs) = g.bad.refuse(addr, now) {
+            let hash = jetmon_store::tokens::hash(&t);
+            if !g.bad.known_good(&hash, now)
+                && let Some(secs) = g.bad.refuse(addr, now)
+            {
                 let e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "auth_rate_limited",
@@ -318,7 +321,6 @@ pub async fn guard(
                 set_header(&mut res, "retry-after", secs);
                 return Ok(req.into_response(res));
             }
-            let hash = jetmon_store::tokens::hash(&t);
             let found = if g.bad.known_bad(&hash, now) {
                 None
             } else {
@@ -327,7 +329,9 @@ pub async fn guard(
                     Err(e) => return Ok(fail(req, &ApiError::from_store(e))),
                 }
             };
-            if found.is_none() {
+            if found.is_some() {
+                g.bad.succeeded(hash, now);
+            } else {
                 if g.bad.failed(hash, addr, now) {
                     g.record(AuditRow {
                         key_id: 0,
