@@ -67,15 +67,112 @@ pub struct Check {
     pub ttfb_degrade_ms: u32,
     pub total_warn_ms: u32,
     pub total_degrade_ms: u32,
+    /// http: custom request headers, each value shown only as a preview (stored encrypted).
+    pub headers: Vec<HeaderShown>,
+    /// http: the credentials sent as `Authorization`, secret shown only as a preview.
+    pub auth: Option<AuthShown>,
     /// Moves on with every change.
     pub generation: u32,
     pub created_at: String,
     pub updated_at: String,
 }
 
+/// A custom request header as answered: its name and the last characters of its value.
+#[derive(Serialize, ToSchema)]
+pub struct HeaderShown {
+    pub name: String,
+    /// `…` and the value's last 4 characters.
+    pub value_preview: String,
+}
+
+/// A check's credentials as answered.
+#[derive(Serialize, ToSchema)]
+pub struct AuthShown {
+    /// basic or bearer.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub auth_type: String,
+    /// basic: the user name.
+    pub username: Option<String>,
+    /// `…` and the password's (or token's) last 4 characters.
+    pub secret_preview: String,
+}
+
+/// A custom request header as given.
+#[derive(Deserialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderInput {
+    pub name: String,
+    pub value: String,
+}
+
+/// Credentials as given: `basic` (username, password), `bearer` (token), or `none` to remove
+/// them.
+#[derive(Deserialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AuthInput {
+    /// basic, bearer or none.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub auth_type: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+}
+
+const AUTHORIZATION: &str = "Authorization";
+
+/// A check's headers split into its custom ones and its credentials (the `Authorization`
+/// header the `auth` setting makes).
+fn split_auth(headers: &[(String, String)]) -> (Vec<(String, String)>, Option<&str>) {
+    let auth = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(AUTHORIZATION))
+        .map(|(_, v)| v.as_str());
+    let custom = headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case(AUTHORIZATION))
+        .cloned()
+        .collect();
+    (custom, auth)
+}
+
+fn auth_shown(value: &str) -> AuthShown {
+    use base64::Engine as _;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default();
+        let (user, password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+        AuthShown {
+            auth_type: "basic".into(),
+            username: Some(user.to_owned()),
+            secret_preview: jetmon_secrets::preview(password),
+        }
+    } else {
+        AuthShown {
+            auth_type: "bearer".into(),
+            username: None,
+            secret_preview: jetmon_secrets::preview(rest),
+        }
+    }
+}
+
 impl From<CheckRow> for Check {
     fn from(c: CheckRow) -> Check {
         let s = c.spec;
+        let (custom, auth) = split_auth(&s.headers);
+        let headers = custom
+            .iter()
+            .map(|(n, v)| HeaderShown {
+                name: n.clone(),
+                value_preview: jetmon_secrets::preview(v),
+            })
+            .collect();
+        let auth = auth.map(auth_shown);
         Check {
             id: s.check_id,
             site_id: s.site_id,
@@ -106,6 +203,8 @@ impl From<CheckRow> for Check {
             ttfb_degrade_ms: s.ttfb_degrade_ms,
             total_warn_ms: s.total_warn_ms,
             total_degrade_ms: s.total_degrade_ms,
+            headers,
+            auth,
             generation: s.generation,
             created_at: rfc3339(c.created_us),
             updated_at: rfc3339(c.updated_us),
@@ -156,6 +255,14 @@ pub struct CheckInput {
     pub ttfb_degrade_ms: Option<u32>,
     pub total_warn_ms: Option<u32>,
     pub total_degrade_ms: Option<u32>,
+    /// http: custom request headers sent with every probe (at most 20, 8 KiB in all; no
+    /// control characters; not Host, Content-Length, Transfer-Encoding, Connection or other
+    /// hop-by-hop headers; credentials go in `auth`). Replaces the check's custom headers;
+    /// stored encrypted, answered as previews.
+    pub headers: Option<Vec<HeaderInput>>,
+    /// http: credentials, sent as the `Authorization` header; stored encrypted, answered as a
+    /// preview. `{"type": "none"}` removes them.
+    pub auth: Option<AuthInput>,
 }
 
 fn named<T>(
@@ -280,12 +387,82 @@ impl CheckInput {
                 *field = v;
             }
         }
+        if self.headers.is_some() || self.auth.is_some() {
+            spec.headers = self.headers_onto(&spec.headers)?;
+        }
         // Limits the engine and prober rely on (sizes, ranges).
         let check_id = spec.check_id;
         spec.check_id = check_id.max(1);
         let valid = spec.validate();
         spec.check_id = check_id;
         valid.map_err(|e| bad(format!("{}: {}", e.field, e.problem)))
+    }
+}
+
+impl CheckInput {
+    /// The headers a check ends up with: the custom ones given (or kept) and the credentials
+    /// given (or kept) as one `Authorization` header.
+    fn headers_onto(&self, now: &[(String, String)]) -> Result<Vec<(String, String)>, ApiError> {
+        let bad = |m: String| ApiError::bad_request("invalid_body", m);
+        let (kept, kept_auth) = split_auth(now);
+        let mut out: Vec<(String, String)> = match &self.headers {
+            None => kept,
+            Some(given) => {
+                let mut out = Vec::with_capacity(given.len());
+                for (i, h) in given.iter().enumerate() {
+                    if h.name.eq_ignore_ascii_case(AUTHORIZATION) {
+                        return Err(bad(format!(
+                            "headers[{i}]: send credentials as auth ({{\"type\": \"basic\"|\"bearer\", …}})"
+                        )));
+                    }
+                    if !jetmon_prober::proto::http::header_allowed(&h.name, &h.value) {
+                        return Err(bad(format!(
+                            "headers[{i}]: {:?} may not be set (a token name; no control \
+                             characters; not Host, Content-Length, Transfer-Encoding, \
+                             Connection, Keep-Alive, TE, Trailer or Upgrade)",
+                            h.name
+                        )));
+                    }
+                    out.push((h.name.clone(), h.value.clone()));
+                }
+                out
+            }
+        };
+        let auth = match &self.auth {
+            None => kept_auth.map(str::to_owned),
+            Some(a) => auth_header(a)?,
+        };
+        if let Some(v) = auth {
+            out.push((AUTHORIZATION.to_owned(), v));
+        }
+        Ok(out)
+    }
+}
+
+/// The `Authorization` value of `auth` (None for `none`).
+fn auth_header(a: &AuthInput) -> Result<Option<String>, ApiError> {
+    use base64::Engine as _;
+    let bad = |m: &str| Err(ApiError::bad_request("invalid_body", format!("auth: {m}")));
+    let clean = |v: &str| !v.is_empty() && !v.chars().any(char::is_control);
+    match (a.auth_type.as_str(), &a.username, &a.password, &a.token) {
+        ("none", None, None, None) => Ok(None),
+        ("basic", Some(u), Some(p), None) => {
+            if !clean(u) || u.contains(':') || !clean(p) {
+                return bad("basic: a username without ':' and a password, no control characters");
+            }
+            let pair = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            Ok(Some(format!("Basic {pair}")))
+        }
+        ("bearer", None, None, Some(t)) => {
+            if !clean(t) || t.contains(' ') {
+                return bad("bearer: a token without spaces or control characters");
+            }
+            Ok(Some(format!("Bearer {t}")))
+        }
+        ("basic", ..) => bad("basic takes username and password (only)"),
+        ("bearer", ..) => bad("bearer takes token (only)"),
+        ("none", ..) => bad("none takes nothing else"),
+        (other, ..) => bad(&format!("type {other:?} is not one of basic, bearer, none")),
     }
 }
 

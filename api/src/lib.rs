@@ -205,6 +205,8 @@ pub struct Options {
     pub expensive_per_minute: u32,
     /// The statistics spool, for the live hour's percentiles (None: stored rows only).
     pub spool_dir: Option<std::path::PathBuf>,
+    /// What seals and opens stored secrets.
+    pub vault: Arc<jetmon_secrets::Vault>,
 }
 
 /// What every handler can reach.
@@ -235,7 +237,7 @@ pub fn start(o: Options) -> Result<SocketAddr> {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
                 let store = match Store::open(&o.database_url, &o.host).await {
-                    Ok(s) => s,
+                    Ok(s) => s.with_vault(o.vault.clone()),
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.context("the API's database pool")));
                         return;

@@ -27,6 +27,8 @@ pub struct Row {
     pub spec: CheckSpec,
     /// The Jetmon v1 id (1 to 2^63-1).
     pub blog_id: Option<u64>,
+    /// Request headers (JSON lines' `headers`; None: the check keeps what it has).
+    pub headers: Option<Vec<(String, String)>>,
 }
 
 /// One bad row: its line and what is wrong.
@@ -55,14 +57,16 @@ pub fn parse(text: &str, safety: &ProbeSafety) -> (Vec<Row>, Vec<BadRow>) {
             continue;
         }
         let parsed = if json { parse_json(l) } else { parse_csv(l) };
-        match parsed.and_then(|(url, interval, keyword, blog_id)| {
-            build(url, interval, keyword, safety).map(|spec| (spec, blog_id))
+        match parsed.and_then(|f| {
+            let (blog_id, headers) = (f.blog_id, f.headers.clone());
+            build(f, safety).map(|spec| (spec, blog_id, headers))
         }) {
-            Ok((spec, blog_id)) => rows.push(Row {
+            Ok((spec, blog_id, headers)) => rows.push(Row {
                 line,
                 url: spec.target.clone(),
                 spec,
                 blog_id,
+                headers,
             }),
             Err(problem) => bad.push(BadRow { line, problem }),
         }
@@ -76,7 +80,15 @@ fn line_is_header(l: &str) -> bool {
         .is_some_and(|f| f.trim().eq_ignore_ascii_case("url"))
 }
 
-type Fields = (String, Option<u32>, Option<String>, Option<u64>);
+/// What one line gives.
+#[derive(Debug, Default)]
+struct Fields {
+    url: String,
+    interval: Option<u32>,
+    keyword: Option<String>,
+    blog_id: Option<u64>,
+    headers: Option<Vec<(String, String)>>,
+}
 
 /// A line's comma-separated fields; a field in double quotes may hold commas (`""` is a quote).
 fn csv_fields(l: &str) -> Vec<String> {
@@ -124,7 +136,13 @@ fn parse_csv(l: &str) -> Result<Fields, String> {
     };
     let keyword = field(2).map(str::to_owned);
     let blog_id = field(3).map(blog_id_of).transpose()?;
-    Ok((url, interval, keyword, blog_id))
+    Ok(Fields {
+        url,
+        interval,
+        keyword,
+        blog_id,
+        headers: None,
+    })
 }
 
 fn parse_json(l: &str) -> Result<Fields, String> {
@@ -132,9 +150,12 @@ fn parse_json(l: &str) -> Result<Fields, String> {
         serde_json::from_str(l).map_err(|e| format!("not a JSON object: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
     for key in obj.keys() {
-        if !matches!(key.as_str(), "url" | "interval_s" | "keyword" | "blog_id") {
+        if !matches!(
+            key.as_str(),
+            "url" | "interval_s" | "keyword" | "blog_id" | "headers"
+        ) {
             return Err(format!(
-                "unknown field {key:?} (url, interval_s, keyword, blog_id)"
+                "unknown field {key:?} (url, interval_s, keyword, blog_id, headers)"
             ));
         }
     }
@@ -159,15 +180,36 @@ fn parse_json(l: &str) -> Result<Fields, String> {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(blog_id_of(&v.to_string())?),
     };
-    Ok((url, interval, keyword, blog_id))
+    let headers = match obj.get("headers") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Object(h)) => Some(
+            h.iter()
+                .map(|(k, v)| {
+                    v.as_str()
+                        .map(|v| (k.clone(), v.to_owned()))
+                        .ok_or_else(|| format!("headers.{k}: not a string"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err("\"headers\" is not an object of name: value".to_owned()),
+    };
+    Ok(Fields {
+        url,
+        interval,
+        keyword,
+        blog_id,
+        headers,
+    })
 }
 
-fn build(
-    url: String,
-    interval: Option<u32>,
-    keyword: Option<String>,
-    safety: &ProbeSafety,
-) -> Result<CheckSpec, String> {
+fn build(f: Fields, safety: &ProbeSafety) -> Result<CheckSpec, String> {
+    let Fields {
+        url,
+        interval,
+        keyword,
+        headers,
+        ..
+    } = f;
     check_target(safety, CheckType::Http, &url).map_err(|p| match p {
         TargetProblem::Invalid(why) => format!("url {url:?}: {why}"),
         TargetProblem::Unsafe(why) => format!(
@@ -188,6 +230,18 @@ fn build(
             return Err("keyword: no control characters".to_owned());
         }
         spec.keywords = vec![k];
+    }
+    if let Some(h) = headers {
+        if let Some((n, _)) = h
+            .iter()
+            .find(|(n, v)| !jetmon_prober::proto::http::header_allowed(n, v))
+        {
+            return Err(format!(
+                "headers: {n:?} may not be set (a token name; no control characters; not Host, \
+                 Content-Length, Transfer-Encoding, Connection or other hop-by-hop headers)"
+            ));
+        }
+        spec.headers = h;
     }
     spec.validate().map_err(|e| e.to_string())?;
     Ok(spec)
@@ -270,6 +324,17 @@ pub fn plan(
         ));
         spec.keywords.clone_from(&row.spec.keywords);
     }
+    // Their values are secrets: the plan says that they change, never what they are.
+    if let Some(h) = &row.headers
+        && *h != spec.headers
+    {
+        what.push(format!(
+            "request headers ({} → {})",
+            spec.headers.len(),
+            h.len()
+        ));
+        spec.headers.clone_from(h);
+    }
     let blog_id = row.blog_id.filter(|b| e.blog_id != Some(*b));
     if let Some(b) = blog_id {
         let was = e.blog_id.map_or("none".to_owned(), |b| b.to_string());
@@ -325,6 +390,7 @@ mod tests {
             url: url.to_owned(),
             spec,
             blog_id: blog,
+            headers: None,
         }
     }
 

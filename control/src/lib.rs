@@ -15,6 +15,7 @@ pub mod ingest;
 pub use jetmon_store::tokens as keys;
 pub mod metrics;
 pub mod oneoff;
+pub mod secrets;
 pub use jetmon_engine::sla;
 pub mod stats;
 pub mod tenants;

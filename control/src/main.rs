@@ -62,6 +62,9 @@ enum Cmd {
     /// Tenants (customers): every site belongs to one; tenant keys see only their own.
     #[command(subcommand)]
     Tenants(jetmon_control::tenants::TenantsCmd),
+    /// The keys that seal stored secrets (webhook secrets, check credentials and headers).
+    #[command(subcommand)]
+    Secrets(jetmon_control::secrets::SecretsCmd),
 }
 
 #[derive(Subcommand)]
@@ -277,6 +280,14 @@ fn main() -> ExitCode {
             tenant,
             dry_run,
         }) => import(&config, &file, tenant, dry_run),
+        Cmd::Secrets(cmd) => {
+            let control = config.control.clone();
+            with_store(&config, |store| async move {
+                let done = jetmon_control::secrets::run(&control, &store, cmd).await;
+                store.close().await;
+                done
+            })
+        }
         Cmd::Tenants(cmd) => with_store(&config, |store| async move {
             let done = jetmon_control::tenants::run(&store, cmd).await;
             store.close().await;
@@ -638,8 +649,7 @@ fn stats_flush(config: &Config) -> Result<()> {
         .build()?;
     rt.block_on(async {
         let store =
-            jetmon_control::store::Store::open(&config.control.database_url, &supervisor::hostname())
-                .await?;
+            jetmon_control::secrets::open_store(&config.control, &supervisor::hostname()).await?;
         let mut total = flush::Flushed::default();
         for d in &sealed {
             let f = flush::flush_sealed(&store, d).await?;
@@ -674,7 +684,7 @@ where
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = jetmon_control::store::Store::open(&config.control.database_url, "cli").await?;
+        let store = jetmon_control::secrets::open_store(&config.control, "cli").await?;
         f(store).await
     })
 }

@@ -120,6 +120,7 @@ impl Verifier {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (vtx, verdicts) = std::sync::mpsc::channel();
         let (url, host) = (config.database_url.clone(), host.to_owned());
+        let vault = crate::secrets::vault(config);
         let detection = config.detection.clone();
         let shared = peers.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -151,7 +152,8 @@ impl Verifier {
                         }
                     }
                     let _ = ready_tx.send(Ok(()));
-                    run(rx, vtx, Arc::new(clients), shared, &url, &host, detection).await;
+                    let db = (url.as_str(), host.as_str(), vault);
+                    run(rx, vtx, Arc::new(clients), shared, db, detection).await;
                 });
             })
             .context("starting the verification client")?;
@@ -243,8 +245,7 @@ async fn run(
     verdicts: Sender<Verdict>,
     peers: Arc<Vec<Peer>>,
     states: Arc<Mutex<Vec<PeerState>>>,
-    url: &str,
-    host: &str,
+    (url, host, vault): (&str, &str, Arc<jetmon_secrets::Vault>),
     detection: jetmon_shared::config::DetectionConfig,
 ) {
     let mut store: Option<Store> = None;
@@ -269,7 +270,7 @@ async fn run(
         batch.dedup_by_key(|r| r.0);
         if store.is_none() {
             match Store::open(url, host).await {
-                Ok(s) => store = Some(s),
+                Ok(s) => store = Some(s.with_vault(vault.clone())),
                 Err(e) => {
                     eprintln!("jetmon: verification cannot read the checks (will retry): {e:#}")
                 }

@@ -339,9 +339,14 @@ pub fn run(a: &ApiArgs) -> Result<String> {
     pin(&[0]);
     let (link, _end) = jetmon_control::api::link();
     let spool = tempfile::tempdir()?;
+    let vault = jetmon_control::secrets::vault(&jetmon_shared::config::ControlConfig {
+        database_url: url.clone(),
+        ..Default::default()
+    });
     let addr = jetmon_control::api::start(jetmon_control::api::Options {
         listen: "127.0.0.1:0".into(),
         database_url: url,
+        vault,
         host: "bench".into(),
         metrics: jetmon_control::metrics::Shared::default(),
         safety: Default::default(),

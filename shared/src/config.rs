@@ -202,6 +202,10 @@ pub struct ControlConfig {
     pub api_rate_per_minute: u32,
     /// Expensive REST API operations (trigger-now) per minute per key, on top.
     pub api_expensive_per_minute: u32,
+    /// The key file sealing stored secrets (docs/notifications.md); `JETMON_SECRET_KEY` may
+    /// hold its text instead. Empty = beside the SQLite file (`<file>.key`, created when first
+    /// needed); PostgreSQL has no default (every host must use the same key).
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl ControlConfig {
@@ -239,6 +243,7 @@ impl Default for ControlConfig {
             stats_daily_days: 400,
             api_rate_per_minute: 600,
             api_expensive_per_minute: 10,
+            secret_key_file: None,
         }
     }
 }

@@ -160,12 +160,15 @@ pub struct EndpointRow {
 /// A check as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRow {
+    /// Its request headers are filled only once the row is opened (`Store::open_check`).
     pub spec: CheckSpec,
     pub name: String,
     pub endpoint_id: Option<u64>,
     pub critical: bool,
     pub created_us: u64,
     pub updated_us: u64,
+    /// The sealed request headers, as stored.
+    pub sealed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,12 +259,15 @@ fn site_of(r: &sqlx::any::AnyRow) -> Result<SiteRow> {
 
 const CHECK_COLUMNS: &str = "id, site_id, check_type, target, interval_ms, timeout_ms, retries, \
      retry_spacing_ms, critical, paused, settings, generation, name, endpoint_id, created_at, \
-     updated_at";
+     updated_at, sealed";
 
 /// The same columns, of `checks c` in a join.
 pub(super) const CHECK_COLUMNS_C: &str = "c.id, c.site_id, c.check_type, c.target, \
      c.interval_ms, c.timeout_ms, c.retries, c.retry_spacing_ms, c.critical, c.paused, \
-     c.settings, c.generation, c.name, c.endpoint_id, c.created_at, c.updated_at";
+     c.settings, c.generation, c.name, c.endpoint_id, c.created_at, c.updated_at, c.sealed";
+
+/// The columns after [`CHECK_COLUMNS_C`] in a query start here.
+pub(super) const AFTER_CHECK_COLUMNS: usize = 17;
 
 pub(super) fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
     let id = u(r.try_get::<i64, _>(0)?);
@@ -287,6 +293,7 @@ pub(super) fn check_of(r: &sqlx::any::AnyRow) -> Result<CheckRow> {
         critical,
         created_us: u(r.try_get::<i64, _>(14)?),
         updated_us: u(r.try_get::<i64, _>(15)?),
+        sealed: r.try_get::<Option<String>, _>(16)?,
     })
 }
 
@@ -438,7 +445,7 @@ async fn delete_check_data(
 /// can list, read or change another tenant's objects: they are simply not found.
 #[derive(Clone, Copy)]
 pub struct Scoped<'a> {
-    store: &'a Store,
+    pub(crate) store: &'a Store,
     tenancy: Tenancy,
 }
 
@@ -580,7 +587,7 @@ impl Scoped<'_> {
             .context("starting a transaction")?;
         let mut ids = Vec::with_capacity(sites.len());
         for s in sites {
-            ids.push(create_site_in(&mut tx, s, self.owner(s.tenant_id)).await?);
+            ids.push(create_site_in(&mut tx, self.store, s, self.owner(s.tenant_id)).await?);
         }
         tx.commit().await.context("committing sites")?;
         Ok(ids)
@@ -653,7 +660,7 @@ impl Scoped<'_> {
         }
         let mut ids = Vec::with_capacity(creates.len());
         for s in creates {
-            ids.push(create_site_in(&mut tx, s, self.owner(s.tenant_id)).await?);
+            ids.push(create_site_in(&mut tx, self.store, s, self.owner(s.tenant_id)).await?);
         }
         tx.commit().await.context("committing a bulk change")?;
         Ok((found, ids))
@@ -801,7 +808,11 @@ impl Scoped<'_> {
             .fetch_all(&self.store.pool)
             .await
             .context("loading checks")?;
-        rows.iter().map(check_of).collect()
+        let mut checks = rows.iter().map(check_of).collect::<Result<Vec<_>>>()?;
+        for c in &mut checks {
+            self.store.open_check(c)?;
+        }
+        Ok(checks)
     }
 
     /// Adds a check to a site (on `endpoint_id` when given); returns its id, or None when
@@ -823,7 +834,8 @@ impl Scoped<'_> {
             .begin()
             .await
             .context("starting a transaction")?;
-        let id = insert_check(&mut tx, site_id, spec, critical, now_us()).await?;
+        let sealed = self.store.seal_headers(&spec.headers)?;
+        let id = insert_check(&mut tx, site_id, spec, critical, now_us(), sealed).await?;
         sqlx::query("UPDATE checks SET name = $1, endpoint_id = $2 WHERE id = $3")
             .bind(name.to_owned())
             .bind(endpoint_id.map(i))
@@ -849,7 +861,7 @@ impl Scoped<'_> {
         let done = sqlx::query(
             "UPDATE checks SET check_type = $1, target = $2, interval_ms = $3, timeout_ms = $4, \
              retries = $5, retry_spacing_ms = $6, critical = $7, paused = $8, settings = $9, \
-             name = $10, generation = generation + 1, updated_at = $11 \
+             name = $10, generation = generation + 1, updated_at = $11, sealed = $14 \
              WHERE id = $12 AND site_id = $13",
         )
         .bind(i64::from(spec.check_type as u8))
@@ -865,6 +877,7 @@ impl Scoped<'_> {
         .bind(i(now_us()))
         .bind(i(spec.check_id))
         .bind(i(site_id))
+        .bind(self.store.seal_headers(&spec.headers)?)
         .execute(&self.store.pool)
         .await
         .context("updating a check")?
@@ -1203,6 +1216,7 @@ impl Scoped<'_> {
 
 pub(super) async fn create_site_in(
     tx: &mut Transaction<'static, Any>,
+    store: &Store,
     s: &NewSite,
     tenant_id: u64,
 ) -> Result<u64> {
@@ -1231,7 +1245,15 @@ pub(super) async fn create_site_in(
     .context("adding an endpoint")?;
     let endpoint = u(row.try_get::<i64, _>(0)?);
     for spec in &s.checks {
-        let id = insert_check(tx, site, spec, true, now).await?;
+        let id = insert_check(
+            tx,
+            site,
+            spec,
+            true,
+            now,
+            store.seal_headers(&spec.headers)?,
+        )
+        .await?;
         sqlx::query("UPDATE checks SET endpoint_id = $1 WHERE id = $2")
             .bind(i(endpoint))
             .bind(i(id))

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use jetmon_shared::check::{CheckSpec, CheckType};
 use sqlx::Row;
 
-use super::api::{CHECK_COLUMNS_C, check_of, create_site_in};
+use super::api::{AFTER_CHECK_COLUMNS, CHECK_COLUMNS_C, check_of, create_site_in};
 use super::{NewSite, Scoped, i, now_us, settings_json, u};
 
 /// One of the tenant's HTTP checks, found by its target.
@@ -65,13 +65,15 @@ impl Scoped<'_> {
             .context("finding checks by URL")?;
         let mut found: Vec<ImportedCheck> = Vec::with_capacity(rows.len());
         for r in &rows {
-            let c = check_of(r)?;
+            let mut c = check_of(r)?;
+            // Its request headers, to compare with the file's (they are kept unless it says).
+            self.store.open_check(&mut c)?;
             if found.iter().any(|f| f.spec.target == c.spec.target) {
                 continue;
             }
             found.push(ImportedCheck {
                 site_id: c.spec.site_id,
-                blog_id: r.try_get::<Option<i64>, _>(16)?.map(u),
+                blog_id: r.try_get::<Option<i64>, _>(AFTER_CHECK_COLUMNS)?.map(u),
                 spec: c.spec,
             });
         }
@@ -118,13 +120,14 @@ impl Scoped<'_> {
             let s = &up.spec;
             sqlx::query(
                 "UPDATE checks SET interval_ms = $1, settings = $2, generation = generation + 1, \
-                 updated_at = $3 WHERE id = $4 AND site_id = $5",
+                 updated_at = $3, sealed = $6 WHERE id = $4 AND site_id = $5",
             )
             .bind(i64::from(s.interval_ms))
             .bind(settings_json(s))
             .bind(i(now))
             .bind(i(s.check_id))
             .bind(i(up.site_id))
+            .bind(self.store.seal_headers(&s.headers)?)
             .execute(&mut *tx)
             .await
             .context("updating a check")?;
@@ -140,7 +143,7 @@ impl Scoped<'_> {
         }
         let mut ids = Vec::with_capacity(creates.len());
         for s in creates {
-            ids.push(create_site_in(&mut tx, s, self.owner(s.tenant_id)).await?);
+            ids.push(create_site_in(&mut tx, self.store, s, self.owner(s.tenant_id)).await?);
             progress(updates.len() + ids.len());
         }
         tx.commit().await.context("committing the import")?;

@@ -18,6 +18,7 @@ mod imports;
 mod keys;
 mod migrate;
 mod requests;
+mod sealed;
 mod stats;
 mod tenants;
 
@@ -165,6 +166,8 @@ pub struct Store {
     backend: Backend,
     /// `local:<host>` in transition sources.
     host: String,
+    /// What seals and opens secrets (None: storing one is refused, stored ones do not open).
+    vault: Option<std::sync::Arc<jetmon_secrets::Vault>>,
 }
 
 fn i(v: u64) -> i64 {
@@ -263,6 +266,7 @@ impl Store {
             pool,
             backend,
             host: host.to_owned(),
+            vault: None,
         };
         migrate::run(&store.pool, backend)
             .await
@@ -506,7 +510,8 @@ impl Store {
     /// Adds a check to a site; returns its id. `spec.check_id` and `site_id` are ignored.
     pub async fn add_check(&self, site_id: u64, spec: &CheckSpec, critical: bool) -> Result<u64> {
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
-        let id = insert_check(&mut tx, site_id, spec, critical, now_us()).await?;
+        let sealed = self.seal_headers(&spec.headers)?;
+        let id = insert_check(&mut tx, site_id, spec, critical, now_us(), sealed).await?;
         tx.commit().await.context("committing a check")?;
         Ok(id)
     }
@@ -525,7 +530,8 @@ impl Store {
                     .await
                     .context("adding a site")?;
             let site: i64 = row.try_get(0)?;
-            insert_check(&mut tx, u(site), spec, true, u(now)).await?;
+            let sealed = self.seal_headers(&spec.headers)?;
+            insert_check(&mut tx, u(site), spec, true, u(now), sealed).await?;
         }
         tx.commit().await.context("committing an import batch")?;
         Ok(rows.len())
@@ -583,12 +589,21 @@ impl Store {
             .context("loading checks")?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
+            let mut row = api::check_of(&r)?;
+            if let Err(e) = self.open_check(&mut row) {
+                // Probing without them is visible (the check fails as the site answers);
+                // leaving the check out would be a silent gap in monitoring.
+                eprintln!(
+                    "jetmon: check {}: its request headers do not open ({e:#}); probing without them",
+                    row.spec.check_id
+                );
+            }
             let api::CheckRow {
                 mut spec, critical, ..
-            } = api::check_of(&r)?;
+            } = row;
             // A deactivated tenant's checks pause (Paused, not downtime) without touching
             // the owner's own pause, which returns with the tenant.
-            spec.paused |= r.try_get::<i64, _>(16)? == 0;
+            spec.paused |= r.try_get::<i64, _>(api::AFTER_CHECK_COLUMNS)? == 0;
             let (id, site_id) = (spec.check_id, spec.site_id);
             let maintenance = windows
                 .iter()
@@ -828,11 +843,12 @@ async fn insert_check(
     spec: &CheckSpec,
     critical: bool,
     now_us: u64,
+    sealed: Option<String>,
 ) -> Result<u64> {
     let row = sqlx::query(
         "INSERT INTO checks (site_id, check_type, target, interval_ms, timeout_ms, retries, \
-         retry_spacing_ms, critical, paused, settings, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         retry_spacing_ms, critical, paused, settings, created_at, updated_at, sealed) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(i(site_id))
     .bind(i64::from(spec.check_type as u8))
@@ -846,6 +862,7 @@ async fn insert_check(
     .bind(settings_json(spec))
     .bind(i(now_us))
     .bind(i(now_us))
+    .bind(sealed)
     .fetch_one(&mut **tx)
     .await
     .context("adding a check")?;

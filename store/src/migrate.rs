@@ -55,6 +55,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "checks_target",
         include_str!("../../migrations/sqlite/0009_checks_target.sql"),
     ),
+    (
+        10,
+        "check_secrets",
+        include_str!("../../migrations/sqlite/0010_check_secrets.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -103,6 +108,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "checks_target",
         include_str!("../../migrations/postgres/0009_checks_target.sql"),
+    ),
+    (
+        10,
+        "check_secrets",
+        include_str!("../../migrations/postgres/0010_check_secrets.sql"),
     ),
 ];
 

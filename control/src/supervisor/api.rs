@@ -52,6 +52,7 @@ impl ApiService {
             rate_per_minute: config.control.api_rate_per_minute,
             expensive_per_minute: config.control.api_expensive_per_minute,
             spool_dir: Some(spool_dir),
+            vault: jetmon_control::secrets::vault(&config.control),
         })?;
         Ok(ApiService {
             link: end,

@@ -187,7 +187,7 @@ impl Core {
             .enable_all()
             .build()
             .context("starting the store's runtime")?;
-        let store = rt.block_on(Store::open(&config.control.database_url, host))?;
+        let store = rt.block_on(jetmon_control::secrets::open_store(&config.control, host))?;
         eprintln!(
             "jetmon: database {}",
             jetmon_control::store::redact(&config.control.database_url)
