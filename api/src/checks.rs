@@ -674,6 +674,8 @@ mod tests {
                 "ttfb_warn_ms" | "ttfb_degrade_ms" | "total_warn_ms" | "total_degrade_ms" => {
                     json!(900)
                 }
+                "headers" => json!([{"name": "X-Api-Key", "value": "k"}]),
+                "auth" => json!({"type": "bearer", "token": "t"}),
                 other => panic!("no sample for the API's check field {other:?}: add one"),
             }
         };
