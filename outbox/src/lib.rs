@@ -6,6 +6,7 @@
 //! (`jetmon-deliver`) carry it out.
 
 pub mod ladder;
+pub mod payload;
 pub mod sign;
 
 use jetmon_shared::state::State;
@@ -74,10 +75,16 @@ impl Kind {
     }
 }
 
-/// A delivery's id: the same for every re-send of one (subscription, transition), so a
-/// receiver de-duplicates on it (`webhook-id`, `X-Jetmon-Delivery`).
-pub fn delivery_id(transition_id: u64, kind: Kind, subscription_id: u64) -> String {
-    format!("{transition_id}.{}{subscription_id}", kind.letter())
+/// A delivery's id: the same for every re-send of one (subscription, transition, type), so a
+/// receiver de-duplicates on it (`webhook-id`, `X-Jetmon-Delivery`). A site's state change
+/// rides on the transition that made it, with its own suffix.
+pub fn delivery_id(transition_id: u64, kind: Kind, subscription_id: u64, ty: EventType) -> String {
+    let suffix = if ty == EventType::SiteStateChanged {
+        ".site"
+    } else {
+        ""
+    };
+    format!("{transition_id}.{}{subscription_id}{suffix}", kind.letter())
 }
 
 /// One transition as the outbox sees it.
@@ -225,6 +232,13 @@ mod tests {
             ..all
         };
         assert!(!off.wants(EventType::EventStateChanged, &down));
-        assert_eq!(delivery_id(41, Kind::Webhook, 3), "41.w3");
+        assert_eq!(
+            delivery_id(41, Kind::Webhook, 3, EventType::EventOpened),
+            "41.w3"
+        );
+        assert_eq!(
+            delivery_id(41, Kind::Webhook, 3, EventType::SiteStateChanged),
+            "41.w3.site"
+        );
     }
 }

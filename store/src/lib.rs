@@ -17,10 +17,12 @@ mod api;
 mod imports;
 mod keys;
 mod migrate;
+mod outbox;
 mod requests;
 mod sealed;
 mod stats;
 mod tenants;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -42,9 +44,11 @@ pub use api::{
 pub use imports::{ImportUpdate, ImportedCheck};
 pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
+pub use outbox::Delivery;
 pub use requests::{AuditRow, Idem, RateBucket, StoredAnswer};
 pub use stats::{Period, Rollup};
 pub use tenants::{DEFAULT_TENANT, Tenancy, TenantRow, name_problem as tenant_name_problem};
+pub use webhooks::{NewWebhook, WebhookRow};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,9 @@ pub struct Batch {
     pub positions: Vec<(u16, u64)>,
     /// Raw results of failed probes ("why is it down"); healthy results are not kept.
     pub failures: Vec<Failure>,
+    /// Who wants notices of these transitions (docs/notifications.md): their outbox rows are
+    /// written in the same transaction.
+    pub subscriptions: std::sync::Arc<Vec<jetmon_outbox::Subscription>>,
 }
 
 impl Batch {
@@ -298,9 +305,12 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let mut ids = Vec::with_capacity(batch.transitions.len());
         for t in &batch.transitions {
-            self.write_transition(&mut tx, t).await?;
+            ids.push(self.write_transition(&mut tx, t).await?);
         }
+        // Before the projections: the sites' states as they were, for site.state_changed.
+        self.enqueue(&mut tx, batch, &ids).await?;
         for p in &batch.projections {
             sqlx::query(
                 "UPDATE sites SET current_state = $1, current_severity = $2, active_event_id = $3, \
@@ -359,11 +369,12 @@ impl Store {
         Ok(())
     }
 
+    /// Writes one transition (and its event's change); its id (None for a no-op).
     async fn write_transition(
         &self,
         tx: &mut Transaction<'static, Any>,
         t: &Transition,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         let kind = i64::from(t.identity.kind as u8);
         match (t.before, t.after) {
             (None, Some((state, severity))) => {
@@ -402,7 +413,7 @@ impl Store {
                 .await
                 .context("closing an event")?;
             }
-            (None, None) => return Ok(()),
+            (None, None) => return Ok(None),
         }
         let mut metadata: serde_json::Map<String, serde_json::Value> = t
             .detail
@@ -431,9 +442,10 @@ impl Store {
             metadata.insert("note".to_owned(), serde_json::Value::from(note.as_ref()));
         }
         let metadata = serde_json::Value::Object(metadata).to_string();
-        sqlx::query(
+        let row = sqlx::query(
             "INSERT INTO transitions (event_id, site_id, state_before, severity_before, state_after, \
-             severity_after, reason, source, metadata, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             severity_after, reason, source, metadata, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             RETURNING id",
         )
         .bind(i(t.event_id))
         .bind(i(t.identity.site_id))
@@ -445,10 +457,10 @@ impl Store {
         .bind(self.source(&t.source))
         .bind(metadata)
         .bind(i(t.at_us))
-        .execute(&mut **tx)
+        .fetch_one(&mut **tx)
         .await
         .context("appending a transition")?;
-        Ok(())
+        Ok(Some(u(row.try_get::<i64, _>(0)?)))
     }
 
     /// Drops raw failures older than the retention; returns how many.

@@ -60,6 +60,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "check_secrets",
         include_str!("../../migrations/sqlite/0010_check_secrets.sql"),
     ),
+    (
+        11,
+        "outbox",
+        include_str!("../../migrations/sqlite/0011_outbox.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -113,6 +118,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "check_secrets",
         include_str!("../../migrations/postgres/0010_check_secrets.sql"),
+    ),
+    (
+        11,
+        "outbox",
+        include_str!("../../migrations/postgres/0011_outbox.sql"),
     ),
 ];
 

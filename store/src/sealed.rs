@@ -22,7 +22,7 @@ impl Store {
         self.vault.as_ref()
     }
 
-    fn need_vault(&self) -> Result<&Vault> {
+    pub(crate) fn need_vault(&self) -> Result<&Vault> {
         self.vault.as_deref().context(
             "no secret key for this database (set control.secret_key_file or JETMON_SECRET_KEY)",
         )
@@ -53,7 +53,11 @@ impl Store {
 
 /// Every column holding sealed values: (table, column, purpose). Rotation and status walk
 /// these; a new kind of secret adds its column here.
-const SEALED_COLUMNS: &[(&str, &str, Purpose)] = &[("checks", "sealed", Purpose::CheckSecrets)];
+const SEALED_COLUMNS: &[(&str, &str, Purpose)] = &[
+    ("checks", "sealed", Purpose::CheckSecrets),
+    ("webhooks", "secret", Purpose::WebhookSecret),
+    ("webhooks", "previous_secret", Purpose::WebhookSecret),
+];
 
 impl Store {
     /// How many stored values each key id seals, over every sealed column.

@@ -62,6 +62,12 @@ impl CheckSet {
             return;
         }
         self.last_poll = Instant::now();
+        // Who wants notices rides on the same cadence (a webhook change nudges too).
+        match core.rt.block_on(core.store.subscriptions()) {
+            Ok(s) if *core.subscriptions != s => core.subscriptions = std::sync::Arc::new(s),
+            Ok(_) => {}
+            Err(e) => eprintln!("jetmon: reloading webhooks failed (keeping the last): {e:#}"),
+        }
         match core.rt.block_on(core.store.checks_fingerprint()) {
             Ok(now) if now != self.fingerprint => {
                 self.fingerprint = now;

@@ -63,6 +63,8 @@ pub(super) struct Core {
     pub store: Store,
     pub ingest: Ingest,
     pub commands: Vec<Command>,
+    /// Who wants notices (active webhooks), written with each batch's transitions.
+    pub subscriptions: std::sync::Arc<Vec<jetmon_outbox::Subscription>>,
 }
 
 pub fn up(
@@ -219,11 +221,13 @@ impl Core {
             ingest.engine.check_count(),
             open.len()
         );
+        let subscriptions = std::sync::Arc::new(rt.block_on(store.subscriptions())?);
         let core = Core {
             rt,
             store,
             ingest,
             commands: Vec::new(),
+            subscriptions,
         };
         Ok((core, checks, batch_no))
     }

@@ -75,6 +75,7 @@ impl Writer {
         {
             self.batch_no += 1;
             batch.positions.push((BATCH_SHARD, self.batch_no));
+            batch.subscriptions = core.subscriptions.clone();
             self.pending = Some(batch);
         } else {
             // Healthy results only: nothing durable came of them, release them.
@@ -176,6 +177,7 @@ impl Writer {
     pub fn finish(&mut self, core: &mut Core, rings: &mut Rings) {
         let mut batch = self.pending.take().unwrap_or_default();
         merge(&mut batch, core.ingest.take_batch());
+        batch.subscriptions = core.subscriptions.clone();
         if let Err(e) = core.rt.block_on(core.store.apply(&batch)) {
             eprintln!("jetmon: could not store the last batch: {e:#}");
         } else {
