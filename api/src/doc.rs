@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{checks, error, events, keys, maintenance, sites, stats, tenants, trigger};
+use super::{checks, error, events, keys, maintenance, sites, stats, tenants, trigger, webhooks};
 
 struct Bearer;
 
@@ -45,11 +45,14 @@ impl Modify for Bearer {
         trigger::trigger, trigger::job,
         keys::list, keys::create, keys::revoke, keys::rotate,
         tenants::list, tenants::create, tenants::one, tenants::patch,
+        webhooks::list, webhooks::create, webhooks::one, webhooks::patch, webhooks::delete,
+        webhooks::rotate, webhooks::test, webhooks::deliveries, webhooks::retry,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "system"), (name = "sites"), (name = "checks"), (name = "maintenance"),
         (name = "events"), (name = "statistics"), (name = "keys"), (name = "tenants"),
+        (name = "webhooks"),
     )
 )]
 pub struct Doc;

@@ -35,6 +35,7 @@ pub mod target;
 mod tenants;
 mod time;
 mod trigger;
+mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -207,6 +208,8 @@ pub struct Options {
     pub spool_dir: Option<std::path::PathBuf>,
     /// What seals and opens stored secrets.
     pub vault: Arc<jetmon_secrets::Vault>,
+    /// Probe safety for webhook URLs (`control.delivery_allow_cidrs`).
+    pub delivery_safety: ProbeSafety,
 }
 
 /// What every handler can reach.
@@ -214,6 +217,7 @@ pub struct State {
     pub store: Store,
     pub metrics: Shared,
     pub safety: ProbeSafety,
+    pub delivery_safety: ProbeSafety,
     pub link: Link,
     pub guard: Arc<guard::Guard>,
     pub jobs: trigger::Jobs,
@@ -260,6 +264,7 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                     store,
                     metrics: o.metrics,
                     safety: o.safety,
+                    delivery_safety: o.delivery_safety,
                     link: o.link,
                     guard,
                     jobs: trigger::Jobs::default(),
@@ -297,7 +302,8 @@ pub fn start(o: Options) -> Result<SocketAddr> {
                                 .configure(stats::routes)
                                 .configure(trigger::routes)
                                 .configure(keys::routes)
-                                .configure(tenants::routes),
+                                .configure(tenants::routes)
+                                .configure(webhooks::routes),
                         )
                         .default_service(web::to(not_found))
                 })
@@ -763,6 +769,7 @@ mod layering {
             ("trigger.rs", include_str!("trigger.rs")),
             ("keys.rs", include_str!("keys.rs")),
             ("tenants.rs", include_str!("tenants.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
             ("guard.rs", include_str!("guard.rs")),
             ("principal.rs", include_str!("principal.rs")),
         ];

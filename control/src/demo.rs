@@ -3,10 +3,11 @@
 //! differently, and demo checks pointing at them. Bounded: it serves at most
 //! `MAX_CONNECTIONS` at once and lives as long as `jetmon up`.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -25,6 +26,28 @@ fn flap_cycle_s() -> u64 {
         .and_then(|v| v.parse().ok())
         .filter(|v| *v >= 2)
         .unwrap_or(FLAP_CYCLE_S)
+}
+
+/// The demo's own webhook receiver, on the demo fleet's address: `jetmon up --demo` subscribes
+/// it to every notice, it checks both signatures, prints each notice it gets and lists the
+/// latest at `GET /hook`.
+pub const HOOK_PATH: &str = "/hook";
+/// Notices the receiver keeps for `GET /hook`.
+const HOOK_KEEP: usize = 50;
+
+static HOOK_SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static HOOK_SEEN: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+
+/// The demo receiver's URL.
+pub fn hook_url() -> String {
+    format!("http://{DEMO_ADDR}{HOOK_PATH}")
+}
+
+/// The secrets the demo receiver verifies with (the demo webhook's).
+pub fn set_hook_secrets(secrets: Vec<String>) {
+    if let Ok(mut s) = HOOK_SECRETS.lock() {
+        *s = secrets;
+    }
 }
 
 /// The demo sites: (name, path, what it does).
@@ -90,7 +113,30 @@ fn serve(mut stream: TcpStream, cycle: u64) {
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
     }
-    let text = String::from_utf8_lossy(&request);
+    let text = String::from_utf8_lossy(&request).into_owned();
+    if text.starts_with("POST /hook ") {
+        return receive(stream, &request, &text);
+    }
+    if text.starts_with("GET /hook ") {
+        let seen = HOOK_SEEN
+            .lock()
+            .map(|s| s.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default();
+        let page = if seen.is_empty() {
+            "no notice yet: the broken and flapping demo sites send some within a minute\n"
+                .to_owned()
+        } else {
+            format!("{seen}\n")
+        };
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            )
+            .as_bytes(),
+        );
+        return;
+    }
     // The query is ignored, so many checks can share one demo site (`/flap?k=7`).
     let path = text
         .split_whitespace()
@@ -140,4 +186,102 @@ fn user_agent(request: &str) -> &str {
                 .then(|| value.trim())
         })
         .unwrap_or("")
+}
+
+fn header<'a>(request: &'a str, name: &str) -> &'a str {
+    request
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+/// `POST /hook`: a notice from the demo webhook. Checks both signatures with the demo
+/// webhook's secret, prints one line, answers 204.
+fn receive(mut stream: TcpStream, request: &[u8], text: &str) {
+    let length: usize = header(text, "content-length")
+        .parse()
+        .unwrap_or(0)
+        .min(64 * 1024);
+    let start = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(request.len(), |p| p + 4);
+    let mut body = request[start..].to_vec();
+    let mut buf = [0u8; 4096];
+    while body.len() < length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    body.truncate(length);
+    let id = header(text, "webhook-id");
+    let t: u64 = header(text, "webhook-timestamp").parse().unwrap_or(0);
+    let secrets = HOOK_SECRETS.lock().map(|s| s.clone()).unwrap_or_default();
+    let standard_sent: Vec<&str> = header(text, "webhook-signature").split(' ').collect();
+    let jetmon_sent = header(text, "x-jetmon-signature");
+    let mut standard = false;
+    let mut jetmon = false;
+    for s in &secrets {
+        let want = jetmon_outbox::sign::standard(&[s.as_str()], id, t, &body);
+        standard |= !want.is_empty() && standard_sent.contains(&want.as_str());
+        let want = jetmon_outbox::sign::jetmon(&[s.as_str()], t, &body);
+        if let Some(v1) = want.split(',').nth(1) {
+            jetmon |= jetmon_sent.split(',').any(|p| p == v1);
+        }
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let url = v["site"]["url"].as_str().unwrap_or("?");
+    let event = &v["event"];
+    let what = match v["type"].as_str().unwrap_or("") {
+        "ping" => "a test ping".to_owned(),
+        "site.state_changed" => format!(
+            "{url}: the site is now {}",
+            v["site"]["state"].as_str().unwrap_or("?")
+        ),
+        "event.opened" => format!(
+            "{url}: event {} opened, {}",
+            event["id"],
+            event["state"].as_str().unwrap_or("?")
+        ),
+        "event.closed" => format!(
+            "{url}: event {} closed ({}, after {})",
+            event["id"],
+            event["resolution_reason"].as_str().unwrap_or("?"),
+            event["state"].as_str().unwrap_or("?")
+        ),
+        _ => format!(
+            "{url}: event {} now {}",
+            event["id"],
+            event["state"].as_str().unwrap_or("?")
+        ),
+    };
+    let verdict = if standard && jetmon {
+        "both signatures verified".to_owned()
+    } else {
+        format!(
+            "SIGNATURE CHECK FAILED (Standard Webhooks {}, X-Jetmon-Signature {}; was the secret rotated? restart the demo)",
+            if standard { "ok" } else { "bad" },
+            if jetmon { "ok" } else { "bad" }
+        )
+    };
+    let line = format!(
+        "{} {} {what} ({verdict}; delivery {id})",
+        v["occurred_at"].as_str().unwrap_or(""),
+        v["type"].as_str().unwrap_or("?"),
+    );
+    eprintln!("jetmon demo: webhook received: {line}");
+    if let Ok(mut seen) = HOOK_SEEN.lock() {
+        if seen.len() >= HOOK_KEEP {
+            seen.pop_front();
+        }
+        seen.push_back(line);
+    }
+    let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
 }

@@ -1471,6 +1471,9 @@ fn every_route(database_url: &str, prefix: &str) {
         r.body
     );
 
+    // Webhooks: only a URL subscribes to everything; the secret is shown once.
+    webhook_routes(&mut api, &read, &write);
+
     // Every documented operation was exercised (and every response above conformed).
     let missed = api.unexercised();
     assert!(
@@ -1496,6 +1499,114 @@ fn every_route(database_url: &str, prefix: &str) {
                 && tail.iter().any(|a| a.method == "DELETE" && a.status == 200)
         })
     });
+}
+
+/// Every webhook route once (delivery itself: tests/webhooks.rs). 127.0.0.2:9 is allowed to
+/// deliveries by the harness; nothing listens there, so the ping stays pending.
+fn webhook_routes(api: &mut Api, read: &str, write: &str) {
+    let r = api.call(
+        "POST",
+        "/api/v1/webhooks",
+        read,
+        Some(json!({"url": "http://127.0.0.2:9/hook"})),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = api.call(
+        "POST",
+        "/api/v1/webhooks",
+        write,
+        Some(json!({"url": "http://127.0.0.2:9/hook"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let secret = r.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let w = &r.body["webhook"];
+    let id = id_of(w);
+    assert_eq!(
+        (
+            w["event_types"].clone(),
+            w["site_ids"].clone(),
+            w["max_in_flight"].clone()
+        ),
+        (json!([]), json!([]), json!(4))
+    );
+    assert_eq!(
+        w["secret_preview"].as_str().unwrap(),
+        format!("…{}", &secret[secret.len() - 4..])
+    );
+    for (body, code) in [
+        (json!({"url": "http://10.1.2.3/hook"}), "unsafe_url"),
+        (json!({"url": "gopher://127.0.0.2/"}), "invalid_url"),
+    ] {
+        let r = api.call("POST", "/api/v1/webhooks", write, Some(body));
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (422, Some(code))
+        );
+    }
+    let r = api.call(
+        "POST",
+        "/api/v1/webhooks",
+        write,
+        Some(json!({"url": "http://127.0.0.2:9/hook", "event_types": ["event.nope"]})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.call("GET", "/api/v1/webhooks?limit=1", read, None);
+    assert_eq!(r.status, 200);
+    assert!(!r.body.to_string().contains(&secret), "{}", r.body);
+    let r = api.call("GET", &format!("/api/v1/webhooks/{id}"), read, None);
+    assert_eq!(r.status, 200);
+    let r = api.call(
+        "PATCH",
+        &format!("/api/v1/webhooks/{id}"),
+        write,
+        Some(
+            json!({"event_types": ["event.opened", "event.closed"], "states": ["down"],
+                    "retry_ladder_s": [5, 10]}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["states"], json!(["down"]));
+    assert_eq!(r.body["retry_ladder_s"], json!([5, 10]));
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/webhooks/{id}/rotate-secret"),
+        write,
+        Some(json!({"grace_hours": 2})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.body["secret"].as_str().unwrap(), secret);
+    assert!(r.body["webhook"]["previous_secret_valid_until"].is_string());
+    let r = api.call("POST", &format!("/api/v1/webhooks/{id}/test"), write, None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let ping = r.body["delivery_id"].as_str().unwrap().to_owned();
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/webhooks/{id}/deliveries"),
+        read,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"][0]["id"], ping.as_str());
+    assert_eq!(r.body["data"][0]["payload"]["type"], "ping");
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/webhooks/{id}/deliveries/{ping}/retry"),
+        write,
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/webhooks/{id}/deliveries/nope/retry"),
+        write,
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = api.call("DELETE", &format!("/api/v1/webhooks/{id}"), write, None);
+    assert_eq!(r.status, 204);
+    let r = api.call("GET", &format!("/api/v1/webhooks/{id}"), read, None);
+    assert_eq!(r.status, 404);
 }
 
 /// `jetmon up --demo` serves its demo fleet on a fixed port: one server at a time.

@@ -37,6 +37,8 @@ fn every_transition_of_a_subscribed_site_is_enqueued_once() {
             site_ids: vec![],
             states: vec!["down".into()],
             secret: "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=".into(),
+            max_in_flight: 4,
+            retry_ladder_s: vec![],
         }))
         .unwrap();
     let all = rt
@@ -48,6 +50,8 @@ fn every_transition_of_a_subscribed_site_is_enqueued_once() {
             site_ids: vec![],
             states: vec![],
             secret: "whsec_b3RoZXItc2VjcmV0LW90aGVyLXNlYw==".into(),
+            max_in_flight: 4,
+            retry_ladder_s: vec![],
         }))
         .unwrap();
     let api = Api::start(&url, "obox");

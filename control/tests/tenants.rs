@@ -26,6 +26,8 @@ struct World {
     event: u64,
     job: u64,
     key: u64,
+    webhook: u64,
+    delivery: String,
     url: String,
 }
 
@@ -109,6 +111,23 @@ fn build(api: &mut Api, key: &str, admin: &str, port: u16, name: &str) -> World 
     );
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["key"]["kind"], "tenant");
+    let reader = id_of(&r.body["key"]);
+    let r = api.call(
+        "POST",
+        "/api/v1/webhooks",
+        key,
+        Some(json!({"url": format!("http://127.0.0.2:9/{name}")})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let webhook = id_of(&r.body["webhook"]);
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/webhooks/{webhook}/test"),
+        key,
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let delivery = r.body["delivery_id"].as_str().unwrap().to_owned();
     World {
         site,
         endpoint,
@@ -116,7 +135,9 @@ fn build(api: &mut Api, key: &str, admin: &str, port: u16, name: &str) -> World 
         window,
         event,
         job,
-        key: id_of(&r.body["key"]),
+        key: reader,
+        webhook,
+        delivery,
         url,
     }
 }
@@ -340,6 +361,56 @@ fn walk(api: &mut Api, b: &str, a: &World, own: &World, a_cursor: &str) {
         Some(json!({"name": "op", "scope": "read", "kind": "operator"})),
     );
     assert_eq!(r.status, 403, "{}", r.body);
+
+    // Webhooks: A's are not listed, not readable, changeable, testable or retryable, and
+    // their deliveries are not shown.
+    let r = api.call("GET", "/api/v1/webhooks", b, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.body), vec![own.webhook], "{}", r.body);
+    let w = a.webhook;
+    not_found(api, "GET", &format!("/api/v1/webhooks/{w}"), None);
+    not_found(
+        api,
+        "PATCH",
+        &format!("/api/v1/webhooks/{w}"),
+        Some(json!({"active": false})),
+    );
+    not_found(
+        api,
+        "POST",
+        &format!("/api/v1/webhooks/{w}/rotate-secret"),
+        Some(json!({"grace_hours": 0})),
+    );
+    not_found(api, "POST", &format!("/api/v1/webhooks/{w}/test"), None);
+    not_found(
+        api,
+        "GET",
+        &format!("/api/v1/webhooks/{w}/deliveries"),
+        None,
+    );
+    not_found(
+        api,
+        "POST",
+        &format!("/api/v1/webhooks/{w}/deliveries/{}/retry", a.delivery),
+        None,
+    );
+    // B's own webhook id with A's delivery id: still nothing.
+    not_found(
+        api,
+        "POST",
+        &format!(
+            "/api/v1/webhooks/{}/deliveries/{}/retry",
+            own.webhook, a.delivery
+        ),
+        None,
+    );
+    not_found(api, "DELETE", &format!("/api/v1/webhooks/{w}"), None);
+    not_found(
+        api,
+        "POST",
+        "/api/v1/webhooks",
+        Some(json!({"url": "http://127.0.0.2:9/sneaky", "tenant_id": 2})),
+    );
 
     // Tenants: operator-only routes.
     for (m, p, body) in [

@@ -16,6 +16,7 @@ CREATE TABLE webhooks (
     previous_secret  TEXT,                       -- sealed; signs too until previous_until
     previous_until   INTEGER,
     max_in_flight    INTEGER NOT NULL DEFAULT 4,
+    retry_ladder     TEXT NOT NULL DEFAULT '',   -- comma-separated seconds; '' = 1m,5m,30m,1h,6h
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
@@ -42,8 +43,10 @@ CREATE TABLE outbox (
     created_at       INTEGER NOT NULL,
     done_at          INTEGER
 );
-CREATE INDEX outbox_due ON outbox(state, next_at);
-CREATE INDEX outbox_order ON outbox(kind, subscription_id, site_id, transition_id);
+-- Claims read a subscription's due rows; the order check seeks the earlier pending rows of
+-- one (subscription, site).
+CREATE INDEX outbox_due ON outbox(state, kind, subscription_id, next_at);
+CREATE INDEX outbox_order ON outbox(kind, subscription_id, site_id, state, transition_id);
 
 CREATE TABLE delivery_attempts (
     id               INTEGER PRIMARY KEY,

@@ -350,6 +350,7 @@ pub fn run(a: &ApiArgs) -> Result<String> {
         host: "bench".into(),
         metrics: jetmon_control::metrics::Shared::default(),
         safety: Default::default(),
+        delivery_safety: Default::default(),
         link,
         rate_per_minute: 1_000_000_000,
         expensive_per_minute: 10,

@@ -206,9 +206,25 @@ pub struct ControlConfig {
     /// hold its text instead. Empty = beside the SQLite file (`<file>.key`, created when first
     /// needed); PostgreSQL has no default (every host must use the same key).
     pub secret_key_file: Option<PathBuf>,
+    /// Ranges webhook (and later alert) targets may reach despite probe safety; empty in
+    /// production. Tests allow their loopback receivers here.
+    pub delivery_allow_cidrs: Vec<String>,
+    /// Seconds a delivery worker holds the rows it claimed; a worker that dies leaves them to
+    /// be claimed again after this. At least twice the 30 s request limit plus a slot's wait.
+    pub delivery_lease_s: u32,
+    /// An extra CA (PEM) trusted for HTTPS receivers, beside the web PKI roots.
+    pub delivery_ca_file: Option<PathBuf>,
 }
 
 impl ControlConfig {
+    /// `delivery_allow_cidrs` parsed (validated at load).
+    pub fn delivery_allow_list(&self) -> Vec<Cidr> {
+        self.delivery_allow_cidrs
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    }
+
     /// The statistics spool directory in effect.
     pub fn spool_dir(&self) -> PathBuf {
         if let Some(d) = &self.stats_spool_dir {
@@ -244,6 +260,9 @@ impl Default for ControlConfig {
             api_rate_per_minute: 600,
             api_expensive_per_minute: 10,
             secret_key_file: None,
+            delivery_allow_cidrs: Vec::new(),
+            delivery_lease_s: 90,
+            delivery_ca_file: None,
         }
     }
 }
@@ -424,6 +443,16 @@ impl Config {
         for cidr in &p.allow_cidrs {
             cidr.parse::<Cidr>()
                 .map_err(|e| ("prober.allow_cidrs", format!("{cidr:?}: {e}")))?;
+        }
+        for cidr in &self.control.delivery_allow_cidrs {
+            cidr.parse::<Cidr>()
+                .map_err(|e| ("control.delivery_allow_cidrs", format!("{cidr:?}: {e}")))?;
+        }
+        if self.control.delivery_lease_s < 61 {
+            return Err((
+                "control.delivery_lease_s",
+                "must be at least 61 (a request may take 30 s, and wait as long for a slot)".into(),
+            ));
         }
         for r in &p.resolvers {
             r.parse::<SocketAddr>()

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod metrics;
 pub mod outcome;
 pub mod ring;
+pub mod safety;
 pub mod shutdown;
 pub mod state;
 pub mod text;

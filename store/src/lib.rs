@@ -44,11 +44,11 @@ pub use api::{
 pub use imports::{ImportUpdate, ImportedCheck};
 pub use keys::{KeyKind, KeyRow, NewKey};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
-pub use outbox::Delivery;
+pub use outbox::{AttemptRow, Claimed, Delivery, DeliveryLog, Finished, Next as DeliveryNext};
 pub use requests::{AuditRow, Idem, RateBucket, StoredAnswer};
 pub use stats::{Period, Rollup};
 pub use tenants::{DEFAULT_TENANT, Tenancy, TenantRow, name_problem as tenant_name_problem};
-pub use webhooks::{NewWebhook, WebhookRow};
+pub use webhooks::{NewWebhook, Target as WebhookTarget, WebhookChange, WebhookRow};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

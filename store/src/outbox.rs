@@ -248,3 +248,351 @@ impl Store {
             .collect()
     }
 }
+
+/// A row a worker has leased: send it, then report with [`Store::finish_deliveries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub id: String,
+    pub kind: u8,
+    pub subscription_id: u64,
+    pub site_id: u64,
+    pub event_type: String,
+    pub payload: String,
+    /// Attempts before this one.
+    pub attempts: u32,
+}
+
+/// How one attempt ended, and what follows for its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub id: String,
+    pub kind: u8,
+    pub subscription_id: u64,
+    /// This attempt's number (1 = the first).
+    pub attempt: u32,
+    pub at_us: u64,
+    pub duration_us: u64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The answer's first bytes (≤ 1 KiB).
+    pub excerpt: Option<String>,
+    pub next: Next,
+}
+
+/// What becomes of a row after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    RetryAt(u64),
+    Abandoned,
+    /// Abandoned, and the subscription disabled with this reason (410 Gone).
+    Disable(String),
+}
+
+/// One attempt as the delivery log shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub delivery_id: String,
+    pub attempt: u32,
+    pub at_us: u64,
+    pub duration_us: u64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub excerpt: Option<String>,
+}
+
+/// A delivery with its attempts (the API's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLog {
+    pub delivery: Delivery,
+    pub transition_id: u64,
+    pub created_us: u64,
+    pub next_at_us: u64,
+    pub done_us: Option<u64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub attempts_log: Vec<AttemptRow>,
+}
+
+fn status_of(v: Option<i64>) -> Option<u16> {
+    v.and_then(|s| u16::try_from(s).ok())
+}
+
+impl Store {
+    /// The subscriptions with rows due now and not leased: `(kind, id, how many)`.
+    pub async fn due_subscriptions(&self, now_us: u64) -> Result<Vec<(u8, u64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, subscription_id, COUNT(*) FROM outbox WHERE state = 0 AND next_at <= $1 \
+             AND (lease_until IS NULL OR lease_until < $1) GROUP BY kind, subscription_id",
+        )
+        .bind(i(now_us))
+        .fetch_all(&self.pool)
+        .await
+        .context("finding due deliveries")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    u8::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                    u(r.try_get::<i64, _>(1)?),
+                    u(r.try_get::<i64, _>(2)?),
+                ))
+            })
+            .collect()
+    }
+
+    /// Leases up to `limit` due rows of one subscription to `owner` until `lease_until_us`,
+    /// oldest first, each only when no earlier row of its (subscription, site) is pending (so
+    /// a site's notices go out in transition order). Rows another worker holds are skipped;
+    /// the outer conditions are checked again on the locked row, so two workers never lease
+    /// one row.
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        kind: u8,
+        subscription_id: u64,
+        limit: u32,
+        now_us: u64,
+        lease_until_us: u64,
+    ) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 \
+             WHERE id IN (SELECT o.id FROM outbox o \
+               WHERE o.state = 0 AND o.kind = $3 AND o.subscription_id = $4 AND o.next_at <= $5 \
+               AND (o.lease_until IS NULL OR o.lease_until < $5) \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.kind = o.kind \
+                 AND p.subscription_id = o.subscription_id AND p.site_id = o.site_id \
+                 AND p.state = 0 AND (p.transition_id < o.transition_id \
+                   OR (p.transition_id = o.transition_id AND p.id < o.id))) \
+               ORDER BY o.next_at, o.transition_id LIMIT $6) \
+             AND state = 0 AND (lease_until IS NULL OR lease_until < $5) \
+             RETURNING id, subscription_id, site_id, event_type, payload, attempts",
+        )
+        .bind(owner.to_owned())
+        .bind(i(lease_until_us))
+        .bind(i64::from(kind))
+        .bind(i(subscription_id))
+        .bind(i(now_us))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .context("claiming deliveries")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    kind,
+                    subscription_id: u(r.try_get::<i64, _>(1)?),
+                    site_id: u(r.try_get::<i64, _>(2)?),
+                    event_type: r.try_get(3)?,
+                    payload: r.try_get(4)?,
+                    attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Records attempts and their rows' fate, all in one transaction. A row whose lease
+    /// `owner` lost (it expired and another worker took it) keeps its new owner's state; its
+    /// attempt is logged all the same.
+    pub async fn finish_deliveries(&self, owner: &str, done: &[Finished]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        for f in done {
+            let (state, next_at, done_at) = match &f.next {
+                Next::Delivered => (1, f.at_us, Some(f.at_us)),
+                Next::RetryAt(t) => (0, *t, None),
+                Next::Abandoned | Next::Disable(_) => (2, f.at_us, Some(f.at_us)),
+            };
+            sqlx::query(
+                "UPDATE outbox SET state = $1, attempts = $2, next_at = $3, done_at = $4, \
+                 last_status = $5, last_error = $6, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $7 AND lease_owner = $8 AND state = 0",
+            )
+            .bind(state)
+            .bind(i64::from(f.attempt))
+            .bind(i(next_at))
+            .bind(done_at.map(i))
+            .bind(f.status.map(i64::from))
+            .bind(f.error.clone())
+            .bind(f.id.clone())
+            .bind(owner.to_owned())
+            .execute(&mut *tx)
+            .await
+            .context("recording a delivery")?;
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_us, status, \
+                 error, excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(f.id.clone())
+            .bind(i64::from(f.attempt))
+            .bind(i(f.at_us))
+            .bind(i(f.duration_us))
+            .bind(f.status.map(i64::from))
+            .bind(f.error.clone())
+            .bind(f.excerpt.clone())
+            .execute(&mut *tx)
+            .await
+            .context("logging a delivery attempt")?;
+            if let Next::Disable(reason) = &f.next
+                && f.kind == jetmon_outbox::Kind::Webhook.code()
+            {
+                sqlx::query(
+                    "UPDATE webhooks SET active = 0, disabled_reason = $1, updated_at = $2 \
+                     WHERE id = $3",
+                )
+                .bind(reason.clone())
+                .bind(i(f.at_us))
+                .bind(i(f.subscription_id))
+                .execute(&mut *tx)
+                .await
+                .context("disabling a webhook")?;
+            }
+        }
+        tx.commit().await.context("committing deliveries")?;
+        Ok(())
+    }
+
+    /// Queues a signed `ping` to webhook `subscription_id` (`POST /webhooks/{id}/test`); its
+    /// delivery id.
+    pub async fn enqueue_ping(&self, subscription_id: u64, tenant_id: u64) -> Result<String> {
+        let now = now_us();
+        let id = format!("ping{now}.w{subscription_id}");
+        let body = serde_json::json!({
+            "id": id,
+            "type": "ping",
+            "occurred_at": payload::rfc3339(now),
+            "webhook": {"id": subscription_id},
+        })
+        .to_string();
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, subscription_id, tenant_id, site_id, transition_id, \
+             event_type, payload, next_at, created_at) VALUES ($1, 1, $2, $3, 0, 0, 'ping', $4, \
+             $5, $5)",
+        )
+        .bind(id.clone())
+        .bind(i(subscription_id))
+        .bind(i(tenant_id))
+        .bind(body)
+        .bind(i(now))
+        .execute(&self.pool)
+        .await
+        .context("queueing a ping")?;
+        Ok(id)
+    }
+
+    /// Makes a webhook's delivery due again now (`…/deliveries/{id}/retry`); false when the
+    /// webhook has no such delivery. A delivered or abandoned row becomes pending for one more
+    /// attempt; a pending one is just made due.
+    pub async fn retry_delivery(&self, subscription_id: u64, id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 0, next_at = $1, done_at = NULL \
+             WHERE id = $2 AND kind = 1 AND subscription_id = $3",
+        )
+        .bind(i(now_us()))
+        .bind(id.to_owned())
+        .bind(i(subscription_id))
+        .execute(&self.pool)
+        .await
+        .context("retrying a delivery")?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
+    /// A page of a webhook's deliveries, newest first (ids below `before`, or all), each with
+    /// its attempts.
+    pub async fn delivery_log(
+        &self,
+        subscription_id: u64,
+        before: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryLog>> {
+        let (cursor, args) = match &before {
+            Some(_) => (
+                " AND (transition_id < $2 OR (transition_id = $2 AND id < $3))",
+                true,
+            ),
+            None => ("", false),
+        };
+        let sql = format!(
+            "SELECT id, subscription_id, site_id, event_type, payload, state, attempts, \
+             transition_id, created_at, next_at, done_at, last_status, last_error FROM outbox \
+             WHERE kind = 1 AND subscription_id = $1{cursor} \
+             ORDER BY transition_id DESC, id DESC LIMIT {}",
+            limit.clamp(1, 200)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i(subscription_id));
+        if let (true, Some((t, id))) = (args, &before) {
+            q = q.bind(i(*t)).bind(id.clone());
+        }
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .context("reading deliveries")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let attempts = sqlx::query(
+                "SELECT attempt, at, duration_us, status, error, excerpt FROM delivery_attempts \
+                 WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(id.clone())
+            .fetch_all(&self.pool)
+            .await
+            .context("reading attempts")?;
+            let attempts_log = attempts
+                .iter()
+                .map(|a| {
+                    Ok(AttemptRow {
+                        delivery_id: id.clone(),
+                        attempt: u32::try_from(a.try_get::<i64, _>(0)?).unwrap_or(0),
+                        at_us: u(a.try_get::<i64, _>(1)?),
+                        duration_us: u(a.try_get::<i64, _>(2)?),
+                        status: status_of(a.try_get(3)?),
+                        error: a.try_get(4)?,
+                        excerpt: a.try_get(5)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(DeliveryLog {
+                delivery: Delivery {
+                    id,
+                    subscription_id: u(r.try_get::<i64, _>(1)?),
+                    site_id: u(r.try_get::<i64, _>(2)?),
+                    event_type: r.try_get(3)?,
+                    payload: r.try_get(4)?,
+                    state: u8::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
+                    attempts: u32::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
+                },
+                transition_id: u(r.try_get::<i64, _>(7)?),
+                created_us: u(r.try_get::<i64, _>(8)?),
+                next_at_us: u(r.try_get::<i64, _>(9)?),
+                done_us: r.try_get::<Option<i64>, _>(10)?.map(u),
+                last_status: status_of(r.try_get(11)?),
+                last_error: r.try_get(12)?,
+                attempts_log,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// Gives back rows `owner` claimed and did not send (a deliverer stopping), so another
+    /// worker need not wait for the lease.
+    pub async fn release_deliveries(&self, owner: &str, ids: &[String]) -> Result<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(id.clone())
+            .bind(owner.to_owned())
+            .execute(&self.pool)
+            .await
+            .context("releasing a delivery")?;
+        }
+        Ok(())
+    }
+}

@@ -25,6 +25,8 @@ pub struct WebhookRow {
     pub secret_preview: String,
     pub previous_until_us: Option<u64>,
     pub max_in_flight: u32,
+    /// Seconds before each retry; empty: the default ladder.
+    pub retry_ladder_s: Vec<u32>,
     pub created_us: u64,
     pub updated_us: u64,
 }
@@ -40,6 +42,14 @@ pub struct NewWebhook {
     pub states: Vec<String>,
     /// `whsec_…`, sealed before it is stored.
     pub secret: String,
+    /// Deliveries in flight at once (the per-target cap).
+    pub max_in_flight: u32,
+    /// Seconds before each retry; empty: the default ladder.
+    pub retry_ladder_s: Vec<u32>,
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn split<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Vec<T> {
@@ -50,7 +60,8 @@ fn split<T>(s: &str, f: impl Fn(&str) -> Option<T>) -> Vec<T> {
 }
 
 const COLUMNS: &str = "id, tenant_id, url, description, event_types, site_ids, states, active, \
-     disabled_reason, secret_preview, previous_until, max_in_flight, created_at, updated_at";
+     disabled_reason, secret_preview, previous_until, max_in_flight, created_at, updated_at, \
+     retry_ladder";
 
 fn webhook_of(r: &sqlx::any::AnyRow) -> Result<WebhookRow> {
     Ok(WebhookRow {
@@ -68,6 +79,7 @@ fn webhook_of(r: &sqlx::any::AnyRow) -> Result<WebhookRow> {
         max_in_flight: u32::try_from(r.try_get::<i64, _>(11)?).unwrap_or(4),
         created_us: u(r.try_get::<i64, _>(12)?),
         updated_us: u(r.try_get::<i64, _>(13)?),
+        retry_ladder_s: split(&r.try_get::<String, _>(14)?, |s| s.parse().ok()),
     })
 }
 
@@ -117,8 +129,8 @@ impl Scoped<'_> {
         let now = i(now_us());
         let row = sqlx::query(
             "INSERT INTO webhooks (tenant_id, url, description, event_types, site_ids, states, \
-             secret, secret_preview, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+             secret, secret_preview, created_at, updated_at, max_in_flight, retry_ladder) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) RETURNING id",
         )
         .bind(i(self.owner(w.tenant_id)))
         .bind(w.url.clone())
@@ -135,6 +147,8 @@ impl Scoped<'_> {
         .bind(sealed)
         .bind(jetmon_secrets::preview(&w.secret))
         .bind(now)
+        .bind(i64::from(w.max_in_flight.max(1)))
+        .bind(join(&w.retry_ladder_s))
         .fetch_one(self.pool())
         .await
         .context("adding a webhook")?;
@@ -169,6 +183,8 @@ pub struct WebhookChange {
     pub site_ids: Option<Vec<u64>>,
     pub states: Option<Vec<String>>,
     pub active: Option<bool>,
+    pub max_in_flight: Option<u32>,
+    pub retry_ladder_s: Option<Vec<u32>>,
 }
 
 impl Scoped<'_> {
@@ -216,6 +232,12 @@ impl Scoped<'_> {
         if let Some(v) = &c.states {
             w.states.clone_from(v);
         }
+        if let Some(v) = c.max_in_flight {
+            w.max_in_flight = v.max(1);
+        }
+        if let Some(v) = &c.retry_ladder_s {
+            w.retry_ladder_s.clone_from(v);
+        }
         if let Some(a) = c.active {
             w.active = a;
             if a {
@@ -224,7 +246,8 @@ impl Scoped<'_> {
         }
         sqlx::query(
             "UPDATE webhooks SET url = $1, description = $2, event_types = $3, site_ids = $4, \
-             states = $5, active = $6, disabled_reason = $7, updated_at = $8 WHERE id = $9",
+             states = $5, active = $6, disabled_reason = $7, updated_at = $8, max_in_flight = $10, \
+             retry_ladder = $11 WHERE id = $9",
         )
         .bind(w.url)
         .bind(w.description)
@@ -241,6 +264,8 @@ impl Scoped<'_> {
         .bind(w.disabled_reason)
         .bind(i(now_us()))
         .bind(i(id))
+        .bind(i64::from(w.max_in_flight))
+        .bind(join(&w.retry_ladder_s))
         .execute(self.pool())
         .await
         .context("updating a webhook")?;
@@ -327,5 +352,76 @@ impl Store {
             out.push(vault.open(Purpose::WebhookSecret, &p)?);
         }
         Ok(out)
+    }
+}
+
+/// What the deliverer needs of an active webhook: where, how many at once, its ladder, and
+/// the secrets that sign now (opened; they live only in the deliverer's memory).
+#[derive(Clone)]
+pub struct Target {
+    pub id: u64,
+    pub url: String,
+    pub max_in_flight: u32,
+    pub retry_ladder_s: Vec<u32>,
+    pub secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("id", &self.id)
+            .field(
+                "url",
+                &jetmon_shared::check::redact_credentials(&self.url, true),
+            )
+            .field("max_in_flight", &self.max_in_flight)
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Every active webhook as the deliverer sees it.
+    pub async fn webhook_targets(&self, now_us: u64) -> Result<Vec<Target>> {
+        let vault = self.need_vault()?;
+        let rows = sqlx::query(
+            "SELECT id, url, max_in_flight, retry_ladder, secret, previous_secret, previous_until \
+             FROM webhooks WHERE active = 1 ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("loading webhook targets")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut secrets =
+                vec![vault.open(Purpose::WebhookSecret, &r.try_get::<String, _>(4)?)?];
+            let previous: Option<String> = r.try_get(5)?;
+            let until: Option<i64> = r.try_get(6)?;
+            if let (Some(p), Some(until)) = (previous, until)
+                && now_us < u(until)
+            {
+                secrets.push(vault.open(Purpose::WebhookSecret, &p)?);
+            }
+            out.push(Target {
+                id: u(r.try_get::<i64, _>(0)?),
+                url: r.try_get(1)?,
+                max_in_flight: u32::try_from(r.try_get::<i64, _>(2)?).unwrap_or(4).max(1),
+                retry_ladder_s: split(&r.try_get::<String, _>(3)?, |s| s.parse().ok()),
+                secrets,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Store {
+    /// How many webhooks tenant `tenant_id` has (the API's per-tenant limit).
+    pub async fn count_webhooks(&self, tenant_id: u64) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1")
+            .bind(i(tenant_id))
+            .fetch_one(&self.pool)
+            .await
+            .context("counting webhooks")?;
+        Ok(u(row.try_get::<i64, _>(0)?))
     }
 }

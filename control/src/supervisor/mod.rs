@@ -105,6 +105,7 @@ pub fn up(
         "jetmon: metrics on http://{0}/metrics, API on http://{0}/api/v1",
         api.addr
     );
+    let deliverer = start_deliverer(config, &host, demo)?;
     let mut writer = Writer::new(batch_no);
     prober.adopt(&core, &mut rings)?;
     let started = Instant::now();
@@ -146,10 +147,15 @@ pub fn up(
             }
             writer.stage(&mut core, &mut rings);
         }
+        let batches = writer.batches;
         if let Err(e) = writer.write(&core, &mut rings, &metrics_text) {
             eprintln!("jetmon: {e:#} — restarting from what it holds");
             core.rt.block_on(core.store.close());
             return Err(reexec());
+        }
+        if writer.batches != batches {
+            // The batch may have written notices: deliver them now, not at the next look.
+            deliverer.nudge();
         }
         writer.upkeep(&core, now_us);
         if writer.idle() {
@@ -169,6 +175,7 @@ pub fn up(
             if let Some(v) = &verifier {
                 text.push_str(&v.metrics());
             }
+            text.push_str(&deliverer.metrics());
             if let Ok(mut t) = metrics_text.text.lock() {
                 *t = text;
             }
@@ -202,6 +209,13 @@ impl Core {
                 demo::SITES.len(),
                 if added { ", added to the database" } else { "" }
             );
+            if rt.block_on(demo_webhook(&store, added))? {
+                eprintln!(
+                    "jetmon: demo webhook: every notice goes to {0}, which checks its signatures \
+                     and prints it here; the latest: curl {0}",
+                    demo::hook_url()
+                );
+            }
         }
         let open = rt.block_on(store.open_events())?;
         let max_event = rt.block_on(store.max_event_id())?;
@@ -230,6 +244,31 @@ impl Core {
             subscriptions,
         };
         Ok((core, checks, batch_no))
+    }
+}
+
+/// The deliverer (`jetmon-deliver`): its own thread, runtime and pool. Receivers pass probe
+/// safety with `control.delivery_allow_cidrs`; the demo adds its own receiver's socket.
+fn start_deliverer(config: &Config, host: &str, demo: bool) -> Result<jetmon_deliver::Deliverer> {
+    let safety = delivery_safety(config, demo);
+    jetmon_deliver::Deliverer::start(jetmon_deliver::Options {
+        database_url: config.control.database_url.clone(),
+        host: host.to_owned(),
+        vault: jetmon_control::secrets::vault(&config.control),
+        safety,
+        lease: Duration::from_secs(u64::from(config.control.delivery_lease_s)),
+        extra_ca: config.control.delivery_ca_file.clone(),
+        user_agent: format!("Jetmon/{} (webhook)", env!("CARGO_PKG_VERSION")),
+    })
+}
+
+/// Probe safety for receivers: `control.delivery_allow_cidrs`, and the demo's own receiver.
+pub(super) fn delivery_safety(config: &Config, demo: bool) -> jetmon_shared::safety::ProbeSafety {
+    let safety = jetmon_shared::safety::ProbeSafety::new(config.control.delivery_allow_list());
+    if demo {
+        safety.allowing_sockets(demo::DEMO_ADDR.parse().into_iter().collect())
+    } else {
+        safety
     }
 }
 
@@ -300,6 +339,45 @@ pub(crate) fn hostname() -> String {
 }
 
 /// Adds the demo sites and their checks unless they are already in the database.
+/// The demo's webhook to its own receiver: made with the demo sites (so one deleted stays
+/// deleted); its secrets handed to the receiver. Whether there is one.
+async fn demo_webhook(store: &Store, added: bool) -> Result<bool> {
+    let url = demo::hook_url();
+    let find = || async {
+        Ok::<_, anyhow::Error>(
+            store
+                .scoped(jetmon_control::store::Tenancy::All)
+                .webhooks_page(0, 1000)
+                .await?
+                .into_iter()
+                .find(|w| w.url == url),
+        )
+    };
+    let mut hook = find().await?;
+    if hook.is_none() && added {
+        let secret = jetmon_outbox::sign::new_secret().context("no randomness for a secret")?;
+        store
+            .create_webhook(&jetmon_control::store::NewWebhook {
+                tenant_id: jetmon_control::store::DEFAULT_TENANT,
+                url: url.clone(),
+                description: "the demo's own receiver (jetmon up --demo)".into(),
+                event_types: vec![],
+                site_ids: vec![],
+                states: vec![],
+                secret,
+                max_in_flight: 4,
+                retry_ladder_s: vec![],
+            })
+            .await?;
+        hook = find().await?;
+    }
+    let Some(hook) = hook else {
+        return Ok(false);
+    };
+    demo::set_hook_secrets(store.webhook_secrets(hook.id, unix_us()).await?);
+    Ok(true)
+}
+
 async fn add_demo_sites(store: &Store) -> Result<bool> {
     let existing = store.sites().await?;
     if existing.iter().any(|s| s.name.starts_with("demo: ")) {

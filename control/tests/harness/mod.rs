@@ -118,16 +118,46 @@ impl Api {
     }
 
     fn launch(database_url: &str, prefix: &str, with_demo: bool, allow_loopback: bool) -> Api {
+        // Webhooks may reach 127.0.0.2 (nothing listens on the tests' port 9 there).
+        Api::launch_with(
+            database_url,
+            prefix,
+            with_demo,
+            allow_loopback,
+            "delivery_allow_cidrs = [\"127.0.0.2/32\"]",
+            &[],
+        )
+    }
+
+    /// `jetmon up` (with the demo fleet when asked) with `extra` appended to `[control]` and
+    /// `env` set for it.
+    pub fn launch_with(
+        database_url: &str,
+        prefix: &str,
+        with_demo: bool,
+        allow_loopback: bool,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let cfg = d.join("jetmon.toml");
+        // PostgreSQL has no default key for stored secrets (every host must share one).
+        let mut extra = extra.to_owned();
+        if database_url.starts_with("postgres") && !extra.contains("secret_key_file") {
+            use std::os::unix::fs::PermissionsExt;
+            let key = d.join("secrets.key");
+            std::fs::write(&key, "k1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            extra.push_str(&format!("\nsecret_key_file = {key:?}"));
+        }
         std::fs::write(
             &cfg,
             format!(
                 "[prober]\nshards = 1\nring_dir = {:?}\nring_prefix = {prefix:?}\nresult_ring_bytes = 1048576\n\
                  command_ring_bytes = 262144\n{}[control]\n\
                  api_listen = \"127.0.0.1:0\"\nprober_binary = {:?}\ndatabase_url = {database_url:?}\n\
-                 stats_spool_dir = {:?}\napi_expensive_per_minute = 4\n",
+                 stats_spool_dir = {:?}\napi_expensive_per_minute = 4\n{extra}\n",
                 d,
                 if allow_loopback {
                     "allow_cidrs = [\"127.0.0.0/8\"]\n"
@@ -146,6 +176,7 @@ impl Api {
         }
         let up = Up(Command::new(BIN)
             .args(&args)
+            .envs(env.iter().copied())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap());

@@ -1,0 +1,432 @@
+//! `jetmon-deliver` owns getting the outbox's rows to their receivers (docs/notifications.md):
+//! its own thread, tokio runtime and database pool; claiming due rows with a lease, at most a
+//! webhook's `max_in_flight` in flight and as many again claimed behind them; signing each
+//! body with both schemes; the HTTP client ([`http`]) with probe safety at dial time; the
+//! retry ladder; one `delivery_attempts` row per try. It decides nothing about *which* rows
+//! exist (that is `jetmon-outbox`, written by the store with the transitions) and it never
+//! touches the engine. Dependencies point down: store, outbox, secrets, shared.
+//!
+//! A worker that dies, or control under `kill -9`, leaves its leased rows to be claimed again
+//! once the lease (`control.delivery_lease_s`) has passed: the same delivery id goes out
+//! again. A database outage stops claiming and keeps finished attempts in memory until they
+//! are written; nothing is lost, at worst re-sent.
+
+pub mod http;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use jetmon_outbox::ladder::{self, Answer as Verdict, DEFAULT_LADDER_S};
+use jetmon_outbox::{Kind, sign};
+use jetmon_secrets::Vault;
+use jetmon_shared::safety::ProbeSafety;
+use jetmon_store::{Claimed, DeliveryNext, Finished, Store, WebhookTarget};
+use tokio::sync::{Notify, mpsc};
+
+/// How often due rows are looked for when nothing nudges.
+const DISCOVER_EVERY: Duration = Duration::from_millis(250);
+/// How often the webhooks (targets, secrets) are read again.
+const TARGETS_EVERY: Duration = Duration::from_secs(2);
+/// Back-off while the database is away.
+const DB_RETRY: Duration = Duration::from_secs(1);
+
+/// What the deliverer needs.
+pub struct Options {
+    pub database_url: String,
+    /// This process's name (the lease owner is `<host>:<pid>:<start>`).
+    pub host: String,
+    pub vault: Arc<Vault>,
+    /// Probe safety for receivers, with `control.delivery_allow_cidrs`.
+    pub safety: ProbeSafety,
+    pub lease: Duration,
+    pub extra_ca: Option<PathBuf>,
+    pub user_agent: String,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub attempts: AtomicU64,
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub abandoned: AtomicU64,
+    pub refused: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub db_errors: AtomicU64,
+}
+
+/// The running deliverer: nudge it when rows were written, stop it on the way out.
+pub struct Deliverer {
+    notify: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Deliverer {
+    /// Starts the thread; fails when the client cannot be built (a bad CA file).
+    pub fn start(o: Options) -> Result<Deliverer> {
+        let client = http::Client::new(o.safety.clone(), o.extra_ca.as_deref(), &o.user_agent)?;
+        let notify = Arc::new(Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let (n, s, c) = (notify.clone(), stop.clone(), counters.clone());
+        let thread = std::thread::Builder::new()
+            .name("jetmon-deliver".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        eprintln!("jetmon: deliveries: no runtime: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(run(o, client, n, s, c));
+            })
+            .context("starting the delivery thread")?;
+        Ok(Deliverer {
+            notify,
+            stop,
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// New rows may be due: look now rather than at the next tick.
+    pub fn nudge(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Prometheus text of the counters.
+    pub fn metrics(&self) -> String {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# HELP jetmon_deliveries_total Delivery attempts by outcome.\n\
+             # TYPE jetmon_deliveries_total counter\n\
+             jetmon_deliveries_total{{outcome=\"delivered\"}} {}\n\
+             jetmon_deliveries_total{{outcome=\"failed\"}} {}\n\
+             jetmon_deliveries_total{{outcome=\"abandoned\"}} {}\n\
+             jetmon_deliveries_total{{outcome=\"refused\"}} {}\n\
+             # HELP jetmon_deliveries_in_flight Deliveries being sent now.\n\
+             # TYPE jetmon_deliveries_in_flight gauge\n\
+             jetmon_deliveries_in_flight {}\n\
+             # HELP jetmon_delivery_db_errors_total Database errors of the deliverer (it retries).\n\
+             # TYPE jetmon_delivery_db_errors_total counter\n\
+             jetmon_delivery_db_errors_total {}\n",
+            g(&c.delivered),
+            g(&c.failed),
+            g(&c.abandoned),
+            g(&c.refused),
+            g(&c.in_flight),
+            g(&c.db_errors),
+        )
+    }
+}
+
+impl Drop for Deliverer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.notify.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// One webhook as the loop keeps it.
+struct Sub {
+    target: Arc<WebhookTarget>,
+    in_flight: u32,
+    queue: VecDeque<Claimed>,
+    /// It may have more due rows than it claimed last time.
+    hot: bool,
+}
+
+impl Sub {
+    fn room(&self) -> u32 {
+        (2 * self.target.max_in_flight)
+            .saturating_sub(self.in_flight + u32::try_from(self.queue.len()).unwrap_or(u32::MAX))
+    }
+}
+
+async fn run(
+    o: Options,
+    client: http::Client,
+    notify: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
+    let client = Arc::new(client);
+    let owner = format!("{}:{}:{}", o.host, std::process::id(), now_us());
+    let store = loop {
+        match Store::open(&o.database_url, &o.host).await {
+            Ok(s) => break s.with_vault(o.vault.clone()),
+            Err(e) => {
+                counters.db_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("jetmon: deliveries: {e:#}; retrying");
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep(DB_RETRY).await;
+            }
+        }
+    };
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+    let mut subs: HashMap<u64, Sub> = HashMap::new();
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut last_targets: Option<Instant> = None;
+    let mut last_discover: Option<Instant> = None;
+    let mut db_down_since: Option<Instant> = None;
+    let mut nudged = true;
+    while !stop.load(Ordering::Relaxed) {
+        let now = now_us();
+        let db_ok = db_down_since.is_none_or(|t| t.elapsed() >= DB_RETRY);
+        // 1. What the last attempts did, in one transaction, before claiming more: a
+        //    delivered row lets its site's next row be claimed.
+        if !finished.is_empty() && db_ok {
+            match store.finish_deliveries(&owner, &finished).await {
+                Ok(()) => {
+                    for f in finished.drain(..) {
+                        if let Some(s) = subs.get_mut(&f.subscription_id) {
+                            s.hot = true;
+                        }
+                    }
+                    db_down_since = None;
+                }
+                Err(e) => db_error(&counters, &mut db_down_since, &e),
+            }
+        }
+        // 2. The webhooks.
+        if db_ok
+            && db_down_since.is_none()
+            && last_targets.is_none_or(|t| t.elapsed() >= TARGETS_EVERY)
+        {
+            match store.webhook_targets(now).await {
+                Ok(targets) => {
+                    last_targets = Some(Instant::now());
+                    let seen: HashSet<u64> = targets.iter().map(|t| t.id).collect();
+                    for t in targets {
+                        let t = Arc::new(t);
+                        subs.entry(t.id)
+                            .and_modify(|s| s.target = t.clone())
+                            .or_insert(Sub {
+                                target: t,
+                                in_flight: 0,
+                                queue: VecDeque::new(),
+                                hot: true,
+                            });
+                    }
+                    // A webhook disabled or deleted: what it had queued here goes back when
+                    // the lease ends (or is gone with it).
+                    subs.retain(|id, s| seen.contains(id) || s.in_flight > 0);
+                }
+                Err(e) => db_error(&counters, &mut db_down_since, &e),
+            }
+        }
+        // 3. Which webhooks have due rows.
+        if db_down_since.is_none()
+            && (nudged || last_discover.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY))
+        {
+            nudged = false;
+            match store.due_subscriptions(now).await {
+                Ok(due) => {
+                    last_discover = Some(Instant::now());
+                    for (kind, id, _) in due {
+                        if kind == Kind::Webhook.code() {
+                            match subs.get_mut(&id) {
+                                Some(s) => s.hot = true,
+                                // A webhook made since the last read.
+                                None => last_targets = None,
+                            }
+                        }
+                    }
+                }
+                Err(e) => db_error(&counters, &mut db_down_since, &e),
+            }
+        }
+        // 4. Claim for the hot ones with room, then send what the caps allow.
+        let lease_until = now + u64::try_from(o.lease.as_micros()).unwrap_or(u64::MAX);
+        for (id, s) in &mut subs {
+            if db_down_since.is_some() {
+                break;
+            }
+            if s.hot && s.room() > 0 && !s.target.secrets.is_empty() {
+                let want = s.room();
+                match store
+                    .claim_deliveries(&owner, Kind::Webhook.code(), *id, want, now, lease_until)
+                    .await
+                {
+                    Ok(rows) => {
+                        s.hot = u32::try_from(rows.len()).unwrap_or(0) >= want;
+                        s.queue.extend(rows);
+                    }
+                    Err(e) => db_error(&counters, &mut db_down_since, &e),
+                }
+            }
+            while s.in_flight < s.target.max_in_flight {
+                let Some(row) = s.queue.pop_front() else {
+                    break;
+                };
+                s.in_flight += 1;
+                counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                let (client, target, tx, counters) = (
+                    client.clone(),
+                    s.target.clone(),
+                    done_tx.clone(),
+                    counters.clone(),
+                );
+                tokio::spawn(async move {
+                    let f = attempt(&client, &target, row, &counters).await;
+                    let _ = tx.send(f);
+                });
+            }
+        }
+        // 5. Wait for an attempt to end, a nudge, or the next look.
+        let wait = if db_down_since.is_some() {
+            DB_RETRY
+        } else {
+            DISCOVER_EVERY
+        };
+        tokio::select! {
+            f = done_rx.recv() => {
+                if let Some(f) = f {
+                    ended(&mut subs, &f, &counters);
+                    finished.push(f);
+                }
+                while let Ok(f) = done_rx.try_recv() {
+                    ended(&mut subs, &f, &counters);
+                    finished.push(f);
+                }
+            }
+            () = notify.notified() => nudged = true,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Stopping: what was sent is recorded (best effort); what was claimed and not sent goes
+    // back at once instead of after the lease.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while subs.values().any(|s| s.in_flight > 0) && Instant::now() < deadline {
+        if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await
+        {
+            ended(&mut subs, &f, &counters);
+            finished.push(f);
+        }
+    }
+    let _ = store.finish_deliveries(&owner, &finished).await;
+    let unsent: Vec<String> = subs
+        .values()
+        .flat_map(|s| s.queue.iter().map(|c| c.id.clone()))
+        .collect();
+    let _ = store.release_deliveries(&owner, &unsent).await;
+    store.close().await;
+}
+
+fn ended(subs: &mut HashMap<u64, Sub>, f: &Finished, counters: &Counters) {
+    counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    if let Some(s) = subs.get_mut(&f.subscription_id) {
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
+}
+
+fn db_error(counters: &Counters, since: &mut Option<Instant>, e: &anyhow::Error) {
+    counters.db_errors.fetch_add(1, Ordering::Relaxed);
+    if since.is_none() {
+        eprintln!("jetmon: deliveries paused: {e:#}; retrying every second, nothing is lost");
+    }
+    *since = Some(Instant::now());
+}
+
+/// Sends one row and says what becomes of it.
+async fn attempt(
+    client: &http::Client,
+    target: &WebhookTarget,
+    row: Claimed,
+    counters: &Counters,
+) -> Finished {
+    let started = Instant::now();
+    let at_us = now_us();
+    let t = at_us / 1_000_000;
+    let body = Bytes::from(row.payload.clone().into_bytes());
+    let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+    let headers = [
+        ("x-jetmon-event", row.event_type.clone()),
+        ("x-jetmon-delivery", row.id.clone()),
+        ("x-jetmon-signature", sign::jetmon(&secrets, t, &body)),
+        ("webhook-id", row.id.clone()),
+        ("webhook-timestamp", t.to_string()),
+        (
+            "webhook-signature",
+            sign::standard(&secrets, &row.id, t, &body),
+        ),
+    ];
+    counters.attempts.fetch_add(1, Ordering::Relaxed);
+    let result = client.post(&target.url, &headers, body).await;
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let number = row.attempts + 1;
+    let ladder: &[u32] = if target.retry_ladder_s.is_empty() {
+        DEFAULT_LADDER_S
+    } else {
+        &target.retry_ladder_s
+    };
+    let (verdict, status, error, excerpt) = match &result {
+        Ok(a) => (
+            Verdict::Status(a.status),
+            Some(a.status),
+            None,
+            Some(a.excerpt.clone()),
+        ),
+        Err(http::Failure::Failed(e)) => (Verdict::Failed, None, Some(e.clone()), None),
+        Err(http::Failure::Refused(e)) => (Verdict::Refused, None, Some(e.clone()), None),
+    };
+    let next = match ladder::next(verdict, number, ladder) {
+        ladder::Next::Delivered => {
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+            DeliveryNext::Delivered
+        }
+        ladder::Next::RetryIn(s) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            DeliveryNext::RetryAt(at_us + u64::from(s) * 1_000_000)
+        }
+        ladder::Next::Abandon => {
+            if verdict == Verdict::Refused {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            DeliveryNext::Abandoned
+        }
+        ladder::Next::Disable => {
+            counters.abandoned.fetch_add(1, Ordering::Relaxed);
+            DeliveryNext::Disable(format!(
+                "the receiver answered 410 Gone to delivery {}",
+                row.id
+            ))
+        }
+    };
+    Finished {
+        id: row.id,
+        kind: row.kind,
+        subscription_id: row.subscription_id,
+        attempt: number,
+        at_us,
+        duration_us,
+        status,
+        error,
+        excerpt,
+        next,
+    }
+}
