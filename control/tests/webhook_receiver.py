@@ -15,11 +15,14 @@ every request) whether each scheme verifies with it. The path says how to answer
     /hang/NAME     holds the request 45 s (longer than Jetmon waits), then 200
     /slow/NAME     holds it 4 s, then 200
     /gone/NAME     410
+    /wpcom/NAME    the WPCOM notice: 503 while the file SECRETS.down exists, else 200; records
+                   whether `Authorization: Bearer <the first secret listed for NAME>` came
 """
 
 import hashlib
 import hmac
 import json
+import os
 import sys
 import threading
 import time
@@ -97,7 +100,11 @@ class Handler(BaseHTTPRequestHandler):
             "standard": [standard_valid(s, headers, body) for s in secrets],
             "jetmon": [jetmon2_valid(s, headers.get("x-jetmon-signature", ""), body) for s in secrets],
             "signatures": headers.get("webhook-signature", ""),
+            "auth_ok": bool(secrets) and headers.get("authorization") == f"Bearer {secrets[0]}",
+            "status": None,
         }
+        if mode == "wpcom" and os.path.exists(SECRETS + ".down"):
+            record["status"] = 503
         with lock:
             with open(LOG, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -110,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
                 status = 500
             elif mode == "gone":
                 status = 410
+            elif record["status"]:
+                status = record["status"]
             else:
                 status = 200
             reply = json.dumps({"received": record["id"]}).encode()

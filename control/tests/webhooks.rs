@@ -574,13 +574,25 @@ fn the_demo_receives_its_own_down_and_recovery_signed() {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
+    // Down (confirmed), then a recovery: a flap may also clear while Seems Down, so wait for
+    // a closed event after a confirmed Down.
     eventually(
-        "the flapping site's recovery notice",
-        Duration::from_secs(90),
+        "the flapping site's Down and recovery",
+        Duration::from_secs(120),
         || {
-            received()
+            let lines = received();
+            lines
                 .iter()
-                .any(|l| l.contains("event.closed") && l.contains("/flap"))
+                .position(|l| {
+                    l.contains("event.state_changed")
+                        && l.contains("/flap")
+                        && l.contains("now down")
+                })
+                .is_some_and(|k| {
+                    lines[k..]
+                        .iter()
+                        .any(|l| l.contains("event.closed") && l.contains("/flap"))
+                })
         },
     );
     let lines = received();
@@ -608,4 +620,126 @@ fn the_demo_receives_its_own_down_and_recovery_signed() {
         "{:?}",
         page.body
     );
+}
+
+/// The WPCOM v1 notice (api.md, back-compat): sites with a v1 id get `{blog_id, monitor_url,
+/// status_id, …}` with the bearer token. While WPCOM answers 503 the breaker opens after 5
+/// failures in a row and stops trying; the notices wait in the outbox and all arrive once
+/// it answers again.
+#[test]
+fn the_wpcom_notice_waits_out_an_outage_behind_its_breaker() {
+    let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path());
+    receiver.set_secrets(&BTreeMap::from([(
+        "wpcom",
+        vec!["tok-wpcom-123".to_owned()],
+    )]));
+    let down_file = receiver.secrets.with_extension("json.down");
+    std::fs::write(&down_file, "").unwrap();
+    let token = dir.path().join("wpcom.token");
+    std::fs::write(&token, "tok-wpcom-123\n").unwrap();
+    let db = dir.path().join("p.db");
+    let url = format!("sqlite:{}", db.display());
+    let extra = format!(
+        "delivery_allow_cidrs = [\"{RECEIVER_IP}/32\"]\nwpcom_notice_url = {:?}\nwpcom_token_file = {:?}",
+        receiver.url("/wpcom/wpcom"),
+        token
+    );
+    let mut api = Api::launch_with(
+        &url,
+        "whp2",
+        true,
+        true,
+        &extra,
+        &[("JETMON_DEMO_INTERVAL_S", "1")],
+    );
+    let write = api.key("write");
+    for n in 1..=6 {
+        let r = api.call(
+            "POST",
+            "/api/v1/sites",
+            &write,
+            Some(json!({"url": format!("http://127.0.0.1:18090/down?v1={n}"), "name": format!("v1 {n}"),
+                        "blog_id": 100 + n, "interval_s": 10})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let metrics = |api: &Api| common::http_get(&api.addr, "/metrics");
+    let began = Instant::now();
+    while !metrics(&api).contains("\njetmon_wpcom_breaker_open 1") {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the breaker did not open: {:?}; log:\n{}\nmetrics:\n{}",
+            receiver
+                .received("wpcom")
+                .iter()
+                .map(|v| (v["status"].clone(), v["delivery"].clone(), v["nth"].clone()))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(api._dir.path().join("up.log")).unwrap_or_default(),
+            metrics(&api)
+                .lines()
+                .filter(|l| l.contains("deliver"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tried = receiver.received("wpcom").len();
+    assert!(
+        (5..=8).contains(&tried),
+        "{tried} attempts before the breaker opened"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        receiver.received("wpcom").len(),
+        tried,
+        "attempts went on with the breaker open"
+    );
+    std::fs::remove_file(&down_file).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(jetmon_control::store::Store::open(&url, "test"))
+        .unwrap();
+    eventually(
+        "every WPCOM notice delivered",
+        Duration::from_secs(120),
+        || {
+            let rows = rt.block_on(store.delivery_times(2, 1)).unwrap();
+            rows.len() >= 12 && rows.iter().all(|r| r.2 == 1)
+        },
+    );
+    let rows = rt.block_on(store.delivery_times(2, 1)).unwrap();
+    let got = receiver.received("wpcom");
+    for (id, _, _) in &rows {
+        assert!(
+            got.iter()
+                .any(|v| v["delivery"] == id.as_str() && v["status"].is_null()),
+            "{id} never answered 200"
+        );
+    }
+    for v in &got {
+        assert_eq!(v["auth_ok"], true, "{v}");
+        let p: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+        let blog = p["blog_id"].as_u64().unwrap();
+        assert!((101..=106).contains(&blog), "{p}");
+        assert!(
+            p["monitor_url"].as_str().unwrap().contains("/down?v1="),
+            "{p}"
+        );
+        assert!([0, 2].contains(&p["status_id"].as_u64().unwrap()), "{p}");
+        assert_eq!(p["checks"][0]["type"], "http");
+        assert_eq!(p["checks"][0]["host"], "127.0.0.1:18090");
+    }
+    // Sites without a v1 id (the demo's) send no WPCOM notice.
+    assert!(
+        got.iter()
+            .all(|v| !v["body"].as_str().unwrap().contains("/flap"))
+    );
+    assert!(metrics(&api).contains("\njetmon_wpcom_breaker_open 0"));
+    rt.block_on(store.close());
+    api.seen.clear();
 }

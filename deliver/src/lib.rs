@@ -32,6 +32,8 @@ use tokio::sync::{Notify, mpsc};
 const DISCOVER_EVERY: Duration = Duration::from_millis(250);
 /// How often the webhooks (targets, secrets) are read again.
 const TARGETS_EVERY: Duration = Duration::from_secs(2);
+/// A nudge looks for due rows at most this often (a busy webhook stays hot without it).
+const NUDGE_EVERY: Duration = Duration::from_millis(50);
 /// Back-off while the database is away.
 const DB_RETRY: Duration = Duration::from_secs(1);
 
@@ -46,7 +48,14 @@ pub struct Options {
     pub lease: Duration,
     pub extra_ca: Option<PathBuf>,
     pub user_agent: String,
+    /// The WPCOM v1 notice's URL and bearer token, when configured.
+    pub wpcom: Option<(String, String)>,
 }
+
+/// The breaker of the WPCOM notice: open after this many failures in a row…
+const BREAKER_FAILURES: u32 = 5;
+/// …for this long, then one attempt at a time until one succeeds.
+const BREAKER_OPEN: Duration = Duration::from_secs(30);
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -58,6 +67,8 @@ pub struct Counters {
     pub refused: AtomicU64,
     pub in_flight: AtomicU64,
     pub db_errors: AtomicU64,
+    /// 1 while the WPCOM notice's breaker is open.
+    pub wpcom_breaker_open: AtomicU64,
 }
 
 /// The running deliverer: nudge it when rows were written, stop it on the way out.
@@ -121,13 +132,17 @@ impl Deliverer {
              jetmon_deliveries_in_flight {}\n\
              # HELP jetmon_delivery_db_errors_total Database errors of the deliverer (it retries).\n\
              # TYPE jetmon_delivery_db_errors_total counter\n\
-             jetmon_delivery_db_errors_total {}\n",
+             jetmon_delivery_db_errors_total {}\n\
+             # HELP jetmon_wpcom_breaker_open Whether the WPCOM notice circuit breaker is open (1) or closed (0).\n\
+             # TYPE jetmon_wpcom_breaker_open gauge\n\
+             jetmon_wpcom_breaker_open {}\n",
             g(&c.delivered),
             g(&c.failed),
             g(&c.abandoned),
             g(&c.refused),
             g(&c.in_flight),
             g(&c.db_errors),
+            g(&c.wpcom_breaker_open),
         )
     }
 }
@@ -148,21 +163,63 @@ fn now_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// One webhook as the loop keeps it.
+/// Where a subscription's rows go: a webhook (signed), or the WPCOM notice (a bearer token).
+struct Dest {
+    target: WebhookTarget,
+    bearer: Option<String>,
+}
+
+/// The circuit breaker of a destination that has one (the WPCOM notice).
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// One subscription as the loop keeps it.
 struct Sub {
-    target: Arc<WebhookTarget>,
+    kind: Kind,
+    dest: Arc<Dest>,
     in_flight: u32,
     queue: VecDeque<Claimed>,
     /// It may have more due rows than it claimed last time.
     hot: bool,
+    breaker: Option<Breaker>,
 }
 
 impl Sub {
+    fn new(kind: Kind, dest: Dest) -> Sub {
+        Sub {
+            breaker: (kind == Kind::Wpcom).then(Breaker::default),
+            kind,
+            dest: Arc::new(dest),
+            in_flight: 0,
+            queue: VecDeque::new(),
+            hot: true,
+        }
+    }
+
+    /// How many may be in flight now: the cap; none while the breaker is open; one while it
+    /// is half-open (after its pause, until an attempt succeeds).
+    fn cap(&self) -> u32 {
+        match &self.breaker {
+            Some(b) if b.open_until.is_some_and(|t| Instant::now() < t) => 0,
+            Some(b) if b.failures >= BREAKER_FAILURES => 1,
+            _ => self.dest.target.max_in_flight,
+        }
+    }
+
     fn room(&self) -> u32 {
-        (2 * self.target.max_in_flight)
+        (2 * self.cap())
             .saturating_sub(self.in_flight + u32::try_from(self.queue.len()).unwrap_or(u32::MAX))
     }
+
+    fn can_send(&self) -> bool {
+        self.kind == Kind::Wpcom || !self.dest.target.secrets.is_empty()
+    }
 }
+
+type SubKey = (u8, u64);
 
 async fn run(
     o: Options,
@@ -187,7 +244,26 @@ async fn run(
         }
     };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
-    let mut subs: HashMap<u64, Sub> = HashMap::new();
+    let mut subs: HashMap<SubKey, Sub> = HashMap::new();
+    if let Some((url, token)) = &o.wpcom {
+        let target = WebhookTarget {
+            id: 1,
+            url: url.clone(),
+            max_in_flight: 4,
+            retry_ladder_s: Vec::new(),
+            secrets: Vec::new(),
+        };
+        subs.insert(
+            (Kind::Wpcom.code(), 1),
+            Sub::new(
+                Kind::Wpcom,
+                Dest {
+                    target,
+                    bearer: Some(token.clone()),
+                },
+            ),
+        );
+    }
     let mut finished: Vec<Finished> = Vec::new();
     let mut last_targets: Option<Instant> = None;
     let mut last_discover: Option<Instant> = None;
@@ -202,7 +278,7 @@ async fn run(
             match store.finish_deliveries(&owner, &finished).await {
                 Ok(()) => {
                     for f in finished.drain(..) {
-                        if let Some(s) = subs.get_mut(&f.subscription_id) {
+                        if let Some(s) = subs.get_mut(&(f.kind, f.subscription_id)) {
                             s.hot = true;
                         }
                     }
@@ -219,56 +295,56 @@ async fn run(
             match store.webhook_targets(now).await {
                 Ok(targets) => {
                     last_targets = Some(Instant::now());
-                    let seen: HashSet<u64> = targets.iter().map(|t| t.id).collect();
+                    let w = Kind::Webhook.code();
+                    let seen: HashSet<SubKey> = targets.iter().map(|t| (w, t.id)).collect();
                     for t in targets {
-                        let t = Arc::new(t);
-                        subs.entry(t.id)
-                            .and_modify(|s| s.target = t.clone())
-                            .or_insert(Sub {
-                                target: t,
-                                in_flight: 0,
-                                queue: VecDeque::new(),
-                                hot: true,
-                            });
+                        let key = (w, t.id);
+                        let dest = Dest {
+                            target: t,
+                            bearer: None,
+                        };
+                        match subs.get_mut(&key) {
+                            Some(s) => s.dest = Arc::new(dest),
+                            None => {
+                                subs.insert(key, Sub::new(Kind::Webhook, dest));
+                            }
+                        }
                     }
                     // A webhook disabled or deleted: what it had queued here goes back when
                     // the lease ends (or is gone with it).
-                    subs.retain(|id, s| seen.contains(id) || s.in_flight > 0);
+                    subs.retain(|k, s| k.0 != w || seen.contains(k) || s.in_flight > 0);
                 }
                 Err(e) => db_error(&counters, &mut db_down_since, &e),
             }
         }
-        // 3. Which webhooks have due rows.
-        if db_down_since.is_none()
-            && (nudged || last_discover.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY))
-        {
+        // 3. Time to look again: every subscription may have due rows. Looking is the claim
+        //    itself (an index seek per subscription, LIMITed); a scan of every pending row
+        //    would cost far more once a hanging receiver has backed thousands up. A webhook
+        //    made since the last read arrives with the next read of the webhooks.
+        let since = last_discover.map(|t| t.elapsed());
+        let look = since.is_none_or(|e| e >= DISCOVER_EVERY || (nudged && e >= NUDGE_EVERY));
+        if db_down_since.is_none() && look {
             nudged = false;
-            match store.due_subscriptions(now).await {
-                Ok(due) => {
-                    last_discover = Some(Instant::now());
-                    for (kind, id, _) in due {
-                        if kind == Kind::Webhook.code() {
-                            match subs.get_mut(&id) {
-                                Some(s) => s.hot = true,
-                                // A webhook made since the last read.
-                                None => last_targets = None,
-                            }
-                        }
-                    }
-                }
-                Err(e) => db_error(&counters, &mut db_down_since, &e),
+            last_discover = Some(Instant::now());
+            for s in subs.values_mut() {
+                s.hot = true;
             }
         }
         // 4. Claim for the hot ones with room, then send what the caps allow.
         let lease_until = now + u64::try_from(o.lease.as_micros()).unwrap_or(u64::MAX);
-        for (id, s) in &mut subs {
+        let mut breaker_open = false;
+        for ((kind, id), s) in &mut subs {
             if db_down_since.is_some() {
                 break;
             }
-            if s.hot && s.room() > 0 && !s.target.secrets.is_empty() {
+            breaker_open |= s
+                .breaker
+                .as_ref()
+                .is_some_and(|b| b.failures >= BREAKER_FAILURES);
+            if s.hot && s.room() > 0 && s.can_send() {
                 let want = s.room();
                 match store
-                    .claim_deliveries(&owner, Kind::Webhook.code(), *id, want, now, lease_until)
+                    .claim_deliveries(&owner, *kind, *id, want, now, lease_until)
                     .await
                 {
                     Ok(rows) => {
@@ -278,27 +354,33 @@ async fn run(
                     Err(e) => db_error(&counters, &mut db_down_since, &e),
                 }
             }
-            while s.in_flight < s.target.max_in_flight {
+            while s.in_flight < s.cap() {
                 let Some(row) = s.queue.pop_front() else {
                     break;
                 };
                 s.in_flight += 1;
                 counters.in_flight.fetch_add(1, Ordering::Relaxed);
-                let (client, target, tx, counters) = (
+                let (client, dest, tx, counters) = (
                     client.clone(),
-                    s.target.clone(),
+                    s.dest.clone(),
                     done_tx.clone(),
                     counters.clone(),
                 );
                 tokio::spawn(async move {
-                    let f = attempt(&client, &target, row, &counters).await;
+                    let f = attempt(&client, &dest, row, &counters).await;
                     let _ = tx.send(f);
                 });
             }
         }
+        counters
+            .wpcom_breaker_open
+            .store(u64::from(breaker_open), Ordering::Relaxed);
         // 5. Wait for an attempt to end, a nudge, or the next look.
         let wait = if db_down_since.is_some() {
             DB_RETRY
+        } else if nudged {
+            // A nudge that came too soon after the last look: look once the pause is over.
+            NUDGE_EVERY
         } else {
             DISCOVER_EVERY
         };
@@ -336,10 +418,32 @@ async fn run(
     store.close().await;
 }
 
-fn ended(subs: &mut HashMap<u64, Sub>, f: &Finished, counters: &Counters) {
+fn ended(subs: &mut HashMap<SubKey, Sub>, f: &Finished, counters: &Counters) {
     counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if let Some(s) = subs.get_mut(&f.subscription_id) {
-        s.in_flight = s.in_flight.saturating_sub(1);
+    let Some(s) = subs.get_mut(&(f.kind, f.subscription_id)) else {
+        return;
+    };
+    s.in_flight = s.in_flight.saturating_sub(1);
+    if let Some(b) = &mut s.breaker {
+        if matches!(f.next, DeliveryNext::RetryAt(_)) {
+            b.failures += 1;
+            if b.failures >= BREAKER_FAILURES {
+                if b.open_until.is_none_or(|t| Instant::now() >= t) {
+                    eprintln!(
+                        "jetmon: the WPCOM notice failed {} times in a row; pausing it {} s \
+                         (its notices wait in the outbox)",
+                        b.failures,
+                        BREAKER_OPEN.as_secs()
+                    );
+                }
+                b.open_until = Some(Instant::now() + BREAKER_OPEN);
+            }
+        } else if f.next == DeliveryNext::Delivered {
+            if b.failures >= BREAKER_FAILURES {
+                eprintln!("jetmon: the WPCOM notice is answering again");
+            }
+            *b = Breaker::default();
+        }
     }
 }
 
@@ -354,26 +458,34 @@ fn db_error(counters: &Counters, since: &mut Option<Instant>, e: &anyhow::Error)
 /// Sends one row and says what becomes of it.
 async fn attempt(
     client: &http::Client,
-    target: &WebhookTarget,
+    dest: &Dest,
     row: Claimed,
     counters: &Counters,
 ) -> Finished {
+    let target = &dest.target;
     let started = Instant::now();
     let at_us = now_us();
     let t = at_us / 1_000_000;
     let body = Bytes::from(row.payload.clone().into_bytes());
     let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
-    let headers = [
-        ("x-jetmon-event", row.event_type.clone()),
-        ("x-jetmon-delivery", row.id.clone()),
-        ("x-jetmon-signature", sign::jetmon(&secrets, t, &body)),
-        ("webhook-id", row.id.clone()),
-        ("webhook-timestamp", t.to_string()),
-        (
-            "webhook-signature",
-            sign::standard(&secrets, &row.id, t, &body),
-        ),
-    ];
+    let headers: Vec<(&'static str, String)> = match &dest.bearer {
+        // The WPCOM notice: Jetmon v1's shape, a bearer token.
+        Some(token) => vec![
+            ("authorization", format!("Bearer {token}")),
+            ("x-jetmon-delivery", row.id.clone()),
+        ],
+        None => vec![
+            ("x-jetmon-event", row.event_type.clone()),
+            ("x-jetmon-delivery", row.id.clone()),
+            ("x-jetmon-signature", sign::jetmon(&secrets, t, &body)),
+            ("webhook-id", row.id.clone()),
+            ("webhook-timestamp", t.to_string()),
+            (
+                "webhook-signature",
+                sign::standard(&secrets, &row.id, t, &body),
+            ),
+        ],
+    };
     counters.attempts.fetch_add(1, Ordering::Relaxed);
     let result = client.post(&target.url, &headers, body).await;
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

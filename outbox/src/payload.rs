@@ -14,6 +14,8 @@ pub struct Facts<'a> {
     pub at_us: u64,
     pub site_id: u64,
     pub site_url: &'a str,
+    /// The site's Jetmon v1 id (the WPCOM notice goes only for sites that have one).
+    pub blog_id: Option<u64>,
     /// The site's rolled-up state after this batch.
     pub site_state: State,
     pub site_severity: u8,
@@ -88,6 +90,47 @@ pub fn body(id: &str, ty: EventType, f: &Facts<'_>) -> String {
     .to_string()
 }
 
+/// The WPCOM v1 status-change notice (api.md, back-compat) for a site's new state:
+/// `{blog_id, monitor_url, status_id (0 seems down, 1 running, 2 confirmed down),
+/// last_check, last_status_change, checks: [{type, host, status, rtt, code}]}`. None when the
+/// site has no v1 id or its state is not one v1 knows (unknown, maintenance, paused).
+/// Times are RFC 3339; `rtt` and `code` are null (a transition carries no single result).
+pub fn wpcom_body(f: &Facts<'_>) -> Option<String> {
+    let blog_id = f.blog_id?;
+    let status_id = match f.site_state {
+        State::SeemsDown => 0,
+        State::Up | State::Degraded => 1,
+        State::Down => 2,
+        _ => return None,
+    };
+    let host = f
+        .site_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(f.site_url)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    let at = rfc3339(f.at_us);
+    Some(
+        json!({
+            "blog_id": blog_id,
+            "monitor_url": f.site_url,
+            "status_id": status_id,
+            "last_check": at,
+            "last_status_change": at,
+            "checks": [{
+                "type": f.check_type,
+                "host": host,
+                "status": status_id,
+                "rtt": null,
+                "code": null,
+            }],
+        })
+        .to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +149,7 @@ mod tests {
             at_us: 2_000_000,
             site_id: 3,
             site_url: "https://a.example/",
+            blog_id: Some(7),
             site_state: State::Up,
             site_severity: 0,
             event_id: 5,
@@ -126,5 +170,38 @@ mod tests {
         assert_eq!(v["transition"]["state_after"], serde_json::Value::Null);
         assert_eq!(v["site"]["state"], "up");
         assert_eq!(v["id"], "9.w1");
+    }
+
+    #[test]
+    fn the_wpcom_notice_has_v1_shape_and_only_v1_states() {
+        let mut f = Facts {
+            transition_id: 9,
+            at_us: 2_000_000,
+            site_id: 3,
+            site_url: "https://a.example/x",
+            blog_id: Some(7),
+            site_state: State::Down,
+            site_severity: 4,
+            event_id: 5,
+            check_type: "http",
+            started_at_us: 1_000_000,
+            ended_at_us: None,
+            resolution_reason: None,
+            reason: "verifier_confirmed",
+            source: "local:h",
+            state_before: Some((State::SeemsDown, 3)),
+            state_after: Some((State::Down, 4)),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&wpcom_body(&f).unwrap_or_default()).unwrap_or_default();
+        assert_eq!(v["blog_id"], 7);
+        assert_eq!(v["status_id"], 2);
+        assert_eq!(v["monitor_url"], "https://a.example/x");
+        assert_eq!(v["checks"][0]["host"], "a.example");
+        f.site_state = State::Paused;
+        assert!(wpcom_body(&f).is_none());
+        f.site_state = State::Up;
+        f.blog_id = None;
+        assert!(wpcom_body(&f).is_none());
     }
 }

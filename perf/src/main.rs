@@ -17,6 +17,7 @@ mod density;
 mod detection;
 mod http;
 mod ingest;
+mod notify;
 mod prober;
 mod product;
 mod record;
@@ -165,6 +166,22 @@ enum Scenario {
         #[arg(long, default_value_t = 18080)]
         port: u16,
         #[arg(long, default_value = "/tmp/jetmon-perf-product")]
+        dir: PathBuf,
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// P10: a hosting provider's outage — N sites turn to HTTP 500 at once, 3 webhooks (one
+    /// hanging): deliveries/s, latency from durable to receipt, lost, duplicates.
+    Notify {
+        #[arg(long, default_value_t = 10_000)]
+        sites: u32,
+        /// The sites' check interval (the outage is seen over one interval).
+        #[arg(long, default_value_t = 30)]
+        interval_s: u32,
+        /// Give up waiting for the deliveries after this long.
+        #[arg(long, default_value_t = 240)]
+        timeout_s: u64,
+        #[arg(long, default_value = "/tmp/jetmon-perf-notify")]
         dir: PathBuf,
         #[arg(long)]
         record: Option<PathBuf>,
@@ -376,6 +393,26 @@ fn main() -> Result<()> {
             let veriflier_bin = std::env::current_exe()?.with_file_name("jetmon-veriflier");
             let line = veriflier::run(&args, &prober_binary()?, &veriflier_bin)?;
             finish("veriflier", &line, record.as_deref())
+        }
+        Scenario::Notify {
+            sites,
+            interval_s,
+            timeout_s,
+            dir,
+            record,
+        } => {
+            let jetmon = std::env::current_exe()?.with_file_name("jetmon");
+            let line = notify::run(
+                &notify::NotifyArgs {
+                    sites,
+                    interval_s,
+                    dir,
+                    timeout: Duration::from_secs(timeout_s),
+                },
+                &jetmon,
+                &prober_binary()?,
+            )?;
+            finish("notify", &line, record.as_deref())
         }
         Scenario::Api {
             sites,

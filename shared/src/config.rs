@@ -214,6 +214,11 @@ pub struct ControlConfig {
     pub delivery_lease_s: u32,
     /// An extra CA (PEM) trusted for HTTPS receivers, beside the web PKI roots.
     pub delivery_ca_file: Option<PathBuf>,
+    /// Where the WPCOM v1 status-change notice is POSTed (api.md, back-compat); empty: not
+    /// sent. Sites with a `blog_id` only; through the outbox, with a circuit breaker.
+    pub wpcom_notice_url: Option<String>,
+    /// File holding the bearer token of the WPCOM notice (never the token in config).
+    pub wpcom_token_file: Option<PathBuf>,
 }
 
 impl ControlConfig {
@@ -263,6 +268,8 @@ impl Default for ControlConfig {
             delivery_allow_cidrs: Vec::new(),
             delivery_lease_s: 90,
             delivery_ca_file: None,
+            wpcom_notice_url: None,
+            wpcom_token_file: None,
         }
     }
 }
@@ -447,6 +454,25 @@ impl Config {
         for cidr in &self.control.delivery_allow_cidrs {
             cidr.parse::<Cidr>()
                 .map_err(|e| ("control.delivery_allow_cidrs", format!("{cidr:?}: {e}")))?;
+        }
+        if let Some(u) = self
+            .control
+            .wpcom_notice_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+        {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err((
+                    "control.wpcom_notice_url",
+                    format!("{u:?} is not an http(s) URL"),
+                ));
+            }
+            if self.control.wpcom_token_file.is_none() {
+                return Err((
+                    "control.wpcom_token_file",
+                    "the WPCOM notice needs its bearer token's file".into(),
+                ));
+            }
         }
         if self.control.delivery_lease_s < 61 {
             return Err((

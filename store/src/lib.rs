@@ -175,6 +175,9 @@ pub struct Store {
     host: String,
     /// What seals and opens secrets (None: storing one is refused, stored ones do not open).
     vault: Option<std::sync::Arc<jetmon_secrets::Vault>>,
+    /// Subscriptions of the deployment rather than of a tenant (the WPCOM notice), added to
+    /// the stored webhooks by `subscriptions()`.
+    operator_subscriptions: std::sync::Arc<Vec<jetmon_outbox::Subscription>>,
 }
 
 fn i(v: u64) -> i64 {
@@ -274,6 +277,7 @@ impl Store {
             backend,
             host: host.to_owned(),
             vault: None,
+            operator_subscriptions: std::sync::Arc::default(),
         };
         migrate::run(&store.pool, backend)
             .await

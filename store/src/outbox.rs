@@ -21,6 +21,7 @@ struct Known {
     site_id: u64,
     tenant_id: u64,
     url: String,
+    blog_id: Option<u64>,
     /// The site's state before this batch.
     state_before: State,
 }
@@ -55,7 +56,7 @@ impl Store {
                 .join(", ");
             let sql = format!(
                 "SELECT c.id, c.check_type, s.id, s.tenant_id, \
-                 CASE WHEN s.url = '' THEN c.target ELSE s.url END, s.current_state \
+                 CASE WHEN s.url = '' THEN c.target ELSE s.url END, s.current_state, s.blog_id \
                  FROM checks c JOIN sites s ON s.id = c.site_id WHERE c.id IN ({list})"
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -79,6 +80,7 @@ impl Store {
                         site_id: u(r.try_get::<i64, _>(2)?),
                         tenant_id: u(r.try_get::<i64, _>(3)?),
                         url: r.try_get(4)?,
+                        blog_id: r.try_get::<Option<i64>, _>(6)?.map(u),
                         state_before: u8::try_from(r.try_get::<i64, _>(5)?)
                             .ok()
                             .and_then(State::from_code)
@@ -121,6 +123,7 @@ impl Store {
                 at_us: t.at_us,
                 site_id: facts.site_id,
                 site_url: &facts.url,
+                blog_id: facts.blog_id,
                 site_state,
                 site_severity,
                 event_id: t.event_id,
@@ -157,6 +160,7 @@ impl Store {
                 at_us: t.at_us,
                 site_id: site,
                 site_url: &facts.url,
+                blog_id: facts.blog_id,
                 site_state: state,
                 site_severity: severity,
                 event_id: t.event_id,
@@ -187,7 +191,13 @@ async fn insert(
     now: u64,
 ) -> Result<()> {
     let id = delivery_id(f.transition_id, sub.kind, sub.id, ty);
-    let body = payload::body(&id, ty, f);
+    let body = match sub.kind {
+        jetmon_outbox::Kind::Webhook => payload::body(&id, ty, f),
+        jetmon_outbox::Kind::Wpcom => match payload::wpcom_body(f) {
+            Some(b) => b,
+            None => return Ok(()),
+        },
+    };
     sqlx::query(
         "INSERT INTO outbox (id, kind, subscription_id, tenant_id, site_id, transition_id, \
          event_type, payload, next_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -319,30 +329,10 @@ fn status_of(v: Option<i64>) -> Option<u16> {
 }
 
 impl Store {
-    /// The subscriptions with rows due now and not leased: `(kind, id, how many)`.
-    pub async fn due_subscriptions(&self, now_us: u64) -> Result<Vec<(u8, u64, u64)>> {
-        let rows = sqlx::query(
-            "SELECT kind, subscription_id, COUNT(*) FROM outbox WHERE state = 0 AND next_at <= $1 \
-             AND (lease_until IS NULL OR lease_until < $1) GROUP BY kind, subscription_id",
-        )
-        .bind(i(now_us))
-        .fetch_all(&self.pool)
-        .await
-        .context("finding due deliveries")?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    u8::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
-                    u(r.try_get::<i64, _>(1)?),
-                    u(r.try_get::<i64, _>(2)?),
-                ))
-            })
-            .collect()
-    }
-
     /// Leases up to `limit` due rows of one subscription to `owner` until `lease_until_us`,
-    /// oldest first, each only when no earlier row of its (subscription, site) is pending (so
-    /// a site's notices go out in transition order). Rows another worker holds are skipped;
+    /// oldest first (by due time; the index's order, so no sort), each only when no earlier
+    /// row of its (subscription, site) is pending (so a site's notices go out in transition
+    /// order whatever their due times). Rows another worker holds are skipped;
     /// the outer conditions are checked again on the locked row, so two workers never lease
     /// one row.
     pub async fn claim_deliveries(
@@ -363,7 +353,7 @@ impl Store {
                  AND p.subscription_id = o.subscription_id AND p.site_id = o.site_id \
                  AND p.state = 0 AND (p.transition_id < o.transition_id \
                    OR (p.transition_id = o.transition_id AND p.id < o.id))) \
-               ORDER BY o.next_at, o.transition_id LIMIT $6) \
+               ORDER BY o.next_at LIMIT $6) \
              AND state = 0 AND (lease_until IS NULL OR lease_until < $5) \
              RETURNING id, subscription_id, site_id, event_type, payload, attempts",
         )
@@ -594,5 +584,33 @@ impl Store {
             .context("releasing a delivery")?;
         }
         Ok(())
+    }
+}
+
+impl Store {
+    /// `(delivery id, enqueued at µs, state)` of every row of subscription `(kind, id)`
+    /// (benchmarks: the enqueue instant is the transition's commit, give or take the batch).
+    pub async fn delivery_times(
+        &self,
+        kind: u8,
+        subscription_id: u64,
+    ) -> Result<Vec<(String, u64, u8)>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, state FROM outbox WHERE kind = $1 AND subscription_id = $2",
+        )
+        .bind(i64::from(kind))
+        .bind(i(subscription_id))
+        .fetch_all(&self.pool)
+        .await
+        .context("reading delivery times")?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    u(r.try_get::<i64, _>(1)?),
+                    u8::try_from(r.try_get::<i64, _>(2)?).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 }

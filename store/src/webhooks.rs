@@ -84,7 +84,15 @@ fn webhook_of(r: &sqlx::any::AnyRow) -> Result<WebhookRow> {
 }
 
 impl Store {
-    /// Every active webhook as a subscription (the supervisor's cache).
+    /// Adds the deployment's own subscriptions (the WPCOM notice) to what `subscriptions()`
+    /// answers.
+    pub fn with_operator_subscriptions(mut self, subs: Vec<Subscription>) -> Store {
+        self.operator_subscriptions = std::sync::Arc::new(subs);
+        self
+    }
+
+    /// Every active webhook as a subscription (the supervisor's cache), then the deployment's
+    /// own.
     pub async fn subscriptions(&self) -> Result<Vec<Subscription>> {
         let sql = format!("SELECT {COLUMNS} FROM webhooks WHERE active = 1 ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -112,6 +120,7 @@ impl Store {
                     active: w.active,
                 })
             })
+            .chain(self.operator_subscriptions.iter().cloned().map(Ok))
             .collect()
     }
 

@@ -196,7 +196,19 @@ impl Core {
             .enable_all()
             .build()
             .context("starting the store's runtime")?;
-        let store = rt.block_on(jetmon_control::secrets::open_store(&config.control, host))?;
+        let mut store = rt.block_on(jetmon_control::secrets::open_store(&config.control, host))?;
+        if wpcom(config)?.is_some() {
+            // The deployment's own subscription: every site with a v1 id, its state changes.
+            store = store.with_operator_subscriptions(vec![jetmon_outbox::Subscription {
+                kind: jetmon_outbox::Kind::Wpcom,
+                id: 1,
+                tenant_id: None,
+                event_types: vec![jetmon_outbox::EventType::SiteStateChanged],
+                site_ids: vec![],
+                states: vec![],
+                active: true,
+            }]);
+        }
         eprintln!(
             "jetmon: database {}",
             jetmon_control::store::redact(&config.control.database_url)
@@ -209,7 +221,14 @@ impl Core {
                 demo::SITES.len(),
                 if added { ", added to the database" } else { "" }
             );
-            if rt.block_on(demo_webhook(&store, added))? {
+            let hook = rt
+                .block_on(demo_webhook(&store, added))
+                .unwrap_or_else(|e| {
+                    // Not fatal: with PostgreSQL and no secret key there is nothing to sign with.
+                    eprintln!("jetmon: no demo webhook: {e:#}");
+                    false
+                });
+            if hook {
                 eprintln!(
                     "jetmon: demo webhook: every notice goes to {0}, which checks its signatures \
                      and prints it here; the latest: curl {0}",
@@ -259,7 +278,35 @@ fn start_deliverer(config: &Config, host: &str, demo: bool) -> Result<jetmon_del
         lease: Duration::from_secs(u64::from(config.control.delivery_lease_s)),
         extra_ca: config.control.delivery_ca_file.clone(),
         user_agent: format!("Jetmon/{} (webhook)", env!("CARGO_PKG_VERSION")),
+        wpcom: wpcom(config)?,
     })
+}
+
+/// The WPCOM notice's URL and token, when `control.wpcom_notice_url` is set.
+fn wpcom(config: &Config) -> Result<Option<(String, String)>> {
+    let Some(url) = config
+        .control
+        .wpcom_notice_url
+        .clone()
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    let file = config
+        .control
+        .wpcom_token_file
+        .as_ref()
+        .context("control.wpcom_token_file is needed with control.wpcom_notice_url")?;
+    let token = std::fs::read_to_string(file)
+        .with_context(|| format!("control.wpcom_token_file {}", file.display()))?
+        .trim()
+        .to_owned();
+    anyhow::ensure!(
+        !token.is_empty() && !token.chars().any(char::is_control),
+        "control.wpcom_token_file {}: no token in it",
+        file.display()
+    );
+    Ok(Some((url, token)))
 }
 
 /// Probe safety for receivers: `control.delivery_allow_cidrs`, and the demo's own receiver.
