@@ -60,7 +60,6 @@ const BREAKER_OPEN: Duration = Duration::from_secs(30);
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub attempts: AtomicU64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub abandoned: AtomicU64,
@@ -486,7 +485,6 @@ async fn attempt(
             ),
         ],
     };
-    counters.attempts.fetch_add(1, Ordering::Relaxed);
     let result = client.post(&target.url, &headers, body).await;
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let number = row.attempts + 1;

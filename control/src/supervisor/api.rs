@@ -53,7 +53,7 @@ impl ApiService {
             expensive_per_minute: config.control.api_expensive_per_minute,
             spool_dir: Some(spool_dir),
             vault: jetmon_control::secrets::vault(&config.control),
-            delivery_safety: super::delivery_safety(config, demo),
+            delivery_safety: super::notify::delivery_safety(config, demo),
         })?;
         Ok(ApiService {
             link: end,

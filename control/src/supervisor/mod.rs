@@ -11,6 +11,7 @@
 //! - [`stats::StatsService`] — seals the statistics spool's hours for the flusher thread.
 //! - [`api::ApiService`] — the REST API's thread, and the commands it asks of the engine.
 //! - the verifier (`jetmon_control::verify`, its own thread) — rounds to the verifliers.
+//! - [`notify`] — the deliverer (`jetmon-deliver`, its own thread), nudged after each batch.
 //!
 //! [`Core`] is what they share: the engine (inside `Ingest`), the store and the queue of
 //! commands for the prober. The loop below is the only place that knows the order they run in:
@@ -21,6 +22,7 @@
 mod api;
 mod checks;
 mod metrics;
+mod notify;
 mod prober;
 mod rings;
 mod stats;
@@ -105,7 +107,7 @@ pub fn up(
         "jetmon: metrics on http://{0}/metrics, API on http://{0}/api/v1",
         api.addr
     );
-    let deliverer = start_deliverer(config, &host, demo)?;
+    let deliverer = notify::start_deliverer(config, &host, demo)?;
     let mut writer = Writer::new(batch_no);
     prober.adopt(&core, &mut rings)?;
     let started = Instant::now();
@@ -196,19 +198,9 @@ impl Core {
             .enable_all()
             .build()
             .context("starting the store's runtime")?;
-        let mut store = rt.block_on(jetmon_control::secrets::open_store(&config.control, host))?;
-        if wpcom(config)?.is_some() {
-            // The deployment's own subscription: every site with a v1 id, its state changes.
-            store = store.with_operator_subscriptions(vec![jetmon_outbox::Subscription {
-                kind: jetmon_outbox::Kind::Wpcom,
-                id: 1,
-                tenant_id: None,
-                event_types: vec![jetmon_outbox::EventType::SiteStateChanged],
-                site_ids: vec![],
-                states: vec![],
-                active: true,
-            }]);
-        }
+        let store = rt
+            .block_on(jetmon_control::secrets::open_store(&config.control, host))?
+            .with_operator_subscriptions(notify::operator_subscriptions(config)?);
         eprintln!(
             "jetmon: database {}",
             jetmon_control::store::redact(&config.control.database_url)
@@ -222,7 +214,7 @@ impl Core {
                 if added { ", added to the database" } else { "" }
             );
             let hook = rt
-                .block_on(demo_webhook(&store, added))
+                .block_on(notify::demo_webhook(&store, added))
                 .unwrap_or_else(|e| {
                     // Not fatal: with PostgreSQL and no secret key there is nothing to sign with.
                     eprintln!("jetmon: no demo webhook: {e:#}");
@@ -263,59 +255,6 @@ impl Core {
             subscriptions,
         };
         Ok((core, checks, batch_no))
-    }
-}
-
-/// The deliverer (`jetmon-deliver`): its own thread, runtime and pool. Receivers pass probe
-/// safety with `control.delivery_allow_cidrs`; the demo adds its own receiver's socket.
-fn start_deliverer(config: &Config, host: &str, demo: bool) -> Result<jetmon_deliver::Deliverer> {
-    let safety = delivery_safety(config, demo);
-    jetmon_deliver::Deliverer::start(jetmon_deliver::Options {
-        database_url: config.control.database_url.clone(),
-        host: host.to_owned(),
-        vault: jetmon_control::secrets::vault(&config.control),
-        safety,
-        lease: Duration::from_secs(u64::from(config.control.delivery_lease_s)),
-        extra_ca: config.control.delivery_ca_file.clone(),
-        user_agent: format!("Jetmon/{} (webhook)", env!("CARGO_PKG_VERSION")),
-        wpcom: wpcom(config)?,
-    })
-}
-
-/// The WPCOM notice's URL and token, when `control.wpcom_notice_url` is set.
-fn wpcom(config: &Config) -> Result<Option<(String, String)>> {
-    let Some(url) = config
-        .control
-        .wpcom_notice_url
-        .clone()
-        .filter(|u| !u.is_empty())
-    else {
-        return Ok(None);
-    };
-    let file = config
-        .control
-        .wpcom_token_file
-        .as_ref()
-        .context("control.wpcom_token_file is needed with control.wpcom_notice_url")?;
-    let token = std::fs::read_to_string(file)
-        .with_context(|| format!("control.wpcom_token_file {}", file.display()))?
-        .trim()
-        .to_owned();
-    anyhow::ensure!(
-        !token.is_empty() && !token.chars().any(char::is_control),
-        "control.wpcom_token_file {}: no token in it",
-        file.display()
-    );
-    Ok(Some((url, token)))
-}
-
-/// Probe safety for receivers: `control.delivery_allow_cidrs`, and the demo's own receiver.
-pub(super) fn delivery_safety(config: &Config, demo: bool) -> jetmon_shared::safety::ProbeSafety {
-    let safety = jetmon_shared::safety::ProbeSafety::new(config.control.delivery_allow_list());
-    if demo {
-        safety.allowing_sockets(demo::DEMO_ADDR.parse().into_iter().collect())
-    } else {
-        safety
     }
 }
 
@@ -386,45 +325,6 @@ pub(crate) fn hostname() -> String {
 }
 
 /// Adds the demo sites and their checks unless they are already in the database.
-/// The demo's webhook to its own receiver: made with the demo sites (so one deleted stays
-/// deleted); its secrets handed to the receiver. Whether there is one.
-async fn demo_webhook(store: &Store, added: bool) -> Result<bool> {
-    let url = demo::hook_url();
-    let find = || async {
-        Ok::<_, anyhow::Error>(
-            store
-                .scoped(jetmon_control::store::Tenancy::All)
-                .webhooks_page(0, 1000)
-                .await?
-                .into_iter()
-                .find(|w| w.url == url),
-        )
-    };
-    let mut hook = find().await?;
-    if hook.is_none() && added {
-        let secret = jetmon_outbox::sign::new_secret().context("no randomness for a secret")?;
-        store
-            .create_webhook(&jetmon_control::store::NewWebhook {
-                tenant_id: jetmon_control::store::DEFAULT_TENANT,
-                url: url.clone(),
-                description: "the demo's own receiver (jetmon up --demo)".into(),
-                event_types: vec![],
-                site_ids: vec![],
-                states: vec![],
-                secret,
-                max_in_flight: 4,
-                retry_ladder_s: vec![],
-            })
-            .await?;
-        hook = find().await?;
-    }
-    let Some(hook) = hook else {
-        return Ok(false);
-    };
-    demo::set_hook_secrets(store.webhook_secrets(hook.id, unix_us()).await?);
-    Ok(true)
-}
-
 async fn add_demo_sites(store: &Store) -> Result<bool> {
     let existing = store.sites().await?;
     if existing.iter().any(|s| s.name.starts_with("demo: ")) {
