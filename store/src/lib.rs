@@ -14,6 +14,7 @@
 pub mod tokens;
 
 mod api;
+mod gate;
 mod imports;
 mod keys;
 mod migrate;
@@ -178,6 +179,8 @@ pub struct Store {
     /// Subscriptions of the deployment rather than of a tenant (the WPCOM notice), added to
     /// the stored webhooks by `subscriptions()`.
     operator_subscriptions: std::sync::Arc<Vec<jetmon_outbox::Subscription>>,
+    /// SQLite: this process's writers take turns ([`gate`]).
+    gate: gate::Gate,
 }
 
 fn i(v: u64) -> i64 {
@@ -278,6 +281,12 @@ impl Store {
             host: host.to_owned(),
             vault: None,
             operator_subscriptions: std::sync::Arc::default(),
+            gate: match backend {
+                Backend::Sqlite => {
+                    sqlite_path(url).map_or_else(gate::Gate::default, |p| gate::Gate::for_file(&p))
+                }
+                Backend::Postgres => gate::Gate::default(),
+            },
         };
         migrate::run(&store.pool, backend)
             .await
@@ -287,6 +296,14 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A write transaction, in this process's turn on SQLite (see [`gate`]): hold both until
+    /// the commit.
+    pub(crate) async fn write_tx(&self) -> Result<(gate::Turn, Transaction<'static, Any>)> {
+        let turn = self.gate.turn().await;
+        let tx = self.pool.begin().await.context("starting a transaction")?;
+        Ok((turn, tx))
     }
 
     pub async fn close(&self) {
@@ -308,7 +325,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let mut ids = Vec::with_capacity(batch.transitions.len());
         for t in &batch.transitions {
             ids.push(self.write_transition(&mut tx, t).await?);
@@ -525,7 +542,7 @@ impl Store {
 
     /// Adds a check to a site; returns its id. `spec.check_id` and `site_id` are ignored.
     pub async fn add_check(&self, site_id: u64, spec: &CheckSpec, critical: bool) -> Result<u64> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let sealed = self.seal_headers(&spec.headers)?;
         let id = insert_check(&mut tx, site_id, spec, critical, now_us(), sealed).await?;
         tx.commit().await.context("committing a check")?;
@@ -535,7 +552,7 @@ impl Store {
     /// Adds one site with one check per entry, all in one transaction; returns how many. The
     /// benchmarks' bulk seeding: no endpoint, URL or v1 id (`create_sites` has them).
     pub async fn add_sites_with_checks(&self, rows: &[(String, CheckSpec)]) -> Result<usize> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let now = i(now_us());
         for (name, spec) in rows {
             let row =

@@ -344,6 +344,11 @@ impl Store {
         now_us: u64,
         lease_until_us: u64,
     ) -> Result<Vec<Claimed>> {
+        let _turn = self.gate.turn().await;
+        // The outer `+state` keeps SQLite from walking every pending row through outbox_due
+        // to match the few ids (it did: 110 ms a claim with 60,000 rows pending, P10); the
+        // unary plus stops an index being used for that term, and the primary key is. The
+        // outer conditions are there for PostgreSQL, which re-checks them on the row it locks.
         let rows = sqlx::query(
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 \
              WHERE id IN (SELECT o.id FROM outbox o \
@@ -354,7 +359,7 @@ impl Store {
                  AND p.state = 0 AND (p.transition_id < o.transition_id \
                    OR (p.transition_id = o.transition_id AND p.id < o.id))) \
                ORDER BY o.next_at LIMIT $6) \
-             AND state = 0 AND (lease_until IS NULL OR lease_until < $5) \
+             AND +state = 0 AND (lease_until IS NULL OR lease_until < $5) \
              RETURNING id, subscription_id, site_id, event_type, payload, attempts",
         )
         .bind(owner.to_owned())
@@ -388,7 +393,7 @@ impl Store {
         if done.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for f in done {
             let (state, next_at, done_at) = match &f.next {
                 Next::Delivered => (1, f.at_us, Some(f.at_us)),
@@ -412,8 +417,10 @@ impl Store {
             .await
             .context("recording a delivery")?;
             sqlx::query(
+                // Written once even when a commit whose answer was lost is tried again.
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_us, status, \
-                 error, excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 error, excerpt) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
+                 (SELECT 1 FROM delivery_attempts WHERE delivery_id = $1 AND attempt = $2)",
             )
             .bind(f.id.clone())
             .bind(i64::from(f.attempt))
@@ -571,7 +578,36 @@ impl Store {
 impl Store {
     /// Gives back rows `owner` claimed and did not send (a deliverer stopping), so another
     /// worker need not wait for the lease.
+    /// The pending rows `owner` holds a lease on. After a database error the deliverer cannot
+    /// know whether a claim it saw fail was committed all the same (the answer lost on the
+    /// way): it reads what it holds and sends what it did not know it had, instead of letting
+    /// those rows wait out the lease.
+    pub async fn leased_by(&self, owner: &str) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, subscription_id, site_id, event_type, payload, attempts FROM outbox \
+             WHERE lease_owner = $1 AND state = 0",
+        )
+        .bind(owner.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .context("reading leased deliveries")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    id: r.try_get(0)?,
+                    kind: u8::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+                    subscription_id: u(r.try_get::<i64, _>(2)?),
+                    site_id: u(r.try_get::<i64, _>(3)?),
+                    event_type: r.try_get(4)?,
+                    payload: r.try_get(5)?,
+                    attempts: u32::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     pub async fn release_deliveries(&self, owner: &str, ids: &[String]) -> Result<()> {
+        let _turn = self.gate.turn().await;
         for id in ids {
             sqlx::query(
                 "UPDATE outbox SET lease_owner = NULL, lease_until = NULL \

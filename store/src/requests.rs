@@ -205,7 +205,7 @@ impl Store {
 
     /// Saves rate-limit buckets (upserts).
     pub async fn save_rate_buckets(&self, rows: &[RateBucket]) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for b in rows {
             sqlx::query(
                 "INSERT INTO rate_limits (tenant_id, key_id, bucket, tokens_milli, updated_at) \
@@ -227,7 +227,7 @@ impl Store {
 
     /// Appends audit records: (key, method, route, status, duration µs, request id, at µs).
     pub async fn audit(&self, rows: &[AuditRow]) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for a in rows {
             sqlx::query(
                 "INSERT INTO audit_log (key_id, method, route, status, duration_us, request_id, \

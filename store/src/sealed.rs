@@ -104,7 +104,7 @@ impl Store {
             if rows.is_empty() {
                 continue;
             }
-            let mut tx = self.pool.begin().await.context("starting a transaction")?;
+            let (_turn, mut tx) = self.write_tx().await?;
             for r in &rows {
                 let id: i64 = r.try_get(0)?;
                 let old: String = r.try_get(1)?;

@@ -120,7 +120,7 @@ impl Store {
     /// returns whether it wrote. Rows and the part's name go in one transaction.
     pub async fn put_hourly(&self, rows: &[PeriodStats], spool_part: &str) -> Result<bool> {
         let name = format!("{}/{spool_part}", self.host);
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         super::write_first(&mut tx).await?;
         let seen = sqlx::query("SELECT 1 FROM stats_flushed WHERE spool_part = $1")
             .bind(&name)
@@ -144,7 +144,7 @@ impl Store {
     /// Merges rows into a statistics table directly (benchmarks and imports; control itself
     /// writes hourly rows through `put_hourly` and daily rows through the rollup).
     pub async fn put_period(&self, p: Period, rows: Vec<PeriodStats>) -> Result<()> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         super::write_first(&mut tx).await?;
         merge_rows(&mut tx, p, rows).await?;
         tx.commit().await.context("committing statistics")?;
@@ -199,7 +199,7 @@ impl Store {
         days: (u64, u64),
         parts: &[String],
     ) -> Result<Snapshot> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         if self.backend == super::Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 .execute(&mut *tx)
@@ -295,7 +295,7 @@ impl Store {
             let Some(&last) = ids.last() else { break };
             after = last;
             let list = placeholders(2, ids.len());
-            let mut tx = self.pool.begin().await.context("starting a transaction")?;
+            let (_turn, mut tx) = self.write_tx().await?;
             super::write_first(&mut tx).await?;
             let sql = format!(
                 "SELECT {} FROM check_hourly WHERE hour < $1 AND check_id IN ({list}) \

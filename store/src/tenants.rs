@@ -166,7 +166,7 @@ impl Store {
     /// there is no such tenant. Nothing is deleted.
     pub async fn set_tenant_active(&self, id: u64, active: bool) -> Result<bool> {
         let now = now_us();
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         super::write_first(&mut tx).await?;
         let n = sqlx::query(
             "UPDATE tenants SET active = $1, deactivated_at = $2 WHERE id = $3 AND active <> $4",
@@ -206,7 +206,7 @@ impl Store {
     /// sites changed owner (a site already with its tenant is not counted). The caller has
     /// checked that every tenant and site exists.
     pub async fn assign_sites(&self, pairs: &[(u64, u64)]) -> Result<u64> {
-        let mut tx = self.pool.begin().await.context("starting a transaction")?;
+        let (_turn, mut tx) = self.write_tx().await?;
         super::write_first(&mut tx).await?;
         let mut moved = 0;
         for (tenant, site) in pairs {
