@@ -255,12 +255,23 @@ fn check_url(state: &State, url: &str) -> Result<(), ApiError> {
     })
 }
 
-fn check_lists(
-    event_types: Option<&[String]>,
-    states: Option<&[String]>,
-    site_ids: Option<&[u64]>,
-) -> Result<(), ApiError> {
-    for t in event_types.unwrap_or_default() {
+/// The fields a create or a change may carry (absent: not given).
+struct Fields<'a> {
+    url: Option<&'a str>,
+    description: Option<&'a str>,
+    event_types: Option<&'a [String]>,
+    states: Option<&'a [String]>,
+    site_ids: Option<&'a [u64]>,
+    max_in_flight: Option<u32>,
+    retry_ladder_s: Option<&'a [u32]>,
+}
+
+/// Refuses a body with any field out of bounds, naming the first such field.
+fn check_fields(state: &State, f: &Fields<'_>) -> Result<(), ApiError> {
+    if let Some(u) = f.url {
+        check_url(state, u)?;
+    }
+    for t in f.event_types.unwrap_or_default() {
         if EventType::from_name(t).is_none() {
             let names: Vec<&str> = EventType::ALL.iter().map(|e| e.name()).collect();
             return Err(invalid(format!(
@@ -269,27 +280,28 @@ fn check_lists(
             )));
         }
     }
-    for s in states.unwrap_or_default() {
+    for s in f.states.unwrap_or_default() {
         if SiteState::from_name(s).is_none() {
             return Err(invalid(format!("states: {s:?} is not a state name")));
         }
     }
-    if site_ids.is_some_and(|s| s.len() > 1000) {
+    if f.site_ids.is_some_and(|s| s.len() > 1000) {
         return Err(invalid("site_ids: at most 1000"));
     }
-    Ok(())
-}
-
-fn check_tuning(max_in_flight: Option<u32>, ladder: Option<&[u32]>) -> Result<(), ApiError> {
-    if max_in_flight.is_some_and(|m| !(1..=MAX_IN_FLIGHT).contains(&m)) {
+    if f.max_in_flight
+        .is_some_and(|m| !(1..=MAX_IN_FLIGHT).contains(&m))
+    {
         return Err(invalid(format!("max_in_flight: 1 to {MAX_IN_FLIGHT}")));
     }
-    if let Some(l) = ladder
+    if let Some(l) = f.retry_ladder_s
         && (l.is_empty() || l.len() > 10 || l.iter().any(|s| !(1..=86_400).contains(s)))
     {
         return Err(invalid(
             "retry_ladder_s: 1 to 10 waits, each 1 to 86400 seconds",
         ));
+    }
+    if f.description.is_some_and(|d| d.len() > 500) {
+        return Err(invalid("description: at most 500 bytes"));
     }
     Ok(())
 }
@@ -358,16 +370,18 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Write)?;
     let b = body.into_inner();
-    check_url(&state, &b.url)?;
-    check_lists(
-        b.event_types.as_deref(),
-        b.states.as_deref(),
-        b.site_ids.as_deref(),
+    check_fields(
+        &state,
+        &Fields {
+            url: Some(&b.url),
+            description: b.description.as_deref(),
+            event_types: b.event_types.as_deref(),
+            states: b.states.as_deref(),
+            site_ids: b.site_ids.as_deref(),
+            max_in_flight: b.max_in_flight,
+            retry_ladder_s: b.retry_ladder_s.as_deref(),
+        },
     )?;
-    check_tuning(b.max_in_flight, b.retry_ladder_s.as_deref())?;
-    if b.description.as_ref().is_some_and(|d| d.len() > 500) {
-        return Err(invalid("description: at most 500 bytes"));
-    }
     let tenant = caller.owner_for(&state, b.tenant_id).await?;
     let existing = state
         .store
@@ -428,18 +442,18 @@ async fn patch(
 ) -> Result<web::Json<Webhook>, ApiError> {
     caller.require(Scope::Write)?;
     let b = body.into_inner();
-    if let Some(u) = &b.url {
-        check_url(&state, u)?;
-    }
-    check_lists(
-        b.event_types.as_deref(),
-        b.states.as_deref(),
-        b.site_ids.as_deref(),
+    check_fields(
+        &state,
+        &Fields {
+            url: b.url.as_deref(),
+            description: b.description.as_deref(),
+            event_types: b.event_types.as_deref(),
+            states: b.states.as_deref(),
+            site_ids: b.site_ids.as_deref(),
+            max_in_flight: b.max_in_flight,
+            retry_ladder_s: b.retry_ladder_s.as_deref(),
+        },
     )?;
-    check_tuning(b.max_in_flight, b.retry_ladder_s.as_deref())?;
-    if b.description.as_ref().is_some_and(|d| d.len() > 500) {
-        return Err(invalid("description: at most 500 bytes"));
-    }
     let change = WebhookChange {
         url: b.url,
         description: b.description,

@@ -3,9 +3,10 @@
 Standard Webhooks with the `standardwebhooks` package from PyPI, Jetmon 2's
 `X-Jetmon-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` by hand.
 
-    webhook_receiver.py HOST LOG SECRETS
+    webhook_receiver.py HOST LOG SECRETS [CERT KEY]
 
-Listens on HOST (port 0: any), prints `listening on HOST:PORT`, and appends one JSON line
+Listens on HOST (port 0: any), over TLS with CERT and KEY (PEM files) when they are given,
+prints `listening on HOST:PORT`, and appends one JSON line
 per request to LOG: path, delivery id, event type, the body, and for every secret listed for
 the path's first segment... in SECRETS (a JSON file `{"name": ["whsec_…", …]}`, re-read on
 every request) whether each scheme verifies with it. The path says how to answer:
@@ -23,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -139,5 +141,9 @@ class Server(ThreadingHTTPServer):
 
 
 server = Server((HOST, 0), Handler)
+if len(sys.argv) > 5:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(f"listening on {HOST}:{server.server_address[1]}", flush=True)
 server.serve_forever()

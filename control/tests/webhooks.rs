@@ -59,20 +59,25 @@ fn python() -> String {
 
 impl Receiver {
     fn start(dir: &Path) -> Receiver {
+        Receiver::start_with(dir, None)
+    }
+
+    /// A receiver over TLS with `(certificate, key)`; `dir` is its own (log, secrets).
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Receiver {
         let log = dir.join("received.jsonl");
         let secrets = dir.join("secrets.json");
         std::fs::write(&secrets, "{}").unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webhook_receiver.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args([
-                RECEIVER_IP,
-                log.to_str().unwrap(),
-                secrets.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(python());
+        cmd.arg(script).args([
+            RECEIVER_IP,
+            log.to_str().unwrap(),
+            secrets.to_str().unwrap(),
+        ]);
+        if let Some((cert, key)) = tls {
+            cmd.args([cert, key]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -94,6 +99,10 @@ impl Receiver {
         format!("http://{}{path}", self.addr)
     }
 
+    fn https_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.addr)
+    }
+
     fn set_secrets(&self, s: &BTreeMap<&str, Vec<String>>) {
         std::fs::write(&self.secrets, serde_json::to_string(s).unwrap()).unwrap();
     }
@@ -106,6 +115,88 @@ impl Receiver {
             .filter(|v| v["name"] == name)
             .collect()
     }
+}
+
+/// A private CA in `dir/<name>/` (`ca.pem`) and a receiver certificate it signed for
+/// `RECEIVER_IP` (`cert.pem`, `key.pem`), made with the openssl command.
+fn private_pki(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("ext"),
+        format!("subjectAltName=IP:{RECEIVER_IP}\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for args in [
+        [
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=Jetmon test CA {name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ][..],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.csr",
+                "-subj",
+                &format!("/CN={RECEIVER_IP}"),
+            ][..],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "cert.pem",
+        ],
+    ] {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(&d)
+            .output()
+            .expect("openssl (Debian package openssl) is missing");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    d
 }
 
 /// A key file for the vault (PostgreSQL has no default one).
@@ -161,9 +252,25 @@ fn all_valid(v: &Value, scheme: &str) -> bool {
 
 fn webhooks(database_url: &str, prefix: &str, dir: &Path) {
     let receiver = Receiver::start(dir);
+    // HTTPS receivers under a private PKI: one whose CA is `delivery_ca_file`, one whose
+    // CA nobody told Jetmon about.
+    let trusted_pki = private_pki(dir, "trusted");
+    let untrusted_pki = private_pki(dir, "untrusted");
+    let tls_receiver = Receiver::start_with(
+        &trusted_pki,
+        Some((&trusted_pki.join("cert.pem"), &trusted_pki.join("key.pem"))),
+    );
+    let untrusted_receiver = Receiver::start_with(
+        &untrusted_pki,
+        Some((
+            &untrusted_pki.join("cert.pem"),
+            &untrusted_pki.join("key.pem"),
+        )),
+    );
     let extra = format!(
-        "delivery_allow_cidrs = [\"{RECEIVER_IP}/32\"]\nsecret_key_file = {:?}",
-        key_file(dir)
+        "delivery_allow_cidrs = [\"{RECEIVER_IP}/32\"]\nsecret_key_file = {:?}\ndelivery_ca_file = {:?}",
+        key_file(dir),
+        trusted_pki.join("ca.pem"),
     );
     let mut api = Api::launch_with(
         database_url,
@@ -231,6 +338,19 @@ fn webhooks(database_url: &str, prefix: &str, dir: &Path) {
         &token,
         json!({"url": format!("http://{}:{port}/ok/rebind", loopback_name()), "site_ids": [broken]}),
     );
+    // HTTPS: the receiver under `delivery_ca_file`'s CA is delivered to; the other is not.
+    let (tls, tls_secret) = create(
+        &mut api,
+        &token,
+        json!({"url": tls_receiver.https_url("/ok/tls"), "site_ids": [broken]}),
+    );
+    let (untrusted, _) = create(
+        &mut api,
+        &token,
+        json!({"url": untrusted_receiver.https_url("/ok/untrusted"), "site_ids": [broken],
+               "retry_ladder_s": [1]}),
+    );
+    tls_receiver.set_secrets(&BTreeMap::from([("tls", vec![tls_secret])]));
     let mut secrets = BTreeMap::new();
     secrets.insert("all", vec![all_secret.clone()]);
     secrets.insert("flaky", vec![flaky_secret]);
@@ -377,6 +497,33 @@ fn webhooks(database_url: &str, prefix: &str, dir: &Path) {
         "{err}"
     );
     assert!(receiver.received("rebind").is_empty());
+
+    // The private CA: delivered over HTTPS, signed; without it the certificate is refused.
+    eventually(
+        "the HTTPS receiver's delivery",
+        Duration::from_secs(30),
+        || {
+            deliveries(&mut api, &token, tls)
+                .iter()
+                .any(|d| d["state"] == "delivered")
+        },
+    );
+    let tls_got = tls_receiver.received("tls");
+    assert!(!tls_got.is_empty());
+    assert!(
+        tls_got
+            .iter()
+            .all(|v| all_valid(v, "standard") && all_valid(v, "jetmon"))
+    );
+    eventually("the untrusted certificate", Duration::from_secs(30), || {
+        deliveries(&mut api, &token, untrusted)
+            .iter()
+            .any(|d| d["state"] == "abandoned")
+    });
+    let log = deliveries(&mut api, &token, untrusted);
+    let err = log[0]["attempts_log"][0]["error"].as_str().unwrap();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(untrusted_receiver.received("untrusted").is_empty());
 
     // Rotation: during the grace both secrets verify; without grace only the new one.
     let r = api.call(

@@ -1,7 +1,8 @@
 //! `jetmon-deliver` owns getting the outbox's rows to their receivers (docs/notifications.md):
 //! its own thread, tokio runtime and database pool; claiming due rows with a lease, at most a
-//! webhook's `max_in_flight` in flight and up to 15 times as many claimed behind them while
-//! its receiver answers fast (as many again while it is slow); signing each
+//! webhook's `max_in_flight` in flight and up to [`FAST_DEPTH`] times that claimed while its
+//! receiver answers fast (twice while it is slow); finished attempts written in batches by a
+//! task beside the sending loop; signing each
 //! body with both schemes; the HTTP client ([`http`]) with probe safety at dial time; the
 //! retry ladder; one `delivery_attempts` row per try. It decides nothing about *which* rows
 //! exist (that is `jetmon-outbox`, written by the store with the transitions) and it never
@@ -43,7 +44,7 @@ const DB_RETRY: Duration = Duration::from_secs(1);
 /// times its cap, and what was queued beyond that goes back to the outbox, so that rows do
 /// not sit leased behind a hanging receiver.
 const FAST_WITHIN: Duration = Duration::from_secs(1);
-const FAST_DEPTH: u32 = 16;
+const FAST_DEPTH: u32 = 64;
 
 /// What the deliverer needs.
 pub struct Options {
@@ -256,6 +257,8 @@ impl Sub {
 }
 
 type SubKey = (u8, u64);
+/// A finishing transaction under way: the attempts it writes, and how it went.
+type Writing = tokio::task::JoinHandle<(Vec<Finished>, Result<()>)>;
 
 async fn run(
     o: Options,
@@ -314,25 +317,23 @@ async fn run(
     // A database error happened: a claim may have been committed with its answer lost.
     let mut reconcile = false;
     let mut nudged = true;
+    // The finished attempts being written, and their rows.
+    let mut writing: Option<Writing> = None;
     while !stop.load(Ordering::Relaxed) {
         let now = now_us();
         if db_down_since.is_some_and(|t| t.elapsed() >= DB_RETRY) {
             db_down_since = None;
         }
-        // 1. What the last attempts did, in one transaction, before claiming more: a
-        //    delivered row lets its site's next row be claimed.
-        if !finished.is_empty() && db_down_since.is_none() {
-            match store.finish_deliveries(&owner, &finished).await {
-                Ok(()) => {
-                    for f in finished.drain(..) {
-                        held.remove(&f.id);
-                        if let Some(s) = subs.get_mut(&(f.kind, f.subscription_id)) {
-                            s.hot = true;
-                        }
-                    }
-                }
-                Err(e) => db_error(&counters, &mut db_down_since, &mut paused, &e),
-            }
+        // 1. What the last attempts did, in one transaction written beside the loop (one at
+        //    a time; what ends meanwhile goes in the next, so a storm makes big batches). A
+        //    delivered row lets its site's next row be claimed once it is written.
+        if writing.is_none() && !finished.is_empty() && db_down_since.is_none() {
+            let batch = std::mem::take(&mut finished);
+            let (store, owner) = (store.clone(), owner.clone());
+            writing = Some(tokio::spawn(async move {
+                let r = store.finish_deliveries(&owner, &batch).await;
+                (batch, r)
+            }));
         }
         // 2. The webhooks.
         if db_down_since.is_none() && last_targets.is_none_or(|t| t.elapsed() >= TARGETS_EVERY) {
@@ -496,12 +497,43 @@ async fn run(
                     finished.push(f);
                 }
             }
+            w = async {
+                match writing.as_mut() {
+                    Some(h) => h.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                writing = None;
+                match w {
+                    Ok((batch, Ok(()))) => {
+                        for f in batch {
+                            held.remove(&f.id);
+                            if let Some(s) = subs.get_mut(&(f.kind, f.subscription_id)) {
+                                s.hot = true;
+                            }
+                        }
+                    }
+                    Ok((batch, Err(e))) => {
+                        db_error(&counters, &mut db_down_since, &mut paused, &e);
+                        // Written first when the database answers again, in their order.
+                        finished.splice(0..0, batch);
+                    }
+                    // Its rows stay leased here and go out again once the lease has passed.
+                    Err(e) => eprintln!("jetmon: deliveries: recording attempts failed: {e}"),
+                }
+            }
             () = notify.notified() => nudged = true,
             () = tokio::time::sleep(wait) => {}
         }
     }
     // Stopping: what was sent is recorded (best effort); what was claimed and not sent goes
     // back at once instead of after the lease.
+    if let Some(h) = writing.take()
+        && let Ok((batch, r)) = h.await
+        && r.is_err()
+    {
+        finished.splice(0..0, batch);
+    }
     let deadline = Instant::now() + Duration::from_secs(2);
     while subs.values().any(|s| s.in_flight > 0) && Instant::now() < deadline {
         if let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await

@@ -65,6 +65,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "outbox",
         include_str!("../../migrations/sqlite/0011_outbox.sql"),
     ),
+    (
+        12,
+        "attempts_once",
+        include_str!("../../migrations/sqlite/0012_attempts_once.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -123,6 +128,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "outbox",
         include_str!("../../migrations/postgres/0011_outbox.sql"),
+    ),
+    (
+        12,
+        "attempts_once",
+        include_str!("../../migrations/postgres/0012_attempts_once.sql"),
     ),
 ];
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
+use jetmon_engine::Transition;
 use jetmon_outbox::payload::{self, Facts};
 use jetmon_outbox::{Change, EventType, delivery_id};
 use jetmon_shared::check::CheckType;
@@ -28,6 +29,8 @@ struct Known {
 
 /// Ids per `IN (…)` query.
 const CHUNK: usize = 500;
+/// Finished attempts per statement (7 parameters each, well under either backend's limit).
+const FINISH_CHUNK: usize = 100;
 
 impl Store {
     /// Writes the outbox rows of `batch`'s transitions (`ids`: their transition ids).
@@ -118,24 +121,7 @@ impl Store {
             };
             let ty = change.event_type();
             let source = self.source(&t.source);
-            let f = Facts {
-                transition_id: *id,
-                at_us: t.at_us,
-                site_id: facts.site_id,
-                site_url: &facts.url,
-                blog_id: facts.blog_id,
-                site_state,
-                site_severity,
-                event_id: t.event_id,
-                check_type: facts.check_type,
-                started_at_us: t.started_at_us,
-                ended_at_us: t.after.is_none().then_some(t.at_us),
-                resolution_reason: t.after.is_none().then(|| t.reason.name()),
-                reason: t.reason.name(),
-                source: &source,
-                state_before: t.before.map(|(s, v)| (s, v.0)),
-                state_after: t.after.map(|(s, v)| (s, v.0)),
-            };
+            let f = facts_of(t, *id, facts, &source, site_state, site_severity);
             for sub in subs.iter().filter(|s| s.wants(ty, &change)) {
                 insert(tx, sub, ty, &f, facts.tenant_id, now).await?;
             }
@@ -155,30 +141,42 @@ impl Store {
                 cause_linked: false,
             };
             let source = self.source(&t.source);
-            let f = Facts {
-                transition_id: id,
-                at_us: t.at_us,
-                site_id: site,
-                site_url: &facts.url,
-                blog_id: facts.blog_id,
-                site_state: state,
-                site_severity: severity,
-                event_id: t.event_id,
-                check_type: facts.check_type,
-                started_at_us: t.started_at_us,
-                ended_at_us: t.after.is_none().then_some(t.at_us),
-                resolution_reason: t.after.is_none().then(|| t.reason.name()),
-                reason: t.reason.name(),
-                source: &source,
-                state_before: t.before.map(|(s, v)| (s, v.0)),
-                state_after: t.after.map(|(s, v)| (s, v.0)),
-            };
+            let f = facts_of(t, id, facts, &source, state, severity);
             let ty = EventType::SiteStateChanged;
             for sub in subs.iter().filter(|s| s.wants(ty, &change)) {
                 insert(tx, sub, ty, &f, facts.tenant_id, now).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// What a notice of transition `t` (stored as `id`) says, its site being in `site_state`.
+fn facts_of<'a>(
+    t: &'a Transition,
+    id: u64,
+    known: &'a Known,
+    source: &'a str,
+    site_state: State,
+    site_severity: u8,
+) -> Facts<'a> {
+    Facts {
+        transition_id: id,
+        at_us: t.at_us,
+        site_id: known.site_id,
+        site_url: &known.url,
+        blog_id: known.blog_id,
+        site_state,
+        site_severity,
+        event_id: t.event_id,
+        check_type: known.check_type,
+        started_at_us: t.started_at_us,
+        ended_at_us: t.after.is_none().then_some(t.at_us),
+        resolution_reason: t.after.is_none().then(|| t.reason.name()),
+        reason: t.reason.name(),
+        source,
+        state_before: t.before.map(|(s, v)| (s, v.0)),
+        state_after: t.after.map(|(s, v)| (s, v.0)),
     }
 }
 
@@ -324,6 +322,19 @@ pub struct DeliveryLog {
     pub attempts_log: Vec<AttemptRow>,
 }
 
+/// A row read as `id, kind, subscription_id, site_id, event_type, payload, attempts`.
+fn claimed_of(r: &sqlx::any::AnyRow) -> Result<Claimed> {
+    Ok(Claimed {
+        id: r.try_get(0)?,
+        kind: u8::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
+        subscription_id: u(r.try_get::<i64, _>(2)?),
+        site_id: u(r.try_get::<i64, _>(3)?),
+        event_type: r.try_get(4)?,
+        payload: r.try_get(5)?,
+        attempts: u32::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
+    })
+}
+
 fn status_of(v: Option<i64>) -> Option<u16> {
     v.and_then(|s| u16::try_from(s).ok())
 }
@@ -356,11 +367,11 @@ impl Store {
                AND (o.lease_until IS NULL OR o.lease_until < $5) \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.kind = o.kind \
                  AND p.subscription_id = o.subscription_id AND p.site_id = o.site_id \
-                 AND p.state = 0 AND (p.transition_id < o.transition_id \
-                   OR (p.transition_id = o.transition_id AND p.id < o.id))) \
+                 AND p.state = 0 AND p.transition_id <= o.transition_id \
+                 AND (p.transition_id < o.transition_id OR p.id < o.id)) \
                ORDER BY o.next_at LIMIT $6) \
              AND +state = 0 AND (lease_until IS NULL OR lease_until < $5) \
-             RETURNING id, subscription_id, site_id, event_type, payload, attempts",
+             RETURNING id, kind, subscription_id, site_id, event_type, payload, attempts",
         )
         .bind(owner.to_owned())
         .bind(i(lease_until_us))
@@ -371,19 +382,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("claiming deliveries")?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get(0)?,
-                    kind,
-                    subscription_id: u(r.try_get::<i64, _>(1)?),
-                    site_id: u(r.try_get::<i64, _>(2)?),
-                    event_type: r.try_get(3)?,
-                    payload: r.try_get(4)?,
-                    attempts: u32::try_from(r.try_get::<i64, _>(5)?).unwrap_or(0),
-                })
-            })
-            .collect()
+        rows.iter().map(claimed_of).collect()
     }
 
     /// Records attempts and their rows' fate, all in one transaction. A row whose lease
@@ -394,44 +393,94 @@ impl Store {
             return Ok(());
         }
         let (_turn, mut tx) = self.write_tx().await?;
-        for f in done {
-            let (state, next_at, done_at) = match &f.next {
-                Next::Delivered => (1, f.at_us, Some(f.at_us)),
-                Next::RetryAt(t) => (0, *t, None),
-                Next::Abandoned | Next::Disable(_) => (2, f.at_us, Some(f.at_us)),
-            };
-            sqlx::query(
-                "UPDATE outbox SET state = $1, attempts = $2, next_at = $3, done_at = $4, \
-                 last_status = $5, last_error = $6, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $7 AND lease_owner = $8 AND state = 0",
-            )
-            .bind(state)
-            .bind(i64::from(f.attempt))
-            .bind(i(next_at))
-            .bind(done_at.map(i))
-            .bind(f.status.map(i64::from))
-            .bind(f.error.clone())
-            .bind(f.id.clone())
-            .bind(owner.to_owned())
-            .execute(&mut *tx)
-            .await
-            .context("recording a delivery")?;
-            sqlx::query(
-                // Written once even when a commit whose answer was lost is tried again.
+        // A few statements per batch rather than two per row: under a storm a finish carries
+        // hundreds of rows, and each statement is a round trip to the database (P10).
+        for chunk in done.chunks(FINISH_CHUNK) {
+            let mut q = String::from(
+                "UPDATE outbox SET state = v.column2, attempts = v.column3, \
+                 next_at = v.column4, done_at = v.column5, last_status = v.column6, \
+                 last_error = v.column7, lease_owner = NULL, lease_until = NULL FROM (VALUES ",
+            );
+            for k in 0..chunk.len() {
+                let b = 2 + k * 7;
+                if k > 0 {
+                    q.push_str(", ");
+                }
+                q.push_str(&format!(
+                    "(CAST(${b} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                     CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                     CAST(${} AS TEXT))",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            q.push_str(
+                ") AS v WHERE outbox.id = v.column1 AND outbox.lease_owner = $1 \
+                 AND outbox.state = 0",
+            );
+            // Built from placeholders only; every value is bound.
+            let mut update = sqlx::query(sqlx::AssertSqlSafe(q)).bind(owner.to_owned());
+            for f in chunk {
+                let (state, next_at, done_at) = match &f.next {
+                    Next::Delivered => (1i64, f.at_us, Some(f.at_us)),
+                    Next::RetryAt(t) => (0, *t, None),
+                    Next::Abandoned | Next::Disable(_) => (2, f.at_us, Some(f.at_us)),
+                };
+                update = update
+                    .bind(f.id.clone())
+                    .bind(state)
+                    .bind(i64::from(f.attempt))
+                    .bind(i(next_at))
+                    .bind(done_at.map(i))
+                    .bind(f.status.map(i64::from))
+                    .bind(f.error.clone());
+            }
+            update
+                .execute(&mut *tx)
+                .await
+                .context("recording deliveries")?;
+            let mut q = String::from(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_us, status, \
-                 error, excerpt) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
-                 (SELECT 1 FROM delivery_attempts WHERE delivery_id = $1 AND attempt = $2)",
-            )
-            .bind(f.id.clone())
-            .bind(i64::from(f.attempt))
-            .bind(i(f.at_us))
-            .bind(i(f.duration_us))
-            .bind(f.status.map(i64::from))
-            .bind(f.error.clone())
-            .bind(f.excerpt.clone())
-            .execute(&mut *tx)
-            .await
-            .context("logging a delivery attempt")?;
+                 error, excerpt) VALUES ",
+            );
+            for k in 0..chunk.len() {
+                let b = 1 + k * 7;
+                if k > 0 {
+                    q.push_str(", ");
+                }
+                q.push_str(&format!(
+                    "(${b}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            // Written once even when a commit whose answer was lost is tried again.
+            q.push_str(" ON CONFLICT (delivery_id, attempt) DO NOTHING");
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
+            for f in chunk {
+                insert = insert
+                    .bind(f.id.clone())
+                    .bind(i64::from(f.attempt))
+                    .bind(i(f.at_us))
+                    .bind(i(f.duration_us))
+                    .bind(f.status.map(i64::from))
+                    .bind(f.error.clone())
+                    .bind(f.excerpt.clone());
+            }
+            insert
+                .execute(&mut *tx)
+                .await
+                .context("logging delivery attempts")?;
+        }
+        for f in done {
             if let Next::Disable(reason) = &f.next
                 && f.kind == jetmon_outbox::Kind::Webhook.code()
             {
@@ -576,8 +625,6 @@ impl Store {
 }
 
 impl Store {
-    /// Gives back rows `owner` claimed and did not send (a deliverer stopping), so another
-    /// worker need not wait for the lease.
     /// The pending rows `owner` holds a lease on. After a database error the deliverer cannot
     /// know whether a claim it saw fail was committed all the same (the answer lost on the
     /// way): it reads what it holds and sends what it did not know it had, instead of letting
@@ -591,21 +638,11 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .context("reading leased deliveries")?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claimed {
-                    id: r.try_get(0)?,
-                    kind: u8::try_from(r.try_get::<i64, _>(1)?).unwrap_or(0),
-                    subscription_id: u(r.try_get::<i64, _>(2)?),
-                    site_id: u(r.try_get::<i64, _>(3)?),
-                    event_type: r.try_get(4)?,
-                    payload: r.try_get(5)?,
-                    attempts: u32::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
-                })
-            })
-            .collect()
+        rows.iter().map(claimed_of).collect()
     }
 
+    /// Gives back rows `owner` claimed and did not send (a deliverer stopping), so another
+    /// worker need not wait for the lease.
     pub async fn release_deliveries(&self, owner: &str, ids: &[String]) -> Result<()> {
         let _turn = self.gate.turn().await;
         for id in ids {
@@ -626,6 +663,30 @@ impl Store {
 impl Store {
     /// `(delivery id, enqueued at µs, state)` of every row of subscription `(kind, id)`
     /// (benchmarks: the enqueue instant is the transition's commit, give or take the batch).
+    /// `(rows, pending rows)` of subscription `(kind, id)`, and how many sites are in
+    /// `state` (a benchmark's progress line, cheap enough to ask every second or two).
+    pub async fn delivery_progress(
+        &self,
+        kind: u8,
+        subscription_id: u64,
+        state: State,
+    ) -> Result<(u64, u64, u64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM outbox WHERE kind = $1 AND subscription_id = $2),              (SELECT COUNT(*) FROM outbox WHERE state = 0 AND kind = $1 AND subscription_id = $2),              (SELECT COUNT(*) FROM sites WHERE current_state = $3)",
+        )
+        .bind(i64::from(kind))
+        .bind(i(subscription_id))
+        .bind(i64::from(state.code()))
+        .fetch_one(&self.pool)
+        .await
+        .context("reading delivery progress")?;
+        Ok((
+            u(row.try_get::<i64, _>(0)?),
+            u(row.try_get::<i64, _>(1)?),
+            u(row.try_get::<i64, _>(2)?),
+        ))
+    }
+
     pub async fn delivery_times(
         &self,
         kind: u8,
