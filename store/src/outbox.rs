@@ -322,6 +322,33 @@ pub struct DeliveryLog {
     pub attempts_log: Vec<AttemptRow>,
 }
 
+/// `rows` parenthesised rows of `casts.len()` placeholders each, numbered from `first`; a
+/// placeholder whose cast is not empty is written `CAST($n AS <cast>)` (a VALUES list has no
+/// column types of its own).
+fn value_rows(rows: usize, first: usize, casts: &[&str]) -> String {
+    let mut n = first;
+    let mut out = String::new();
+    for k in 0..rows {
+        if k > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for (c, cast) in casts.iter().enumerate() {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            if cast.is_empty() {
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push_str(&format!("CAST(${n} AS {cast})"));
+            }
+            n += 1;
+        }
+        out.push(')');
+    }
+    out
+}
+
 /// A row read as `id, kind, subscription_id, site_id, event_type, payload, attempts`.
 fn claimed_of(r: &sqlx::any::AnyRow) -> Result<Claimed> {
     Ok(Claimed {
@@ -401,23 +428,13 @@ impl Store {
                  next_at = v.column4, done_at = v.column5, last_status = v.column6, \
                  last_error = v.column7, lease_owner = NULL, lease_until = NULL FROM (VALUES ",
             );
-            for k in 0..chunk.len() {
-                let b = 2 + k * 7;
-                if k > 0 {
-                    q.push_str(", ");
-                }
-                q.push_str(&format!(
-                    "(CAST(${b} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
-                     CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
-                     CAST(${} AS TEXT))",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
+            q.push_str(&value_rows(
+                chunk.len(),
+                2,
+                &[
+                    "TEXT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "BIGINT", "TEXT",
+                ],
+            ));
             q.push_str(
                 ") AS v WHERE outbox.id = v.column1 AND outbox.lease_owner = $1 \
                  AND outbox.state = 0",
@@ -447,21 +464,7 @@ impl Store {
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, duration_us, status, \
                  error, excerpt) VALUES ",
             );
-            for k in 0..chunk.len() {
-                let b = 1 + k * 7;
-                if k > 0 {
-                    q.push_str(", ");
-                }
-                q.push_str(&format!(
-                    "(${b}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
-            }
+            q.push_str(&value_rows(chunk.len(), 1, &[""; 7]));
             // Written once even when a commit whose answer was lost is tried again.
             q.push_str(" ON CONFLICT (delivery_id, attempt) DO NOTHING");
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(q));
@@ -709,5 +712,19 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_rows;
+
+    #[test]
+    fn value_rows_number_and_cast_their_placeholders() {
+        assert_eq!(
+            value_rows(2, 2, &["TEXT", ""]),
+            "(CAST($2 AS TEXT), $3), (CAST($4 AS TEXT), $5)"
+        );
+        assert_eq!(value_rows(0, 1, &[""]), "");
     }
 }
